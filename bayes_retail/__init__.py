@@ -1,0 +1,24 @@
+"""bayes_retail: hierarchical Bayesian shopper models of The Complete Journey and synthetic shoppers.
+
+The Python API mirrors the ``bayes-retail`` command line::
+
+    import bayes_retail as br
+    data = br.load_data()                      # embedded Complete Journey, validated and cleaned
+    floor = br.real_vs_real_floor(data.metric_tables())
+    print(floor.format_table())
+"""
+
+from bayes_retail._version import __version__
+from bayes_retail.data import RetailData, load_data, load_side
+from bayes_retail.errors import BayesRetailError, DataError
+
+__all__ = ["BayesRetailError", "DataError", "RetailData", "__version__", "load_data", "load_side"]
+
+
+def __getattr__(name: str):
+    # The metric suite is imported lazily so `import bayes_retail` stays light.
+    if name in {"compute_suite", "real_vs_real_floor", "check"}:
+        from bayes_retail import metrics
+
+        return metrics.compute_suite if name == "check" else getattr(metrics, name)
+    raise AttributeError(f"module 'bayes_retail' has no attribute {name!r}")
