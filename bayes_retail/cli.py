@@ -1,0 +1,147 @@
+"""The ``bayes-retail`` command line.
+
+Errors caused by the user's input (:class:`~bayes_retail.errors.BayesRetailError`)
+are printed as one line without a traceback, with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from bayes_retail._version import __version__
+from bayes_retail.errors import BayesRetailError
+
+DEFAULT_REPORT_DIR = "reports"
+
+
+class Progress:
+    """Prints timestamped step messages to stderr (the CLI's progress output)."""
+
+    def __init__(self, quiet: bool = False):
+        self.quiet = quiet
+        self.start = time.perf_counter()
+
+    def __call__(self, message: str) -> None:
+        if not self.quiet:
+            print(f"[{time.perf_counter() - self.start:7.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bayes-retail",
+        description="Bayesian shopper models of The Complete Journey and synthetic shoppers from their posterior.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--quiet", action="store_true", help="no progress messages")
+    parser.add_argument("--cache-dir", default=None, help="where derived panels are cached (default ~/.cache/bayes_retail)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("data", help="validate and clean a data source, build its panels, print a summary")
+    data.add_argument("--source", default=None, help="data folder (default: the embedded Complete Journey data)")
+    data.add_argument("--out", default=None, help="also write the cleaned tables and panels to this folder")
+    data.add_argument("--rebuild", action="store_true", help="rebuild the panels even when cached")
+    data.set_defaults(func=cmd_data)
+
+    check = sub.add_parser("check", help="tiered KS metric suite: synthetic against real data")
+    check.add_argument("--synthetic", required=True, help="synthetic data: any data source or simulator output folder")
+    check.add_argument("--real", default=None, help="real data source (default: the embedded data)")
+    check.add_argument("--out", default=DEFAULT_REPORT_DIR, help="folder for metrics.json (default: reports/)")
+    check.add_argument("--floor", action="store_true", help="also compute the real-vs-real floor (split halves)")
+    check.add_argument("--draw", type=int, default=None, help="posterior draw to score when the output holds several")
+    check.add_argument("--seed", type=int, default=0, help="seed of household subsampling and the split (default 0)")
+    check.set_defaults(func=cmd_check)
+
+    run = sub.add_parser("run", help="the whole pipeline on the embedded data (for now: data and the metric floor)")
+    run.add_argument("--out", default=DEFAULT_REPORT_DIR, help="folder for metrics.json (default: reports/)")
+    run.add_argument("--seed", type=int, default=0)
+    run.set_defaults(func=cmd_run)
+    return parser
+
+
+def cmd_data(args: argparse.Namespace, progress: Progress) -> int:
+    from bayes_retail.data import load_data, write_panels
+
+    data = load_data(args.source, cache_dir=args.cache_dir, rebuild=args.rebuild, progress=progress)
+    if args.out:
+        write_panels(data, args.out)
+        progress(f"panels written to {args.out}")
+    print(format_data_summary(data.report))
+    return 0
+
+
+def cmd_check(args: argparse.Namespace, progress: Progress) -> int:
+    from bayes_retail.data import load_data, load_side
+    from bayes_retail.metrics import compute_suite, real_vs_real_floor
+
+    real_data = load_data(args.real, cache_dir=args.cache_dir, progress=progress)
+    real = real_data.metric_tables("real")
+    synthetic = load_side(
+        args.synthetic, name="synthetic", reference=real_data, cache_dir=args.cache_dir, draw=args.draw, progress=progress
+    )
+    floor = None
+    if args.floor:
+        progress("real-vs-real floor (split halves)")
+        floor = real_vs_real_floor(real, seed=args.seed)
+    progress("metric suite")
+    result = compute_suite(real, synthetic, seed=args.seed, floor=floor)
+    return _write_result(result, args.out, progress)
+
+
+def cmd_run(args: argparse.Namespace, progress: Progress) -> int:
+    from bayes_retail.data import load_data
+    from bayes_retail.metrics import real_vs_real_floor
+
+    data = load_data(None, cache_dir=args.cache_dir, progress=progress)
+    print(format_data_summary(data.report))
+    progress("real-vs-real floor (split halves of the households)")
+    floor = real_vs_real_floor(data.metric_tables("real"), seed=args.seed)
+    return _write_result(floor, args.out, progress)
+
+
+def _write_result(result, out: str, progress: Progress) -> int:
+    path = Path(out) / "metrics.json"
+    result.to_json(path)
+    print(result.format_table())
+    progress(f"metrics written to {path}")
+    return 0
+
+
+def format_data_summary(report: dict) -> str:
+    """Human-readable summary of a data build: the source, counts and the rows each rule removed."""
+    s = report["summary"]
+    weeks = s["weeks"]
+    rows = [
+        f"source            {report['source']['kind']} {report['source']['path'] or ''}".rstrip(),
+        f"lines read        {report.get('lines_read', 'n/a'):>10}",
+    ]
+    rows += [f"  - {r['rule']:<16}{r['rows_removed']:>10}  {r['description']}" for r in report["rules"]]
+    rows += [
+        f"lines kept        {s['lines']:>10}",
+        f"households        {s['households']:>10}",
+        f"baskets           {s['baskets']:>10}",
+        f"weeks             {len(weeks):>10}  ({weeks[0]}-{weeks[-1]})",
+        f"products          {s['products']:>10}",
+        f"categories        {s['categories']:>10}",
+        f"choice-set items  {s['choice_set_products']:>10}  (median {s['choice_set_size_median']:.0f} per category)",
+        f"visit rate        {s['visit_rate']:>10.3f}  ({s['trips_per_visit']:.2f} trips per visited week)",
+        f"depth missing     {s['product_weeks_depth_missing']:>10.3f}  of choice-set product-weeks",
+    ]
+    return "\n".join(rows)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    progress = Progress(quiet=args.quiet)
+    try:
+        return args.func(args, progress)
+    except BayesRetailError as exc:
+        print(f"bayes-retail {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
