@@ -4,7 +4,7 @@ The Python API mirrors the ``bayes-retail`` command line::
 
     import bayes_retail as br
     data = br.load_data()                      # embedded Complete Journey, validated and cleaned
-    floor = br.real_vs_real_floor(data.metric_tables())
+    floor = br.floor_suite(data.metric_tables())   # the suite between two halves of the households
     print(floor.format_table())
 """
 
@@ -17,8 +17,8 @@ __all__ = ["BayesRetailError", "DataError", "RetailData", "__version__", "load_d
 
 def __getattr__(name: str):
     # The metric suite is imported lazily so `import bayes_retail` stays light.
-    if name in {"compute_suite", "real_vs_real_floor", "check"}:
+    if name in {"compute_suite", "real_vs_real_floor", "floor_suite"}:
         from bayes_retail import metrics
 
-        return metrics.compute_suite if name == "check" else getattr(metrics, name)
+        return getattr(metrics, name)
     raise AttributeError(f"module 'bayes_retail' has no attribute {name!r}")

@@ -75,30 +75,26 @@ def cmd_data(args: argparse.Namespace, progress: Progress) -> int:
 
 def cmd_check(args: argparse.Namespace, progress: Progress) -> int:
     from bayes_retail.data import load_data, load_side
-    from bayes_retail.metrics import compute_suite, real_vs_real_floor
+    from bayes_retail.metrics import compute_suite
 
     real_data = load_data(args.real, cache_dir=args.cache_dir, progress=progress)
     real = real_data.metric_tables("real")
     synthetic = load_side(
         args.synthetic, name="synthetic", reference=real_data, cache_dir=args.cache_dir, draw=args.draw, progress=progress
     )
-    floor = None
-    if args.floor:
-        progress("real-vs-real floor (split halves)")
-        floor = real_vs_real_floor(real, seed=args.seed)
-    progress("metric suite")
-    result = compute_suite(real, synthetic, seed=args.seed, floor=floor)
+    progress("metric suite" + (" and the real-vs-real floor" if args.floor else ""))
+    result = compute_suite(real, synthetic, seed=args.seed, floor=args.floor)
     return _write_result(result, args.out, progress)
 
 
 def cmd_run(args: argparse.Namespace, progress: Progress) -> int:
     from bayes_retail.data import load_data
-    from bayes_retail.metrics import real_vs_real_floor
+    from bayes_retail.metrics import floor_suite
 
     data = load_data(None, cache_dir=args.cache_dir, progress=progress)
     print(format_data_summary(data.report))
     progress("real-vs-real floor (split halves of the households)")
-    floor = real_vs_real_floor(data.metric_tables("real"), seed=args.seed)
+    floor = floor_suite(data.metric_tables("real"), seed=args.seed)
     return _write_result(floor, args.out, progress)
 
 
@@ -126,7 +122,7 @@ def format_data_summary(report: dict) -> str:
         f"weeks             {len(weeks):>10}  ({weeks[0]}-{weeks[-1]})",
         f"products          {s['products']:>10}",
         f"categories        {s['categories']:>10}",
-        f"choice-set items  {s['choice_set_products']:>10}  (median {s['choice_set_size_median']:.0f} per category)",
+        f"choice-set items  {s['choice_set_products']:>10}  (median {s['choice_set_size_median']:g} per category)",
         f"visit rate        {s['visit_rate']:>10.3f}  ({s['trips_per_visit']:.2f} trips per visited week)",
         f"depth missing     {s['product_weeks_depth_missing']:>10.3f}  of choice-set product-weeks",
     ]

@@ -66,7 +66,10 @@ class Source:
         for name in names:
             target = self.files[name]
             paths.extend(sorted(target.rglob("*.parquet")) if target.is_dir() else [target])
-        return hash_files(paths, extra=self.kind)
+        # relative paths too: a hive partition's values live in its folder names
+        root = self.path if self.path is not None else paths[0].parent if paths else Path(".")
+        layout = "|".join(str(p.relative_to(root)) for p in paths)
+        return hash_files(paths, extra=f"{self.kind}|{layout}")
 
 
 def locate(path: str | os.PathLike | None = None) -> Source:

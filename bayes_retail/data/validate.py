@@ -39,6 +39,9 @@ def validate_table(tbl: pa.Table, spec: TableSpec, *, file: str) -> pa.Table:
     for col in spec.columns:
         if col.name in tbl.column_names:
             cast = _cast_column(tbl[col.name], col, file=file)
+            if col.default is not None and cast.null_count:
+                # a blank optional amount (a discount) means none, as an absent column does
+                cast = pc.fill_null(cast, pa.scalar(col.default, _ARROW_TYPES[col.kind]))
             tbl = tbl.set_column(tbl.column_names.index(col.name), col.name, cast)
         elif col.default is not None:
             tbl = tbl.append_column(col.name, pa.array([col.default] * tbl.num_rows, type=_ARROW_TYPES[col.kind]))
@@ -58,7 +61,7 @@ def _cast_column(arr: pa.ChunkedArray, col: Column, *, file: str) -> pa.ChunkedA
     if kind == "datetime":
         return _cast_datetime(arr, col, file=file)
     if not (pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type) or pa.types.is_null(arr.type)):
-        examples = _examples(arr)
+        examples = _non_numeric_examples(arr)
         raise DataError(
             f"expected {'integers' if kind == 'int' else 'numbers'}, found {arr.type} values such as {examples}",
             file=file,
@@ -86,6 +89,12 @@ def _cast_datetime(arr: pa.ChunkedArray, col: Column, *, file: str) -> pa.Chunke
             file=file,
             column=col.name,
         ) from exc
+
+
+def _non_numeric_examples(arr: pa.ChunkedArray) -> list:
+    text = pc.drop_null(arr.cast(pa.string()))
+    numeric = pc.match_substring_regex(text, r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$")
+    return pc.filter(text, pc.invert(numeric)).slice(0, _EXAMPLES).to_pylist()
 
 
 def _examples(arr: pa.ChunkedArray) -> list:
