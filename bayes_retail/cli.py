@@ -16,6 +16,8 @@ from bayes_retail._version import __version__
 from bayes_retail.errors import BayesRetailError
 
 DEFAULT_REPORT_DIR = "reports"
+DEFAULT_MODELS_DIR = "models"
+FIT_STAGES = ("pricing", "all")
 
 
 class Progress:
@@ -46,6 +48,16 @@ def _parser() -> argparse.ArgumentParser:
     data.add_argument("--rebuild", action="store_true", help="rebuild the panels even when cached")
     data.set_defaults(func=cmd_data)
 
+    fit = sub.add_parser("fit", help="fit model stages and write their artifacts (available now: pricing)")
+    fit.add_argument(
+        "--stage", choices=FIT_STAGES, default="all", help="stage to fit; all = every stage built so far (now: pricing)"
+    )
+    fit.add_argument("--config", default="default", help="configuration name (inference/configs/NAME.toml) or path")
+    fit.add_argument("--data", default=None, help="data source (default: the embedded data)")
+    fit.add_argument("--seed", type=int, default=1, help="seed of the fit (default 1)")
+    fit.add_argument("--out", default=DEFAULT_MODELS_DIR, help="folder for the artifacts (default: models/)")
+    fit.set_defaults(func=cmd_fit)
+
     check = sub.add_parser("check", help="tiered KS metric suite: synthetic against real data")
     check.add_argument("--synthetic", required=True, help="synthetic data: any data source or simulator output folder")
     check.add_argument("--real", default=None, help="real data source (default: the embedded data)")
@@ -70,6 +82,22 @@ def cmd_data(args: argparse.Namespace, progress: Progress) -> int:
         write_panels(data, args.out)
         progress(f"panels written to {args.out}")
     print(format_data_summary(data.report))
+    return 0
+
+
+def cmd_fit(args: argparse.Namespace, progress: Progress) -> int:
+    from bayes_retail.config import load_config, stage_config
+    from bayes_retail.data import load_data
+    from bayes_retail.pricing import PricingConfig
+    from bayes_retail.pricing.stage import format_summary, run_pricing_stage
+
+    config = load_config(args.config)
+    pricing_config = stage_config(config, "pricing", PricingConfig)
+    data = load_data(args.data, cache_dir=args.cache_dir, progress=progress)
+    summary = run_pricing_stage(
+        data, config=pricing_config, seed=args.seed, out=args.out, config_name=config["name"], progress=progress
+    )
+    print(format_summary(summary))
     return 0
 
 

@@ -34,3 +34,11 @@ class DataError(BayesRetailError):
                 where += f", column '{column}'"
             where += ": "
         super().__init__(where + message)
+
+
+class ArtifactError(BayesRetailError):
+    """A fitted artifact (trace, pricing model) that cannot be used: names the file and why."""
+
+    def __init__(self, message: str, *, file: str | None = None):
+        self.file = file
+        super().__init__(f"{file}: {message}" if file else message)
