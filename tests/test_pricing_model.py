@@ -471,3 +471,19 @@ def test_observed_panel_reports_carried_shelf_prices_as_missing(fitted):
     np.testing.assert_array_equal(long["shelf_carried"], panel.shelf.T.ravel())
     filled = np.nan_to_num(panel.depth)
     np.testing.assert_array_equal(observed_panel(panel, filled)["depth"], filled.T.ravel())
+
+
+def test_replay_uses_the_observed_prices_and_the_given_imputation(fitted):
+    pw, model = fitted
+    panel = PricingPanel.from_product_weeks(pw)
+    depths = model.impute_depths(panel, np.random.default_rng(8), m=2)
+    replay = panel.replay(depths[1])
+    assert list(replay.columns) == list(model.simulate(panel.weeks, np.random.default_rng(0)).columns)
+    merged = replay.merge(pw, on=["product_id", "week"])
+    # the carried shelf price is the base price; observed depths are kept, missing ones imputed
+    np.testing.assert_array_equal(merged["base_price"], merged["shelf_price"])
+    seen = merged["depth_y"].notna()
+    np.testing.assert_array_equal(merged.loc[seen, "depth_x"], merged.loc[seen, "depth_y"])
+    np.testing.assert_allclose(replay["price"], np.round(replay["base_price"] * (1 - replay["depth"]), 2))
+    with pytest.raises(ValueError, match="missing values"):
+        panel.replay(panel.depth)

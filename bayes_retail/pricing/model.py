@@ -160,6 +160,33 @@ class PricingPanel:
         cats = self.products["category_id"].to_numpy()
         return Stack(cats, int(cats.max()) + 1 if cats.size else 0)
 
+    def replay(self, depth: np.ndarray) -> pd.DataFrame:
+        """The observed prices in :meth:`PricingModel.simulate`'s schema (replay mode).
+
+        ``base_price`` is the offered shelf price (carried over weeks without a
+        purchase), ``depth`` the given completed panel (observed depths plus one
+        imputation, e.g. ``PricingModel.impute_depths(...)[m]``), display and
+        mailer as observed.
+        """
+        if depth.shape != self.depth.shape:
+            raise ValueError(f"depth must have the panel's shape {self.depth.shape}, got {depth.shape}")
+        if np.isnan(depth).any():
+            raise ValueError("depth has missing values: pass an imputed panel")
+        n, t_len = self.products.shape[0], self.weeks.size
+        base = self.shelf.T
+        return pd.DataFrame(
+            {
+                "product_id": np.repeat(self.products["product_id"].to_numpy(), t_len),
+                "category_id": np.repeat(self.products["category_id"].to_numpy(), t_len),
+                "week": np.tile(self.weeks, n),
+                "base_price": base.ravel(),
+                "depth": depth.T.ravel(),
+                "price": np.round(base * (1.0 - depth.T), 2).ravel(),
+                "display": self.display.T.ravel(),
+                "mailer": self.mailer.T.ravel(),
+            }
+        )
+
     def calendar_features(self) -> np.ndarray:
         """``(T, 1)``: log of each week's share of products in the mailer.
 
