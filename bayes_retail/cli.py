@@ -17,7 +17,7 @@ from bayes_retail.errors import BayesRetailError
 
 DEFAULT_REPORT_DIR = "reports"
 DEFAULT_MODELS_DIR = "models"
-FIT_STAGES = ("pricing", "all")
+FIT_STAGES = ("visit", "pricing", "all")
 
 
 class Progress:
@@ -48,10 +48,11 @@ def _parser() -> argparse.ArgumentParser:
     data.add_argument("--rebuild", action="store_true", help="rebuild the panels even when cached")
     data.set_defaults(func=cmd_data)
 
-    fit = sub.add_parser("fit", help="fit model stages and write their artifacts (available now: pricing)")
+    fit = sub.add_parser("fit", help="fit model stages and write their artifacts (built so far: visit, pricing)")
     fit.add_argument(
-        "--stage", choices=FIT_STAGES, default="all", help="stage to fit; all = every stage built so far (now: pricing)"
+        "--stage", choices=FIT_STAGES, default="all", help="stage to fit; all = every stage built so far"
     )
+    fit.add_argument("--method", default=None, help="inference method: nutpie (default), pymc, numpyro, advi, pathfinder")
     fit.add_argument("--config", default="default", help="configuration name (inference/configs/NAME.toml) or path")
     fit.add_argument("--data", default=None, help="data source (default: the embedded data)")
     fit.add_argument("--seed", type=int, default=1, help="seed of the fit (default 1)")
@@ -88,16 +89,26 @@ def cmd_data(args: argparse.Namespace, progress: Progress) -> int:
 def cmd_fit(args: argparse.Namespace, progress: Progress) -> int:
     from bayes_retail.config import load_config, stage_config
     from bayes_retail.data import load_data
+    from bayes_retail.models.stage import run_visit_stage, sampler_config
     from bayes_retail.pricing import PricingConfig
     from bayes_retail.pricing.stage import format_summary, run_pricing_stage
 
     config = load_config(args.config)
+    stages = ("visit", "pricing") if args.stage == "all" else (args.stage,)
+    # check every section before any long work starts
     pricing_config = stage_config(config, "pricing", PricingConfig)
+    sampler_config(config, method=args.method)
     data = load_data(args.data, cache_dir=args.cache_dir, progress=progress)
-    summary = run_pricing_stage(
-        data, config=pricing_config, seed=args.seed, out=args.out, config_name=config["name"], progress=progress
-    )
-    print(format_summary(summary))
+    if "pricing" in stages:
+        summary = run_pricing_stage(
+            data, config=pricing_config, seed=args.seed, out=args.out, config_name=config["name"], progress=progress
+        )
+        print(format_summary(summary))
+    if "visit" in stages:
+        summary = run_visit_stage(
+            data, config=config, seed=args.seed, out=args.out, method=args.method, progress=progress
+        )
+        print(f"visit: {summary['seconds']['total']} s; see {Path(args.out) / 'visit'}")
     return 0
 
 

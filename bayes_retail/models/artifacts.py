@@ -1,0 +1,137 @@
+"""One ArviZ InferenceData NetCDF per stage, with provenance in its attributes and checks on load.
+
+The attributes say what made the trace: the stage and its model version, the
+package version, the configuration, the data hash, the seed, the method, and
+the convergence verdict (computed on the full trace, before any thinning).
+Loading a trace of another stage or another model version, a damaged file, or
+a trace fitted on other data (when the caller gives its data hash) fails with
+:class:`~bayes_retail.errors.ArtifactError` naming the file and the mismatch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import arviz as az
+import numpy as np
+
+from bayes_retail._io import atomic_path
+from bayes_retail._version import __version__
+from bayes_retail.errors import ArtifactError
+
+KIND = "bayes_retail.stage"
+TRACE_FILENAME = "trace.nc"
+
+
+def stage_path(folder: str | os.PathLike, stage: str) -> Path:
+    """Where a stage's trace lives in an artifacts folder: ``folder/<stage>/trace.nc``."""
+    return Path(folder) / stage / TRACE_FILENAME
+
+
+def save_stage(
+    idata: az.InferenceData,
+    folder: str | os.PathLike,
+    *,
+    stage: str,
+    model_version: int,
+    attrs: dict,
+    keep_draws: int | None = None,
+) -> Path:
+    """Write ``idata`` as ``folder/trace.nc`` atomically (``folder`` is the stage's own folder).
+
+    Parameters
+    ----------
+    model_version
+        The stage's model version; a trace of another version is refused on load.
+    attrs
+        Provenance (config, data_hash, seed, method, convergence, ...); values
+        that are not strings or numbers are stored as JSON.
+    keep_draws
+        Thin to about this many draws in total (evenly spaced, spread over
+        chains) to keep shipped traces small; ``None`` keeps them all.
+    """
+    idata = _thinned(idata, keep_draws) if keep_draws else idata
+    stamped = {
+        "kind": KIND,
+        "stage": stage,
+        "model_version": int(model_version),
+        "bayes_retail_version": __version__,
+        **{k: _attr(v) for k, v in attrs.items()},
+    }
+    for group in idata.groups():
+        getattr(idata, group).attrs.update(stamped)
+    idata.attrs.update(stamped)
+    path = Path(folder) / TRACE_FILENAME
+    with atomic_path(path) as tmp:
+        idata.to_netcdf(str(tmp), engine="h5netcdf")
+    return path
+
+
+def load_stage(
+    path: str | os.PathLike,
+    *,
+    stage: str,
+    model_version: int,
+    data_hash: str | None = None,
+) -> az.InferenceData:
+    """Read a stage trace and check its provenance.
+
+    Parameters
+    ----------
+    path
+        The ``.nc`` file, the stage's folder holding ``trace.nc``, or an
+        artifacts folder holding ``<stage>/trace.nc``.
+    stage, model_version
+        What the caller expects.
+    data_hash
+        When given, the trace must have been fitted on data with this hash.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / TRACE_FILENAME if (path / TRACE_FILENAME).exists() else stage_path(path, stage)
+    if not path.exists():
+        raise ArtifactError(f"no {stage} trace here (run `bayes-retail fit --stage {stage}`)", file=str(path))
+    try:
+        idata = az.from_netcdf(str(path), engine="h5netcdf")
+        attrs = dict(idata.posterior.attrs)
+    except Exception as exc:  # h5py / xarray raise many types for a damaged file
+        raise ArtifactError(f"cannot read the trace ({type(exc).__name__}: {exc})", file=str(path)) from exc
+    if attrs.get("kind") != KIND:
+        raise ArtifactError("not a bayes_retail stage trace", file=str(path))
+    if attrs.get("stage") != stage:
+        raise ArtifactError(f"a {attrs.get('stage')!r} trace, not {stage!r}", file=str(path))
+    if str(attrs.get("model_version")) != str(model_version):
+        raise ArtifactError(
+            f"fitted with {stage} model version {attrs.get('model_version')} (bayes_retail "
+            f"{attrs.get('bayes_retail_version')}); this version is {model_version}: refit the stage",
+            file=str(path),
+        )
+    if data_hash is not None and attrs.get("data_hash") != data_hash:
+        raise ArtifactError(
+            f"fitted on other data (hash {attrs.get('data_hash')}, this data {data_hash}): refit or pass the matching data",
+            file=str(path),
+        )
+    idata.attrs.update(attrs)
+    return idata
+
+
+def attr_json(idata: az.InferenceData, key: str):
+    """An attribute stored as JSON (config, convergence), parsed."""
+    return json.loads(idata.attrs[key])
+
+
+def _attr(value):
+    if isinstance(value, (str, int, float, np.integer, np.floating)):
+        return value
+    return json.dumps(value, default=float)
+
+
+def _thinned(idata: az.InferenceData, keep: int) -> az.InferenceData:
+    """An evenly spaced subset of draws per chain (total about ``keep``)."""
+    chains = idata.posterior.sizes["chain"]
+    draws = idata.posterior.sizes["draw"]
+    per_chain = max(1, min(draws, keep // chains))
+    index = np.unique(np.linspace(0, draws - 1, per_chain).round().astype(int))
+    return idata.isel(draw=index, inplace=False)

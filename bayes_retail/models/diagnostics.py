@@ -1,0 +1,174 @@
+"""Convergence verdict of a fit: R-hat, bulk and tail ESS, divergences, BFMI against documented thresholds."""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from dataclasses import asdict, dataclass, field
+
+import arviz as az
+import numpy as np
+
+#: Thresholds a reported fit must meet (keyword arguments of :func:`convergence`).
+RHAT_MAX = 1.01
+ESS_MIN = 400
+BFMI_MIN = 0.3
+MAX_DIVERGENCES = 0
+
+
+class ConvergenceWarning(UserWarning):
+    """A fit that failed the convergence thresholds (its estimates should not be reported)."""
+
+
+@dataclass
+class Convergence:
+    """Convergence verdict over every scalar of the posterior.
+
+    Attributes
+    ----------
+    max_rhat, min_ess_bulk, min_ess_tail
+        Worst values over all scalars (NaN for methods without chains, e.g. ADVI).
+    divergences
+        Divergent transitions after warmup (0 when the method has none).
+    min_bfmi
+        Lowest chain BFMI (NaN without energy statistics).
+    worst
+        The variable behind each worst value.
+    passed
+        Every threshold met (always False for an approximate method).
+    approximate
+        The posterior comes from ADVI or pathfinder.
+    failures
+        One line per threshold that was missed.
+    thresholds
+        The thresholds used.
+    """
+
+    max_rhat: float
+    min_ess_bulk: float
+    min_ess_tail: float
+    divergences: int
+    min_bfmi: float
+    n_scalars: int
+    worst: dict = field(default_factory=dict)
+    passed: bool = False
+    approximate: bool = False
+    failures: list = field(default_factory=list)
+    thresholds: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), default=float)
+
+    def format(self) -> str:
+        status = "PASSED" if self.passed else "FAILED"
+        line = (
+            f"convergence {status}: max R-hat {self.max_rhat:.3f}, min ESS bulk {self.min_ess_bulk:.0f} / tail "
+            f"{self.min_ess_tail:.0f}, divergences {self.divergences}, min BFMI {self.min_bfmi:.2f} "
+            f"({self.n_scalars} scalars)"
+        )
+        return line if self.passed else line + "".join(f"\n  - {f}" for f in self.failures)
+
+
+def convergence(
+    idata: az.InferenceData,
+    *,
+    var_names: list[str] | None = None,
+    rhat_max: float = RHAT_MAX,
+    ess_min: float = ESS_MIN,
+    bfmi_min: float = BFMI_MIN,
+    max_divergences: int = MAX_DIVERGENCES,
+) -> Convergence:
+    """Compute the verdict of ``idata`` (every posterior scalar unless ``var_names``).
+
+    Parameters
+    ----------
+    rhat_max, ess_min, bfmi_min, max_divergences
+        Thresholds (defaults: 1.01, 400, 0.3, 0).
+    """
+    post = idata.posterior if var_names is None else idata.posterior[var_names]
+    approximate = bool(idata.attrs.get("approximate", 0))
+    rhat = _flat(az.rhat(post))
+    bulk = _flat(az.ess(post, method="bulk"))
+    tail = _flat(az.ess(post, method="tail"))
+    divergences, bfmi = _sampler_stats(idata)
+    verdict = Convergence(
+        max_rhat=_nanext(rhat, np.nanmax),
+        min_ess_bulk=_nanext(bulk, np.nanmin),
+        min_ess_tail=_nanext(tail, np.nanmin),
+        divergences=divergences,
+        min_bfmi=bfmi,
+        n_scalars=int(sum(v.size for v in rhat.values())),
+        worst={
+            "rhat": _argext(rhat, np.nanargmax),
+            "ess_bulk": _argext(bulk, np.nanargmin),
+            "ess_tail": _argext(tail, np.nanargmin),
+        },
+        approximate=approximate,
+        thresholds={"rhat_max": rhat_max, "ess_min": ess_min, "bfmi_min": bfmi_min, "max_divergences": max_divergences},
+    )
+    failures = []
+    if approximate:
+        failures.append("approximate method (ADVI / pathfinder): not a posterior to report")
+    if not verdict.max_rhat <= rhat_max:
+        failures.append(f"R-hat {verdict.max_rhat:.3f} > {rhat_max} ({verdict.worst['rhat']})")
+    if not verdict.min_ess_bulk >= ess_min:
+        failures.append(f"bulk ESS {verdict.min_ess_bulk:.0f} < {ess_min} ({verdict.worst['ess_bulk']})")
+    if not verdict.min_ess_tail >= ess_min:
+        failures.append(f"tail ESS {verdict.min_ess_tail:.0f} < {ess_min} ({verdict.worst['ess_tail']})")
+    if verdict.divergences > max_divergences:
+        failures.append(f"{verdict.divergences} divergent transitions > {max_divergences}")
+    if not (np.isnan(bfmi) or bfmi >= bfmi_min):
+        failures.append(f"BFMI {bfmi:.2f} < {bfmi_min}")
+    verdict.failures = failures
+    verdict.passed = not failures
+    return verdict
+
+
+def announce(verdict: Convergence, *, stage: str, stream=None) -> None:
+    """Print the verdict; a failed one also raises a :class:`ConvergenceWarning` and a banner."""
+    stream = stream or sys.stderr
+    if verdict.passed:
+        print(f"[{stage}] {verdict.format()}", file=stream)
+        return
+    banner = "!" * 78
+    print(f"{banner}\n[{stage}] {verdict.format()}\n{banner}", file=stream)
+    warnings.warn(f"{stage}: the fit did not converge; do not report its estimates", ConvergenceWarning, stacklevel=2)
+
+
+def _flat(ds) -> dict[str, np.ndarray]:
+    return {name: np.atleast_1d(np.asarray(ds[name].values, dtype=float)) for name in ds.data_vars}
+
+
+def _nanext(values: dict[str, np.ndarray], fn) -> float:
+    arrays = [v.ravel() for v in values.values() if v.size]
+    if not arrays:
+        return float("nan")
+    joined = np.concatenate(arrays)
+    return float(fn(joined)) if np.isfinite(joined).any() else float("nan")
+
+
+def _argext(values: dict[str, np.ndarray], fn) -> str:
+    best_name, best_val, best_idx = "", None, None
+    for name, v in values.items():
+        flat = v.ravel()
+        if not np.isfinite(flat).any():
+            continue
+        i = int(fn(flat))
+        cand = flat[i]
+        better = best_val is None or (cand > best_val if fn is np.nanargmax else cand < best_val)
+        if better:
+            best_name, best_val, best_idx = name, cand, (np.unravel_index(i, v.shape) if v.ndim > 1 or v.size > 1 else ())
+    return f"{best_name}{list(map(int, best_idx)) if best_idx else ''}"
+
+
+def _sampler_stats(idata: az.InferenceData) -> tuple[int, float]:
+    stats = getattr(idata, "sample_stats", None)
+    if stats is None:
+        return 0, float("nan")
+    divergences = int(stats["diverging"].sum()) if "diverging" in stats else 0
+    bfmi = float(np.min(az.bfmi(idata))) if "energy" in stats else float("nan")
+    return divergences, bfmi

@@ -1,0 +1,193 @@
+"""One switch chooses the inference method of every stage: nutpie (default), PyMC NUTS, numpyro, ADVI, pathfinder.
+
+ADVI and pathfinder were measured wrong on these models (hyper-SDs several times
+too small, a scale collapsed to zero): they are for smoke tests and initial
+values only, and every result built on them carries ``approximate = True``.
+The returned InferenceData holds the posterior of the model's own variables
+(no warmup draws, no unconstrained copies) and the sampler statistics.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import warnings
+from dataclasses import asdict, dataclass
+
+import arviz as az
+import numpy as np
+import pymc as pm
+
+from bayes_retail.errors import BayesRetailError
+
+METHODS: tuple[str, ...] = ("nutpie", "pymc", "numpyro", "advi", "pathfinder")
+APPROXIMATE: frozenset[str] = frozenset({"advi", "pathfinder"})
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """How a stage's posterior is computed (the ``[sampler]`` section of a configuration).
+
+    Attributes
+    ----------
+    method
+        One of :data:`METHODS`.
+    chains, draws, tune
+        MCMC chains, kept draws and warmup draws per chain (four chains for reported fits).
+    target_accept
+        NUTS target acceptance rate.
+    vi_iterations
+        Optimisation steps of ADVI.
+    keep_draws
+        Draws kept in the saved trace (evenly thinned, 0 = all): the shipped
+        posterior is thinned so ``models/`` stays small; diagnostics are computed
+        before thinning.
+    """
+
+    method: str = "nutpie"
+    chains: int = 4
+    draws: int = 500
+    tune: int = 500
+    target_accept: float = 0.8
+    vi_iterations: int = 20_000
+    keep_draws: int = 0
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        for name in ("chains", "draws", "tune", "vi_iterations", "keep_draws"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name in ("tune", "keep_draws") else 1):
+                raise ValueError(f"{name} must be a {'non-negative' if name in ('tune', 'keep_draws') else 'positive'} integer, got {value!r}")
+        if not 0.5 <= float(self.target_accept) < 1.0:
+            raise ValueError(f"target_accept must be in [0.5, 1), got {self.target_accept!r}")
+
+    @property
+    def approximate(self) -> bool:
+        return self.method in APPROXIMATE
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class SamplerError(BayesRetailError):
+    """A method that cannot run here (e.g. numpyro without JAX installed)."""
+
+
+def sample_posterior(model: pm.Model, *, config: SamplerConfig, seed: int, progress: bool = False) -> az.InferenceData:
+    """Posterior draws of ``model`` by ``config.method``; ``seed`` makes them reproducible on one machine."""
+    runner = {
+        "nutpie": _nutpie,
+        "pymc": _pymc,
+        "numpyro": _numpyro,
+        "advi": _advi,
+        "pathfinder": _pathfinder,
+    }[config.method]
+    idata = runner(model, config, seed, progress)
+    keep = [name for name in _model_variables(model) if name in idata.posterior]
+    idata.posterior = idata.posterior[keep]
+    idata.attrs["method"] = config.method
+    idata.attrs["approximate"] = int(config.approximate)
+    return idata
+
+
+def _model_variables(model: pm.Model) -> list[str]:
+    """Free and deterministic variables under their own names (not their transformed copies)."""
+    return [v.name for v in model.free_RVs] + [v.name for v in model.deterministics]
+
+
+def _nutpie(model, config, seed, progress):
+    import nutpie
+    from threadpoolctl import threadpool_limits
+
+    with _quiet():
+        compiled = nutpie.compile_pymc_model(model)
+    # one BLAS thread per chain: nutpie already runs a chain per core, and nested
+    # BLAS threads made two chains on two cores 2-3x slower per gradient (measured)
+    with threadpool_limits(limits=1):
+        return nutpie.sample(
+            compiled,
+            draws=config.draws,
+            tune=config.tune,
+            chains=config.chains,
+            seed=seed,
+            save_warmup=False,
+            progress_bar=progress,
+            target_accept=config.target_accept,
+        )
+
+
+def _pymc(model, config, seed, progress):
+    with model:
+        return pm.sample(
+            draws=config.draws,
+            tune=config.tune,
+            chains=config.chains,
+            cores=min(config.chains, 2),
+            random_seed=seed,
+            target_accept=config.target_accept,
+            progressbar=progress,
+            compute_convergence_checks=False,
+        )
+
+
+def _numpyro(model, config, seed, progress):
+    try:
+        import numpyro  # noqa: F401
+    except ImportError as exc:
+        raise SamplerError("method 'numpyro' needs the gpu extra: pip install 'bayes_retail[gpu]'") from exc
+    from bayes_retail.models._kernels import register_jax
+
+    register_jax()
+    with model:
+        return pm.sample(
+            draws=config.draws,
+            tune=config.tune,
+            chains=config.chains,
+            random_seed=seed,
+            target_accept=config.target_accept,
+            nuts_sampler="numpyro",
+            progressbar=progress,
+            compute_convergence_checks=False,
+        )
+
+
+def _advi(model, config, seed, progress):
+    with model:
+        approx = pm.fit(n=config.vi_iterations, method="advi", random_seed=seed, progressbar=progress)
+        idata = approx.sample(draws=config.draws * config.chains, random_seed=seed)
+    # one "chain" per block of draws so the result has the usual (chain, draw) shape
+    posterior = idata.posterior.isel(chain=0, drop=True)
+    stacked = posterior.coarsen(draw=config.draws).construct(draw=("chain", "draw"))
+    stacked = stacked.assign_coords(chain=np.arange(config.chains), draw=np.arange(config.draws))
+    return az.InferenceData(posterior=stacked.transpose("chain", "draw", ...))
+
+
+def _pathfinder(model, config, seed, progress):
+    try:
+        import pymc_extras as pmx
+    except ImportError as exc:
+        raise SamplerError("method 'pathfinder' needs pymc-extras: pip install pymc-extras") from exc
+    with model:
+        return pmx.fit(method="pathfinder", num_draws=config.draws * config.chains, random_seed=seed)
+
+
+@contextlib.contextmanager
+def _quiet():
+    """pytensor warns about BLAS at compile time; it does not concern the numba backend nutpie uses."""
+    logger = logging.getLogger("pytensor")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+        warnings.simplefilter("ignore")
+        try:
+            yield
+        finally:
+            logger.setLevel(level)
+
+
+def draws_array(idata: az.InferenceData, name: str) -> np.ndarray:
+    """A posterior variable as ``(chain * draw, ...)`` numpy array."""
+    value = idata.posterior[name].values
+    return value.reshape(-1, *value.shape[2:])

@@ -1,0 +1,152 @@
+"""Shared model machinery: sampler settings, the convergence verdict, stage traces, posterior tables."""
+
+from __future__ import annotations
+
+import arviz as az
+import numpy as np
+import pytest
+import xarray as xr
+
+from bayes_retail.errors import ArtifactError
+from bayes_retail.models.artifacts import TRACE_FILENAME, attr_json, load_stage, save_stage, stage_path
+from bayes_retail.models.diagnostics import ConvergenceWarning, announce, convergence
+from bayes_retail.models.sampling import SamplerConfig
+from bayes_retail.models.tables import posterior_table
+
+
+def _idata(rng, *, chains=4, draws=500, shift=0.0, diverging=0, scale=1.0):
+    """A posterior of iid normal draws; ``shift`` moves chain 0 (non-mixing), ``scale`` the spread."""
+    mu = rng.normal(0, scale, (chains, draws, 3))
+    mu[0] += shift
+    sigma = np.abs(rng.normal(1, 0.1, (chains, draws)))
+    div = np.zeros((chains, draws), dtype=bool)
+    div.flat[:diverging] = True
+    energy = rng.normal(0, 1, (chains, draws)).cumsum(axis=1) * 0 + rng.normal(0, 1, (chains, draws))
+    return az.from_dict(
+        posterior={"mu": mu, "sigma": sigma},
+        sample_stats={"diverging": div, "energy": energy},
+        coords={"param": ["visit", "signal", "trips"]},
+        dims={"mu": ["param"]},
+    )
+
+
+def test_sampler_config_validates_every_field():
+    assert SamplerConfig().method == "nutpie" and SamplerConfig().chains == 4
+    with pytest.raises(ValueError, match="method must be one of"):
+        SamplerConfig(method="gibbs")
+    with pytest.raises(ValueError, match="chains must be a positive integer"):
+        SamplerConfig(chains=0)
+    with pytest.raises(ValueError, match="tune must be a non-negative integer"):
+        SamplerConfig(tune=-1)
+    with pytest.raises(ValueError, match="draws must be a positive integer"):
+        SamplerConfig(draws=True)
+    with pytest.raises(ValueError, match="target_accept"):
+        SamplerConfig(target_accept=1.0)
+    assert SamplerConfig(method="advi").approximate and not SamplerConfig(method="pymc").approximate
+
+
+def test_a_well_mixed_posterior_passes():
+    verdict = convergence(_idata(np.random.default_rng(0)))
+    assert verdict.passed and verdict.failures == []
+    assert verdict.max_rhat < 1.01 and verdict.min_ess_bulk > 1000
+    assert verdict.n_scalars == 4 and verdict.divergences == 0
+
+
+def test_a_stuck_chain_fails_on_rhat_and_names_the_variable():
+    verdict = convergence(_idata(np.random.default_rng(1), shift=3.0))
+    assert not verdict.passed
+    assert verdict.max_rhat > 1.1 and verdict.worst["rhat"].startswith("mu[")
+    assert any(f.startswith("R-hat") for f in verdict.failures)
+
+
+def test_divergences_and_low_ess_are_failures():
+    rng = np.random.default_rng(2)
+    verdict = convergence(_idata(rng, diverging=3))
+    assert verdict.divergences == 3 and any("3 divergent" in f for f in verdict.failures)
+    short = convergence(_idata(rng, draws=50))
+    assert not short.passed and any(f.startswith("bulk ESS") for f in short.failures)
+    # thresholds are keyword arguments
+    assert convergence(_idata(rng, draws=50), ess_min=50).min_ess_bulk > 50
+
+
+def test_an_approximate_posterior_never_passes():
+    idata = _idata(np.random.default_rng(3))
+    idata.attrs["approximate"] = 1
+    verdict = convergence(idata)
+    assert not verdict.passed and "approximate" in verdict.failures[0]
+
+
+def test_announce_warns_loudly_on_failure(capsys):
+    bad = convergence(_idata(np.random.default_rng(4), shift=3.0))
+    with pytest.warns(ConvergenceWarning, match="did not converge"):
+        announce(bad, stage="visit")
+    err = capsys.readouterr().err
+    assert "!!!!" in err and "FAILED" in err and "R-hat" in err
+    announce(convergence(_idata(np.random.default_rng(5))), stage="visit")
+    assert "PASSED" in capsys.readouterr().err
+
+
+def _saved(tmp_path, **kwargs):
+    idata = _idata(np.random.default_rng(6), draws=100)
+    attrs = {"data_hash": "abc", "seed": 3, "config": {"a": 1}, "convergence": {"passed": True}}
+    return idata, save_stage(idata, tmp_path / "visit", stage="visit", model_version=2, attrs=attrs, **kwargs)
+
+
+def test_stage_trace_round_trip_keeps_draws_and_provenance(tmp_path):
+    idata, path = _saved(tmp_path)
+    assert path == stage_path(tmp_path, "visit") and path.name == TRACE_FILENAME
+    # the trace file, its folder and the artifacts folder all find it
+    for where in (path, path.parent, tmp_path):
+        loaded = load_stage(where, stage="visit", model_version=2, data_hash="abc")
+        xr.testing.assert_equal(loaded.posterior["mu"], idata.posterior["mu"])
+    assert loaded.attrs["seed"] == 3 and loaded.attrs["bayes_retail_version"]
+    assert attr_json(loaded, "config") == {"a": 1}
+    assert not list(path.parent.glob("*.tmp*"))
+
+
+def test_thinning_keeps_evenly_spaced_draws_of_every_chain(tmp_path):
+    _, path = _saved(tmp_path, keep_draws=40)
+    loaded = load_stage(path, stage="visit", model_version=2)
+    assert loaded.posterior.sizes["chain"] == 4 and loaded.posterior.sizes["draw"] == 10
+    np.testing.assert_array_equal(loaded.posterior["draw"].values, np.linspace(0, 99, 10).round().astype(int))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"stage": "category", "model_version": 2}, "a 'visit' trace, not 'category'"),
+        ({"stage": "visit", "model_version": 3}, "model version 2 .* this version is 3: refit"),
+        ({"stage": "visit", "model_version": 2, "data_hash": "zzz"}, "fitted on other data"),
+    ],
+)
+def test_loading_refuses_a_mismatch(tmp_path, kwargs, message):
+    _, path = _saved(tmp_path)
+    with pytest.raises(ArtifactError, match=message) as info:
+        load_stage(path, **kwargs)
+    assert str(path) in str(info.value)
+
+
+def test_loading_refuses_missing_corrupted_and_foreign_files(tmp_path):
+    with pytest.raises(ArtifactError, match="no visit trace here"):
+        load_stage(tmp_path, stage="visit", model_version=2)
+    _, path = _saved(tmp_path)
+    path.write_bytes(path.read_bytes()[:2000])
+    with pytest.raises(ArtifactError, match="cannot read the trace"):
+        load_stage(path, stage="visit", model_version=2)
+    foreign = tmp_path / "foreign.nc"
+    _idata(np.random.default_rng(7), draws=20).to_netcdf(str(foreign), engine="h5netcdf")
+    with pytest.raises(ArtifactError, match="not a bayes_retail stage trace"):
+        load_stage(foreign, stage="visit", model_version=2)
+
+
+def test_posterior_table_is_tidy_with_90_percent_intervals():
+    idata = _idata(np.random.default_rng(8), draws=2000)
+    table = posterior_table(idata, ["mu", "sigma"])
+    assert list(table.columns[:3]) == ["variable", "param", "mean"]
+    assert {"q0.05", "median", "q0.95", "r_hat", "ess_bulk", "ess_tail"} <= set(table.columns)
+    assert table["variable"].tolist() == ["mu", "mu", "mu", "sigma"]
+    assert table["param"].tolist()[:3] == ["visit", "signal", "trips"]
+    row = table.iloc[0]
+    draws = idata.posterior["mu"].sel(param="visit").values.ravel()
+    assert row["q0.05"] == pytest.approx(np.quantile(draws, 0.05))
+    assert row["q0.95"] == pytest.approx(np.quantile(draws, 0.95))
