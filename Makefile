@@ -26,6 +26,8 @@ test-all: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_data_check.py
+	$(BIN)/python bench/bench_visit.py
+	$(BIN)/python bench/bench_visit_recovery.py
 
 clean-cache: $(STAMP)
 	rm -rf "$$($(BIN)/python -c 'from bayes_retail.data import default_cache_dir; print(default_cache_dir())')"

@@ -53,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
         "--stage", choices=FIT_STAGES, default="all", help="stage to fit; all = every stage built so far"
     )
     fit.add_argument("--method", default=None, help="inference method: nutpie (default), pymc, numpyro, advi, pathfinder")
+    fit.add_argument("--weeks", default=None, help="score only these weeks, e.g. 2-26,37-53 (default: the config's [data] weeks, else all)")
     fit.add_argument("--config", default="default", help="configuration name (inference/configs/NAME.toml) or path")
     fit.add_argument("--data", default=None, help="data source (default: the embedded data)")
     fit.add_argument("--seed", type=int, default=1, help="seed of the fit (default 1)")
@@ -89,7 +90,7 @@ def cmd_data(args: argparse.Namespace, progress: Progress) -> int:
 def cmd_fit(args: argparse.Namespace, progress: Progress) -> int:
     from bayes_retail.config import load_config, stage_config
     from bayes_retail.data import load_data
-    from bayes_retail.models.stage import run_visit_stage, sampler_config
+    from bayes_retail.models.stage import data_selection, run_visit_stage, sampler_config
     from bayes_retail.pricing import PricingConfig
     from bayes_retail.pricing.stage import format_summary, run_pricing_stage
 
@@ -98,6 +99,7 @@ def cmd_fit(args: argparse.Namespace, progress: Progress) -> int:
     # check every section before any long work starts
     pricing_config = stage_config(config, "pricing", PricingConfig)
     sampler_config(config, method=args.method)
+    data_selection(config, weeks=args.weeks)
     data = load_data(args.data, cache_dir=args.cache_dir, progress=progress)
     if "pricing" in stages:
         summary = run_pricing_stage(
@@ -106,7 +108,7 @@ def cmd_fit(args: argparse.Namespace, progress: Progress) -> int:
         print(format_summary(summary))
     if "visit" in stages:
         summary = run_visit_stage(
-            data, config=config, seed=args.seed, out=args.out, method=args.method, progress=progress
+            data, config=config, seed=args.seed, out=args.out, method=args.method, weeks=args.weeks, progress=progress
         )
         print(f"visit: {summary['seconds']['total']} s; see {Path(args.out) / 'visit'}")
     return 0

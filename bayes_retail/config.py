@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 
 from bayes_retail.errors import BayesRetailError
@@ -57,3 +58,38 @@ def stage_config(config: dict, stage: str, cls):
         return cls(**section)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{config['path']}: [{stage}]: {exc}") from exc
+
+
+def parse_weeks(spec: str | None) -> tuple[int, ...] | None:
+    """Weeks named by a spec like ``"2-26,37-53"`` (ranges inclusive); ``None`` or ``"all"`` = every week.
+
+    The fitted stages score only these weeks (``holdout`` leaves out 27-36,
+    ``seasonal`` keeps 1-40); the other weeks stay in the panels as history.
+    """
+    if spec is None or str(spec).strip().lower() in ("", "all"):
+        return None
+    weeks: set[int] = set()
+    for part in str(spec).split(","):
+        bounds = part.strip().split("-")
+        try:
+            lo, hi = (int(bounds[0]), int(bounds[-1])) if len(bounds) in (1, 2) else (None, None)
+        except ValueError:
+            lo = hi = None
+        if lo is None or lo < 1 or hi < lo:
+            raise ConfigError(f"weeks: cannot read {part.strip()!r} in {spec!r} (expected e.g. '2-26,37-53')")
+        weeks.update(range(lo, hi + 1))
+    return tuple(sorted(weeks))
+
+
+@dataclass(frozen=True)
+class DataSelection:
+    """The ``[data]`` section: which weeks the Bayesian stages score (``weeks = "2-26,37-53"``; none = all)."""
+
+    weeks: str | None = None
+
+    def __post_init__(self) -> None:
+        parse_weeks(self.weeks)
+
+    @property
+    def week_numbers(self) -> tuple[int, ...] | None:
+        return parse_weeks(self.weeks)

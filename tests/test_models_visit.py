@@ -164,6 +164,26 @@ def test_draw_households_has_the_population_moments():
         visit.draw_households([0, 0, 0], [1, 1, 1], 1.0, 3, np.random.default_rng(0))
 
 
+def test_prior_predictive_covers_data_drawn_from_plausible_parameters():
+    vd, _, _ = _small_stage(seed=2, n=60, t_len=15)
+    checks = visit.prior_predictive(vd, draws=60, seed=3)
+    assert list(checks.columns) == ["visit_rate", "trips_per_visit"] and len(checks) == 60
+    assert checks["visit_rate"].between(0, 1).all() and (checks["trips_per_visit"].dropna() >= 1).all()
+    observed = visit.summary_statistics(vd.trips, vd.scored)
+    for name, value in observed.items():
+        assert 0.02 < (checks[name] < value).mean() < 0.98
+    # the prior is not degenerate: it spreads over a range of visit rates
+    assert checks["visit_rate"].quantile(0.9) - checks["visit_rate"].quantile(0.1) > 0.3
+    again = visit.prior_predictive(vd, draws=60, seed=3)
+    assert again.equals(checks)
+
+
+def test_summary_statistics_on_a_hand_computed_grid():
+    trips = np.array([[1, 0, 3], [0, 2, 0]])
+    scored = np.array([[False, True, True], [True, True, True]])
+    assert visit.summary_statistics(trips, scored) == {"visit_rate": 0.4, "trips_per_visit": 2.5}
+
+
 def test_from_arrays_rejects_a_signal_of_another_shape():
     with pytest.raises(ValueError, match="signal must have the shape"):
         visit.VisitData.from_arrays(np.ones((3, 4)), np.zeros((3, 5)))
@@ -239,3 +259,61 @@ def test_recovered_household_parameters_track_the_truth(recovery_fits):
     assert np.corrcoef(estimate[:, 0], theta[:, 0])[0, 1] > 0.8
     assert np.corrcoef(estimate[:, 2], theta[:, 2])[0, 1] > 0.6
     assert estimate.shape == (vd.households.size, 3)
+
+
+def test_restricting_weeks_unscores_the_others_and_keeps_the_history():
+    vd, _, _ = _small_stage(seed=3)
+    held = vd.restricted_to([0, 1, 2, 3, 4, 8, 9, 10, 11])
+    assert not held.scored[:, 5:8].any()
+    np.testing.assert_array_equal(held.scored[:, :5], vd.scored[:, :5])
+    np.testing.assert_array_equal(held.lag, vd.lag)  # week 8's lag still reads week 7
+    assert vd.restricted_to(None) is vd
+    with pytest.raises(ValueError, match="none of the selected weeks"):
+        vd.restricted_to([99])
+
+
+def test_week_specs_parse_and_bad_ones_name_the_part():
+    from bayes_retail.config import ConfigError, DataSelection, parse_weeks
+
+    assert parse_weeks("2-4,7,9-10") == (2, 3, 4, 7, 9, 10)
+    assert parse_weeks(None) is None and parse_weeks("all") is None
+    assert DataSelection("1-3").week_numbers == (1, 2, 3)
+    for bad in ("5-2", "a-3", "0-4", "1-2-3"):
+        with pytest.raises(ConfigError, match="weeks: cannot read"):
+            parse_weeks(bad)
+
+
+def _posterior(theta, rho, s):
+    """A one-draw posterior (chain, draw, ...) holding given parameter values."""
+    import xarray as xr
+
+    n = theta.shape[0]
+    return xr.Dataset(
+        {
+            "a": (("chain", "draw", "household"), theta[None, None, :, 0]),
+            "b": (("chain", "draw", "household"), theta[None, None, :, 2]),
+            "z_signal": (("chain", "draw", "household"), theta[None, None, :, 1]),
+            "mu": (("chain", "draw", "param"), np.zeros((1, 1, 3))),
+            "sigma": (("chain", "draw", "param"), np.ones((1, 1, 3))),
+            "rho": (("chain", "draw"), np.array([[rho]])),
+            "s": (("chain", "draw", "week"), s[None, None, :]),
+        },
+        coords={"household": np.arange(n), "param": list(visit.PARAMS)},
+    )
+
+
+def test_seasonal_indices_are_expected_visits_relative_to_the_average_week():
+    vd, theta, s = _small_stage(seed=4)
+    held = vd.restricted_to(list(range(0, 10)))
+    table = visit.seasonal_indices(held, _posterior(theta, 0.4, s))
+    eta = theta[:, 0, None] + theta[:, 1, None] * vd.signal + 0.4 * vd.lag + s[None, :]
+    p = held.scored / (1 + np.exp(-eta))
+    by_week = p.sum(axis=0) / np.maximum(held.scored.sum(axis=0), 1)
+    expected = by_week / (p.sum() / held.scored.sum())
+    np.testing.assert_allclose(table["index_mean"].to_numpy()[1:10], expected[1:10], rtol=1e-12)
+    # a single draw has no spread; unscored weeks (the entry-only week 0 may be, 10-11 are) are NaN
+    np.testing.assert_allclose(table["q0.05"], table["q0.95"], equal_nan=True)
+    assert table["index_mean"].iloc[10:].isna().all() and table["observed"].iloc[10:].isna().all()
+    # the scored-cell average of the index is 1 by construction
+    weights = held.scored.sum(axis=0)[:10]
+    assert np.nansum(table["index_mean"].to_numpy()[:10] * weights) / weights.sum() == pytest.approx(1.0)

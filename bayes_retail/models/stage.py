@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from bayes_retail._io import atomic_dir, write_json
-from bayes_retail.config import ConfigError, stage_config
+from bayes_retail.config import ConfigError, DataSelection, stage_config
 from bayes_retail.models import visit
 from bayes_retail.models.artifacts import save_stage
 from bayes_retail.models.diagnostics import announce, convergence
@@ -23,6 +23,8 @@ from bayes_retail.models.tables import posterior_table
 
 HYPERPRIORS_FILENAME = "hyperpriors.csv"
 SUMMARY_FILENAME = "fit_summary.json"
+PRIOR_CHECK_FILENAME = "prior_predictive.json"
+SEASONAL_FILENAME = "seasonal_indices.csv"
 
 #: Population-level variables of the visit stage (the hyperpriors table).
 VISIT_HYPERPRIORS = ["mu", "sigma", "corr_visit_trips", "rho", "sigma_week"]
@@ -39,6 +41,32 @@ def sampler_config(config: dict, *, method: str | None = None) -> SamplerConfig:
         raise ConfigError(f"--method: {exc}") from exc
 
 
+def data_selection(config: dict, *, weeks: str | None = None) -> DataSelection:
+    """The ``[data]`` section, with ``--weeks`` overriding its weeks when given."""
+    if weeks is None:
+        return stage_config(config, "data", DataSelection)
+    return DataSelection(weeks=weeks)
+
+
+def visit_prior_check(vd, config, *, seed: int, draws: int = 200) -> dict:
+    """The observed summary statistics beside the 5/50/95% quantiles of their prior predictive distribution."""
+    simulated = visit.prior_predictive(vd, config, draws=draws, seed=seed)
+    observed = visit.summary_statistics(vd.trips, vd.scored)
+    return {
+        "draws": draws,
+        "statistics": {
+            name: {
+                "observed": observed[name],
+                "prior_q05": float(simulated[name].quantile(0.05)),
+                "prior_median": float(simulated[name].median()),
+                "prior_q95": float(simulated[name].quantile(0.95)),
+                "observed_prior_quantile": float((simulated[name] < observed[name]).mean()),
+            }
+            for name in observed
+        },
+    }
+
+
 def run_visit_stage(
     data,
     *,
@@ -46,25 +74,33 @@ def run_visit_stage(
     seed: int,
     out: str | os.PathLike,
     method: str | None = None,
+    weeks: str | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> dict:
-    """Fit the visit stage on ``data`` and write ``out/visit/``; returns the fit summary."""
+    """Fit the visit stage on ``data`` and write ``out/visit/``; returns the fit summary.
+
+    ``weeks`` (e.g. ``"2-26,37-53"``) overrides the configuration's ``[data] weeks``:
+    only those weeks are scored.
+    """
     say = progress or (lambda _m: None)
     visit_config = stage_config(config, "visit", visit.VisitConfig)
     sampler = sampler_config(config, method=method)
+    selection = data_selection(config, weeks=weeks)
     t0 = time.perf_counter()
-    vd = visit.build_visit_data(data, visit_config)
+    vd = visit.build_visit_data(data, visit_config).restricted_to(selection.week_numbers)
     model = visit.build_model(vd, visit_config)
     say(
         f"visit: {vd.households.size} households x {vd.weeks.size} weeks, {int(vd.scored.sum())} scored cells; "
         f"sampling with {sampler.method} ({sampler.chains} chains x {sampler.draws} draws)"
     )
+    prior_check = visit_prior_check(vd, visit_config, seed=seed)
     t1 = time.perf_counter()
     idata = sample_posterior(model, config=sampler, seed=seed)
     sampling = time.perf_counter() - t1
     verdict = convergence(idata)
     announce(verdict, stage=visit.STAGE)
     table = posterior_table(idata, VISIT_HYPERPRIORS)
+    seasonal = visit.seasonal_indices(vd, idata.posterior)
     summary = {
         "stage": visit.STAGE,
         "config": config["name"],
@@ -72,6 +108,7 @@ def run_visit_stage(
         "method": sampler.method,
         "approximate": sampler.approximate,
         "data_hash": data.data_hash,
+        "weeks": selection.weeks or "all",
         "households": int(vd.households.size),
         "scored_cells": int(vd.scored.sum()),
         "seconds": {"sampling": round(sampling, 1), "total": round(time.perf_counter() - t0, 1)},
@@ -90,6 +127,7 @@ def run_visit_stage(
                 "sampler": sampler.to_dict(),
                 "data_hash": data.data_hash,
                 "seed": seed,
+                "weeks": selection.weeks or "all",
                 "method": sampler.method,
                 "approximate": int(sampler.approximate),
                 "convergence": verdict.to_dict(),
@@ -98,6 +136,8 @@ def run_visit_stage(
             keep_draws=sampler.keep_draws or None,
         )
         table.to_csv(tmp / HYPERPRIORS_FILENAME, index=False)
+        seasonal.to_csv(tmp / SEASONAL_FILENAME, index=False)
         write_json(summary, tmp / SUMMARY_FILENAME)
+        write_json(prior_check, tmp / PRIOR_CHECK_FILENAME)
     say(f"visit stage written to {target}")
     return summary

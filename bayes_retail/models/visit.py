@@ -34,7 +34,8 @@ each household's sufficient statistics (visited weeks and extra trips).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import warnings
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -166,6 +167,19 @@ class VisitData:
             promo_intensity=np.zeros((0, t_len)),
             entry_week=entry,
         )
+
+    def restricted_to(self, weeks) -> "VisitData":
+        """The same data scoring only ``weeks`` (week numbers; ``None`` = all).
+
+        The other weeks stay as history: a scored week's lag still reads the
+        visit of the week before it, whether or not that week is scored.
+        """
+        if weeks is None:
+            return self
+        keep = np.isin(self.weeks, np.asarray(weeks))
+        if not keep.any():
+            raise ValueError(f"none of the selected weeks is in the data (weeks {self.weeks.min()}-{self.weeks.max()})")
+        return replace(self, scored=self.scored & keep[None, :])
 
     @property
     def visited(self) -> np.ndarray:
@@ -302,6 +316,80 @@ def draw_households(mu: np.ndarray, sigma: np.ndarray, corr: float, n: int, rng:
     g = mu[1] + sigma[1] * z[:, 1]
     b = mu[2] + sigma[2] * (corr * z[:, 0] + np.sqrt(1.0 - corr**2) * z[:, 2])
     return np.stack([a, g, b], axis=1)
+
+
+def seasonal_indices(vd: VisitData, posterior, *, draws: int = 200, prob: float = 0.9) -> pd.DataFrame:
+    """Week indices of expected visits from the posterior, with ``prob`` bands.
+
+    For each posterior draw, the expected visit probability of every scored
+    household-week (given last week's observed visit) is averaged per week and
+    divided by its average over all scored cells: 1.10 means 10% more visits
+    than an average week. (``exp(s_w)`` itself is an odds ratio, not an index.)
+    """
+    theta = household_parameters(posterior)
+    rho = posterior["rho"].values.reshape(-1)
+    s = posterior["s"].values.reshape(-1, vd.weeks.size)
+    picks = np.unique(np.linspace(0, rho.size - 1, min(draws, rho.size)).round().astype(int))
+    scored = vd.scored.astype(float)
+    per_week = np.maximum(scored.sum(axis=0), 1.0)
+    index = np.full((picks.size, vd.weeks.size), np.nan)
+    for k, d in enumerate(picks):
+        eta = theta[d, :, 0, None] + theta[d, :, 1, None] * vd.signal + rho[d] * vd.lag + s[d][None, :]
+        p = scored / (1.0 + np.exp(-eta))
+        index[k] = (p.sum(axis=0) / per_week) / (p.sum() / scored.sum())
+    index[:, scored.sum(axis=0) == 0] = np.nan
+    lo, hi = (1 - prob) / 2, (1 + prob) / 2
+    return pd.DataFrame(
+        {
+            "week": vd.weeks,
+            "index_mean": index.mean(axis=0),
+            f"q{lo:.2f}".rstrip("0"): np.quantile(index, lo, axis=0),
+            f"q{hi:.2f}".rstrip("0"): np.quantile(index, hi, axis=0),
+            "observed": np.where(
+                scored.sum(axis=0) > 0,
+                (vd.visited * scored).sum(axis=0) / per_week / ((vd.visited * scored).sum() / scored.sum()),
+                np.nan,
+            ),
+        }
+    )
+
+
+def summary_statistics(trips: np.ndarray, scored: np.ndarray) -> dict[str, float]:
+    """Visit rate and trips per visited week over the scored cells (what the prior predictive check compares)."""
+    visited = (trips > 0) & scored
+    n_visits = visited.sum()
+    return {
+        "visit_rate": float(n_visits / max(scored.sum(), 1)),
+        "trips_per_visit": float(trips[visited].sum() / n_visits) if n_visits else float("nan"),
+    }
+
+
+def prior_predictive(vd: VisitData, config: VisitConfig | None = None, *, draws: int = 200, seed: int = 0) -> pd.DataFrame:
+    """Prior predictive check: the summary statistics of visit grids simulated from prior draws.
+
+    Hyperparameters are drawn from the PyMC model's own priors, households from
+    the population distribution, grids by :func:`simulate` on the data's
+    windows and signal. One row per draw; compare with
+    :func:`summary_statistics` of the data.
+    """
+    rng = np.random.default_rng(seed)
+    model = build_model(vd, config)
+    names = ["mu", "sigma", "corr_visit_trips", "rho", "s"]
+    with warnings.catch_warnings():
+        # the likelihood is in Potentials, which prior sampling ignores: wanted here (only priors are drawn)
+        warnings.filterwarnings("ignore", message="The effect of Potentials")
+        prior = pm.sample_prior_predictive(draws=draws, model=model, var_names=names, random_seed=rng).prior
+    rows = []
+    active = np.zeros_like(vd.scored)
+    active[np.arange(vd.households.size), np.searchsorted(vd.weeks, vd.entry_week)] = True
+    active |= vd.scored
+    start = np.argmax(active, axis=1)
+    for d in range(draws):
+        value = {n: prior[n].values[0, d] for n in names}
+        theta = draw_households(value["mu"], value["sigma"], float(value["corr_visit_trips"]), vd.households.size, rng)
+        trips = simulate(theta, float(value["rho"]), value["s"], vd.signal, rng, start=start, active=active)
+        rows.append(summary_statistics(trips, vd.scored))
+    return pd.DataFrame(rows)
 
 
 def pointwise_loglik(vd: VisitData, theta: np.ndarray, rho: float, s: np.ndarray) -> np.ndarray:
