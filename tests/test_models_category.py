@@ -1,0 +1,112 @@
+"""The category stage: exact cloglog aggregation, forward sampler and parameter recovery."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytensor.tensor as pt
+import pytest
+
+from bayes_retail.models import category
+from bayes_retail.models.sampling import SamplerConfig, sample_posterior
+
+
+def _study(seed=0, n_h=30, n_c=6, n_w=8, **kwargs):
+    rng = np.random.default_rng(seed)
+    params = category.draw_parameters(n_h, n_c, n_w, rng, **kwargs)
+    trips = rng.poisson(1.0, (n_h, n_w)) * (rng.random((n_h, n_w)) < 0.7)
+    purchases = category.simulate(params, trips, rng)
+    return category.category_data_from_arrays(purchases, trips), params
+
+
+def _constrained(model, point, name):
+    expr = model.replace_rvs_by_values([model[name]])[0]
+    return model.compile_fn(expr, inputs=model.value_vars, on_unused_input="ignore")(point)
+
+
+def test_aggregated_likelihood_equals_the_row_level_bernoulli():
+    cd, _ = _study()
+    model = category.build_model(cd)
+    rng = np.random.default_rng(1)
+    point = {v.name: rng.normal(0, 0.5, model.initial_point()[v.name].shape) for v in model.value_vars}
+    potential = model.compile_fn(
+        pt.add(*model.replace_rvs_by_values(model.potentials)), inputs=model.value_vars, on_unused_input="ignore"
+    )(point)
+    params = {name: _constrained(model, point, name) for name in ("b", "u", "f", "s", "d")}
+    params["loadings"] = category.loading_matrix(
+        _constrained(model, point, "loading_below"), _constrained(model, point, "loading_diagonal"), 6, 2
+    )
+    rows = category.pointwise_loglik(params, cd)
+    assert potential == pytest.approx(np.nansum(rows), rel=1e-10)
+    assert np.isnan(rows[np.broadcast_to(cd.trips[:, None, :] == 0, rows.shape)]).all()
+
+
+def test_loadings_are_lower_triangular_with_a_positive_diagonal():
+    out = category.loading_matrix(np.arange(1.0, 8.0), np.array([0.5, 2.0]), 5, 2)
+    assert out[0, 1] == 0.0 and out[0, 0] == 0.5 and out[1, 1] == 2.0
+    np.testing.assert_array_equal(out[np.tril_indices(5, -1, 2)], np.arange(1.0, 8.0))
+
+
+def test_simulate_buys_with_the_cloglog_probability():
+    rng = np.random.default_rng(2)
+    n_h, n_c, n_w = 40_000, 2, 3
+    params = {
+        "b": np.array([-1.0, 0.2]),
+        "u": np.zeros(n_h),
+        "f": np.zeros((n_h, 1)),
+        "loadings": np.zeros((n_c, 1)),
+        "s": np.array([0.0, 0.3, -0.3]),
+        "d": np.zeros((n_c, n_w)),
+    }
+    trips = np.tile([1, 2, 0], (n_h, 1))
+    y = category.simulate(params, trips, rng)
+    assert not y[:, :, 2].any()  # no trips, no purchase
+    for c in range(n_c):
+        for w, n in ((0, 1), (1, 2)):
+            p = 1 - np.exp(-n * np.exp(params["b"][c] + params["s"][w]))
+            assert abs(y[:, c, w].mean() - p) < 4 * np.sqrt(p * (1 - p) / n_h)
+
+
+def test_a_purchase_without_trips_is_refused():
+    with pytest.raises(ValueError, match="without trips"):
+        category.category_data_from_arrays(np.ones((1, 2, 2), dtype=np.int8), np.array([[1, 0]]))
+
+
+def test_config_validates_and_rank_needs_categories():
+    with pytest.raises(ValueError, match="rank"):
+        category.CategoryConfig(rank=0)
+    with pytest.raises(ValueError, match="season_sigma"):
+        category.CategoryConfig(season_sigma=-1.0)
+    cd, _ = _study(n_c=2)
+    with pytest.raises(ValueError, match="needs more than 2 categories"):
+        category.build_model(cd)
+
+
+@pytest.fixture(scope="module")
+def recovery():
+    cd, truth = _study(seed=5, n_h=150, n_c=10, n_w=16, household_sd=0.6, season_sd=0.25)
+    idata = sample_posterior(category.build_model(cd), config=SamplerConfig(chains=2, draws=300, tune=400), seed=2)
+    return cd, truth, idata
+
+
+def test_recovery_of_intercepts_scales_and_category_covariance(recovery):
+    cd, truth, idata = recovery
+    post = idata.posterior
+    b = post["b"].values.reshape(-1, cd.categories.size)
+    lo, hi = np.quantile(b, [0.05, 0.95], axis=0)
+    # 10 intervals at 90%: >= 7 cover (binomial: P(< 7) ~ 1%)
+    assert ((lo <= truth["b"]) & (truth["b"] <= hi)).sum() >= 7
+    for name, value in (("sigma_household", 0.6), ("sigma_season", 0.25)):
+        q = np.quantile(post[name].values.ravel(), [0.005, 0.995])
+        assert q[0] <= value <= q[1], f"{name}: {value} outside {q}"
+    # the rotation-free preference covariance L L^T follows the truth
+    draws = [category.posterior_parameters(post, k)["loadings"] for k in range(0, 600, 10)]
+    cov = np.mean([x @ x.T for x in draws], axis=0)
+    true_cov = truth["loadings"] @ truth["loadings"].T
+    off = ~np.eye(cd.categories.size, dtype=bool)
+    assert np.corrcoef(cov[off], true_cov[off])[0, 1] > 0.6
+
+
+def test_recovered_household_propensity_tracks_the_truth(recovery):
+    cd, truth, idata = recovery
+    u = idata.posterior["u"].values.reshape(-1, cd.households.size).mean(axis=0)
+    assert np.corrcoef(u, truth["u"])[0, 1] > 0.6
