@@ -6,6 +6,7 @@ The Python API mirrors the ``bayes-retail`` command line::
     data = br.load_data()                      # embedded Complete Journey, validated and cleaned
     floor = br.floor_suite(data.metric_tables())   # the suite between two halves of the households
     print(floor.format_table())
+    visit = br.load_posterior("models", stage="visit")  # a fitted stage's ArviZ trace, version-checked
 """
 
 from bayes_retail._version import __version__
@@ -21,4 +22,8 @@ def __getattr__(name: str):
         from bayes_retail import metrics
 
         return getattr(metrics, name)
+    if name == "load_posterior":
+        from bayes_retail.models.artifacts import load_posterior
+
+        return load_posterior
     raise AttributeError(f"module 'bayes_retail' has no attribute {name!r}")

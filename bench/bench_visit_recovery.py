@@ -4,7 +4,7 @@
 
 Each seed draws households from known population parameters, simulates their
 visits and trips with the stage's own forward sampler, fits the stage (nutpie,
-2 chains x 300 draws) and records whether each hyperparameter's 90% interval
+4 chains x 500 draws by default) and records whether each hyperparameter's 90% interval
 covers the truth. With 20 seeds a well-calibrated interval covers 18 +- 1.3
 times (binomial sd); the report prints the count per parameter and overall.
 """
@@ -59,17 +59,19 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--households", type=int, default=250)
     parser.add_argument("--weeks", type=int, default=30)
+    parser.add_argument("--chains", type=int, default=4)
+    parser.add_argument("--draws", type=int, default=500)
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
-    sampler = SamplerConfig(chains=2, draws=300, tune=300)
+    sampler = SamplerConfig(chains=args.chains, draws=args.draws, tune=args.draws)
     covered = {name: [] for name in TRUTH}
     converged = []
     t0 = time.perf_counter()
     for seed in range(args.seeds):
         vd = simulate(seed, args.households, args.weeks)
         idata = sample_posterior(visit.build_model(vd), config=sampler, seed=seed + 1)
-        converged.append(convergence(idata, ess_min=200).passed)
+        converged.append(convergence(idata).passed)
         for name, truth in TRUTH.items():
             lo, hi = np.quantile(draws_of(idata.posterior, name), [0.05, 0.95])
             covered[name].append(bool(lo <= truth <= hi))
@@ -79,7 +81,7 @@ def main() -> None:
     for name, rate in rates.items():
         print(f"{name:18s} 90% interval coverage {rate:.2f} ({sum(covered[name])}/{args.seeds})")
     print(f"overall {overall:.3f} over {args.seeds * len(TRUTH)} intervals; "
-          f"{sum(converged)}/{args.seeds} fits converged (ESS >= 200 for these short runs); "
+          f"{sum(converged)}/{args.seeds} fits passed the full verdict (every scalar); "
           f"{time.perf_counter() - t0:.0f} s")
     if args.json:
         with open(args.json, "w") as fh:

@@ -150,3 +150,27 @@ def test_posterior_table_is_tidy_with_90_percent_intervals():
     draws = idata.posterior["mu"].sel(param="visit").values.ravel()
     assert row["q0.05"] == pytest.approx(np.quantile(draws, 0.05))
     assert row["q0.95"] == pytest.approx(np.quantile(draws, 0.95))
+
+
+def test_load_posterior_checks_the_stage_module_version(tmp_path):
+    import bayes_retail as br
+    from bayes_retail.models import visit
+
+    idata = _idata(np.random.default_rng(9), draws=20)
+    save_stage(idata, tmp_path / "visit", stage="visit", model_version=visit.MODEL_VERSION, attrs={"data_hash": "h"})
+    loaded = br.load_posterior(tmp_path, stage="visit", data_hash="h")
+    assert loaded.attrs["stage"] == "visit"
+    with pytest.raises(ArtifactError, match="unknown stage 'basket'"):
+        br.load_posterior(tmp_path, stage="basket")
+
+
+def test_the_shipped_visit_posterior_loads_and_passed_its_verdict():
+    import bayes_retail as br
+    from bayes_retail.config import CONFIG_DIR
+
+    models = CONFIG_DIR.parents[1] / "models"
+    idata = br.load_posterior(models, stage="visit")
+    verdict = attr_json(idata, "convergence")
+    assert verdict["passed"] and verdict["max_rhat"] <= 1.01 and verdict["divergences"] == 0
+    assert idata.attrs["method"] == "nutpie" and idata.attrs["config_name"] == "default"
+    assert idata.posterior.sizes["chain"] == 4 and idata.posterior["a"].shape[-1] == 2467

@@ -135,3 +135,18 @@ def _thinned(idata: az.InferenceData, keep: int) -> az.InferenceData:
     per_chain = max(1, min(draws, keep // chains))
     index = np.unique(np.linspace(0, draws - 1, per_chain).round().astype(int))
     return idata.isel(draw=index, inplace=False)
+
+
+def load_posterior(folder: str | os.PathLike = "models", stage: str = "visit", *, data_hash: str | None = None) -> az.InferenceData:
+    """A fitted stage's trace from an artifacts folder, checked against this package's model version.
+
+    ``stage`` is a stage module name (``visit``, ``category``).
+    """
+    import importlib
+
+    try:
+        module = importlib.import_module(f"bayes_retail.models.{stage}")
+        version = module.MODEL_VERSION
+    except (ImportError, AttributeError) as exc:
+        raise ArtifactError(f"unknown stage {stage!r}", file=str(folder)) from exc
+    return load_stage(folder, stage=stage, model_version=version, data_hash=data_hash)
