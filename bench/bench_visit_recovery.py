@@ -42,6 +42,7 @@ def simulate(seed: int, households: int, weeks: int) -> visit.VisitData:
     theta = visit.draw_households(mu, sigma, TRUTH["corr_visit_trips"], households, rng)
     signal = rng.normal(size=(households, weeks))
     s = rng.normal(0, WEEK_SD, weeks)
+    s -= s.mean()  # the model's week effects sum to zero; a non-zero mean would shift mu[visit]
     entry = rng.integers(0, 3, households)
     trips = visit.simulate(theta, TRUTH["rho"], s, signal, rng, start=entry)
     return visit.VisitData.from_arrays(trips, signal, entry=entry)

@@ -60,6 +60,10 @@ def test_the_prior_predictive_check_is_written_beside_the_fit(smoke_fit):
     assert check["draws"] == 200
     summary = json.loads((tmp / "models" / visit.STAGE / SUMMARY_FILENAME).read_text())
     assert summary["weeks"] == "all"
+    ppc = summary["posterior_predictive"]
+    assert ppc["draws"] == 20 and set(ppc["ks"]) == {"household_visit_share", "trips_per_visited_week"}
+    for row in ppc["ks"].values():
+        assert 0 <= row["q05"] <= row["median"] <= row["q95"] <= 1
     data = load_data(src, cache_dir=tmp / "cache")
     vd = visit.build_visit_data(data)
     observed = visit.summary_statistics(vd.trips, vd.scored)

@@ -354,6 +354,28 @@ def seasonal_indices(vd: VisitData, posterior, *, draws: int = 200, prob: float 
     )
 
 
+def posterior_predictive(vd: VisitData, posterior, *, draws: int, rng: np.random.Generator) -> np.ndarray:
+    """``(draws, H, W)`` trips grids replayed for the fitted households from evenly spaced posterior draws.
+
+    Each grid uses one draw's household parameters, ``rho`` and week effects,
+    the data's marketing signal and each household's window (entry week a visit).
+    """
+    theta = household_parameters(posterior)
+    rho = posterior["rho"].values.reshape(-1)
+    s = posterior["s"].values.reshape(-1, vd.weeks.size)
+    picks = np.unique(np.linspace(0, rho.size - 1, min(draws, rho.size)).round().astype(int))
+    start = np.searchsorted(vd.weeks, vd.entry_week)
+    active = vd.scored.copy()
+    active[np.arange(vd.households.size), start] = True
+    return np.stack([simulate(theta[d], float(rho[d]), s[d], vd.signal, rng, start=start, active=active) for d in picks])
+
+
+def household_visit_share(trips: np.ndarray, scored: np.ndarray) -> np.ndarray:
+    """Per household: share of its scored weeks with a visit (the suite's visit_probability unit, after entry)."""
+    n = scored.sum(axis=1)
+    return np.where(n > 0, ((trips > 0) & scored).sum(axis=1) / np.maximum(n, 1), np.nan)
+
+
 def summary_statistics(trips: np.ndarray, scored: np.ndarray) -> dict[str, float]:
     """Visit rate and trips per visited week over the scored cells (what the prior predictive check compares)."""
     visited = (trips > 0) & scored
