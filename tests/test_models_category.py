@@ -110,3 +110,18 @@ def test_recovered_household_propensity_tracks_the_truth(recovery):
     cd, truth, idata = recovery
     u = idata.posterior["u"].values.reshape(-1, cd.households.size).mean(axis=0)
     assert np.corrcoef(u, truth["u"])[0, 1] > 0.6
+
+
+def test_prior_predictive_purchase_rates_cover_simulated_data():
+    cd, _ = _study(seed=8, n_h=40, n_c=6, n_w=10, intercept_mean=-3.0)  # grocery-like: a few % of cells
+    checks = category.prior_predictive(cd, draws=40, seed=1)
+    assert list(checks.columns) == ["purchase_rate"] and len(checks) == 40
+    assert checks["purchase_rate"].between(0, 1).all()
+    observed = category.summary_statistics(cd.n_cells, cd.trips, cd.categories.size)["purchase_rate"]
+    assert 0.01 < (checks["purchase_rate"] < observed).mean() < 0.99
+    assert category.prior_predictive(cd, draws=40, seed=1).equals(checks)
+
+
+def test_purchase_rate_on_a_hand_computed_grid():
+    trips = np.array([[1, 0], [2, 3]])
+    assert category.summary_statistics(3, trips, 4) == {"purchase_rate": 3 / 12}

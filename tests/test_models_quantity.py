@@ -106,3 +106,20 @@ def test_recovery_of_stockpiling_dispersion_and_basket_scale(recovery):
         assert lo <= value <= hi, f"{name}: {value} outside [{lo:.3f}, {hi:.3f}]"
     basket = post["basket"].values.reshape(-1, truth["basket"].size).mean(axis=0)
     assert np.corrcoef(basket, truth["basket"])[0, 1] > 0.6
+
+
+def test_prior_predictive_quantity_summaries_cover_simulated_data():
+    lines, _ = _lines(seed=9)
+    qd = quantity.quantity_data_from_lines(lines)
+    checks = quantity.prior_predictive(qd, draws=60, seed=2)
+    assert list(checks.columns) == ["share_of_ones", "mean_quantity"] and len(checks) == 60
+    assert checks["share_of_ones"].between(0, 1).all() and (checks["mean_quantity"] >= 1).all()
+    observed = quantity.summary_statistics(qd.extra_values, qd.extra_counts)
+    for name, value in observed.items():
+        assert 0.01 < (checks[name] < value).mean() < 0.99
+    assert quantity.prior_predictive(qd, draws=60, seed=2).equals(checks)
+
+
+def test_quantity_summaries_on_a_hand_computed_histogram():
+    out = quantity.summary_statistics(np.array([0.0, 1.0, 3.0]), np.array([6.0, 3.0, 1.0]))
+    assert out == {"share_of_ones": 0.6, "mean_quantity": pytest.approx(1.6)}

@@ -293,3 +293,32 @@ def posterior_parameters(posterior, draw: int) -> dict:
         "s": flat("s"),
         "d": flat("d"),
     }
+
+
+def summary_statistics(purchase_cells: int, trips: np.ndarray, n_categories: int) -> dict[str, float]:
+    """Share of visited household-category-weeks with a purchase (what the prior predictive check compares)."""
+    visited = int((trips > 0).sum()) * n_categories
+    return {"purchase_rate": purchase_cells / visited if visited else float("nan")}
+
+
+def prior_predictive(cd: CategoryData, config: CategoryConfig | None = None, *, draws: int = 50, seed: int = 0) -> pd.DataFrame:
+    """Prior predictive check: purchase rates of grids simulated from prior draws on the data's trips.
+
+    Dense ``(H, C, W)`` simulation: meant for moderate sizes (it is not the
+    full-data path).
+    """
+    import warnings
+
+    config = config or CategoryConfig()
+    rng = np.random.default_rng(seed)
+    model = build_model(cd, config)
+    names = ["b", "u", "f", "loading_below", "loading_diagonal", "s", "d"]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The effect of Potentials")
+        prior = pm.sample_prior_predictive(draws=draws, model=model, var_names=names, random_seed=rng).prior
+    rows = []
+    for k in range(draws):
+        params = posterior_parameters(prior, k)
+        y = simulate(params, cd.trips, rng)
+        rows.append(summary_statistics(int(y.sum()), cd.trips, cd.categories.size))
+    return pd.DataFrame(rows)

@@ -202,3 +202,36 @@ def simulate(log_mu: np.ndarray, alpha: float, rng: np.random.Generator) -> np.n
     """Forward sampler: quantities ``1 + NB(exp(log_mu), alpha)`` as a gamma-Poisson mixture."""
     mu = np.exp(np.asarray(log_mu, dtype=float))
     return 1 + rng.poisson(rng.gamma(alpha, mu / alpha))
+
+
+def summary_statistics(extra_values: np.ndarray, extra_counts: np.ndarray) -> dict[str, float]:
+    """Share of lines with quantity 1 and mean quantity (what the prior predictive check compares)."""
+    total = extra_counts.sum()
+    return {
+        "share_of_ones": float(extra_counts[extra_values == 0].sum() / total),
+        "mean_quantity": float(1.0 + (extra_values * extra_counts).sum() / total),
+    }
+
+
+def prior_predictive(qd: QuantityData, config: QuantityConfig | None = None, *, draws: int = 100, seed: int = 0) -> pd.DataFrame:
+    """Prior predictive check: quantity summaries of lines simulated from prior draws on the data's patterns."""
+    import warnings
+
+    config = config or QuantityConfig()
+    rng = np.random.default_rng(seed)
+    model = build_model(qd, config)
+    names = ["m", "tau_product", "z_product", "mu_kappa", "sigma_kappa", "z_kappa", "basket", "log_alpha"]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The effect of Potentials")
+        prior = pm.sample_prior_predictive(draws=draws, model=model, var_names=names, random_seed=rng).prior
+    lines = qd.pattern_lines.astype(np.int64)
+    rows = []
+    for k in range(draws):
+        v = {n: prior[n].values[0, k] for n in names}
+        l = v["m"][qd.product_category] + v["tau_product"] * v["z_product"]
+        kappa = v["mu_kappa"] + v["sigma_kappa"] * v["z_kappa"]
+        eta = np.repeat(log_mean(l, kappa, v["basket"], qd), lines)
+        extra = simulate(eta, float(np.exp(v["log_alpha"])), rng) - 1
+        values, counts = np.unique(extra, return_counts=True)
+        rows.append(summary_statistics(values.astype(float), counts.astype(float)))
+    return pd.DataFrame(rows)
