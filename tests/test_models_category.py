@@ -31,19 +31,40 @@ def test_aggregated_likelihood_equals_the_row_level_bernoulli():
     potential = model.compile_fn(
         pt.add(*model.replace_rvs_by_values(model.potentials)), inputs=model.value_vars, on_unused_input="ignore"
     )(point)
-    params = {name: _constrained(model, point, name) for name in ("b", "u", "f", "s", "d")}
-    params["loadings"] = category.loading_matrix(
-        _constrained(model, point, "loading_below"), _constrained(model, point, "loading_diagonal"), 6, 2
-    )
+    params = {name: _constrained(model, point, name) for name in ("b", "u", "f", "loadings", "s", "d")}
     rows = category.pointwise_loglik(params, cd)
     assert potential == pytest.approx(np.nansum(rows), rel=1e-10)
     assert np.isnan(rows[np.broadcast_to(cd.trips[:, None, :] == 0, rows.shape)]).all()
 
 
-def test_loadings_are_lower_triangular_with_a_positive_diagonal():
-    out = category.loading_matrix(np.arange(1.0, 8.0), np.array([0.5, 2.0]), 5, 2)
+def test_loadings_are_triangular_positive_on_the_diagonal_and_sum_to_zero():
+    free = category.free_loading_mask(5, 2)
+    assert free.sum() == 5  # column 0: rows 1-3; column 1: rows 2-3
+    out = category.loading_matrix(np.arange(1.0, 6.0), np.array([0.5, 2.0]), 5, 2)
     assert out[0, 1] == 0.0 and out[0, 0] == 0.5 and out[1, 1] == 2.0
-    np.testing.assert_array_equal(out[np.tril_indices(5, -1, 2)], np.arange(1.0, 8.0))
+    np.testing.assert_allclose(out.sum(axis=0), 0.0, atol=1e-12)
+    np.testing.assert_array_equal(out[free], np.arange(1.0, 6.0))
+    with pytest.raises(ValueError, match="needs more than 3 categories"):
+        category.loading_matrix(np.zeros(1), np.ones(2), 3, 2)
+
+
+def test_anchor_order_puts_strong_independent_loaders_first_and_the_loadings_follow_it():
+    rng = np.random.default_rng(4)
+    n_h, n_c, n_w = 400, 8, 20
+    params = category.draw_parameters(n_h, n_c, n_w, rng, intercept_mean=-1.0)
+    loadings = np.zeros((n_c, 2))
+    loadings[5, 0], loadings[2, 1] = 1.5, 1.5  # only categories 5 and 2 carry preference factors
+    loadings -= loadings.mean(axis=0)
+    params["loadings"] = loadings
+    trips = np.ones((n_h, n_w), dtype=int)
+    cd = category.category_data_from_arrays(category.simulate(params, trips, rng), trips)
+    order = category.anchor_order(cd, 2)
+    assert sorted(order.tolist()) == list(range(n_c))
+    assert set(order[:2].tolist()) == {2, 5}
+    assert order[-1] not in (2, 5)
+    out = category.loading_matrix(np.arange(1.0, 12.0), np.array([0.5, 2.0]), n_c, 2, order)
+    assert out[order[0], 0] == 0.5 and out[order[0], 1] == 0.0 and out[order[1], 1] == 2.0
+    np.testing.assert_allclose(out.sum(axis=0), 0.0, atol=1e-12)
 
 
 def test_simulate_buys_with_the_cloglog_probability():
@@ -76,8 +97,8 @@ def test_config_validates_and_rank_needs_categories():
         category.CategoryConfig(rank=0)
     with pytest.raises(ValueError, match="season_sigma"):
         category.CategoryConfig(season_sigma=-1.0)
-    cd, _ = _study(n_c=2)
-    with pytest.raises(ValueError, match="needs more than 2 categories"):
+    cd = category.category_data_from_arrays(np.zeros((2, 3, 2), dtype=np.int8), np.ones((2, 2), dtype=int))
+    with pytest.raises(ValueError, match="needs more than 3 categories"):
         category.build_model(cd)
 
 

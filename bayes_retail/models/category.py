@@ -10,11 +10,13 @@ each trip as a Poisson process of rate ``exp(eta_hcw)``, so over the week
   propensity (centred: ~50 weeks x ~300 categories per household);
 - ``f_h . l_c`` a rank-R household x category preference (household x category
   intercepts are not identified: median 2 purchase weeks per pair); ``f_h ~
-  N(0, I)`` and the loadings ``l_c`` carry the scale. Rotations of (f, l)
-  leave the likelihood unchanged, so the loading matrix is lower triangular
-  with a positive diagonal (the usual identification of factor models); the
-  rotation-free quantity is the category covariance ``L L^T``, which is what a
-  user should read;
+  N(0, I)`` and the loadings ``l_c`` carry the scale. Each loading column sums
+  to zero over categories (otherwise a factor with constant loadings is the
+  household level ``u_h`` again: measured, u and the loadings did not mix).
+  Rotations of (f, l) leave the likelihood unchanged, so the loading matrix is
+  lower triangular with a positive diagonal (the usual identification of
+  factor models); the rotation-free quantity is the category covariance
+  ``L L^T``, which is what a user should read;
 - ``s_w`` a ZeroSumNormal global week effect, ``d_cw`` category deviations
   (zero-sum over weeks per category) partially pooled with scale
   ``sigma_season``: seasonal indices pooled toward the global week effect.
@@ -144,28 +146,77 @@ def coords(cd: CategoryData, rank: int) -> dict:
     }
 
 
-def loading_matrix(raw_below, diagonal, n_categories: int, rank: int):
-    """``(C, R)`` lower-triangular loadings with a positive diagonal from free parameters (PyTensor or numpy)."""
-    lib = pt if isinstance(raw_below, pt.TensorVariable) or isinstance(diagonal, pt.TensorVariable) else np
-    mask = np.tril(np.ones((n_categories, rank)), k=-1)
-    rows, cols = np.nonzero(mask)
-    if lib is np:
+def free_loading_mask(n_categories: int, rank: int) -> np.ndarray:
+    """``(C, R)`` True where a loading is free, in anchor order: below the diagonal, above the last row."""
+    mask = np.tril(np.ones((n_categories, rank), dtype=bool), k=-1)
+    mask[-1] = False
+    return mask
+
+
+def anchor_order(cd: CategoryData, rank: int) -> np.ndarray:
+    """A category order for the loading constraints, chosen from a pilot of the data.
+
+    The triangular zeros and positive diagonal are set on the first ``rank``
+    rows of this order (the anchors) and the zero-sum constraint on its last
+    row. With anchors picked by id, a weak anchor put the positive-diagonal
+    bound near its mode and the loadings did not mix (measured, R-hat 2.6 on
+    300 households x 60 categories). Here the anchors are the categories that
+    load most independently on the leading factors of the double-centred
+    log purchase-rate matrix (column-pivoted QR of its leading right singular
+    vectors), and the constrained last row is the most purchased other category.
+    """
+    from scipy.linalg import qr
+
+    n_h, n_c = cd.households.size, cd.categories.size
+    counts = np.zeros((n_h, n_c))
+    np.add.at(counts, (cd.cell_household, cd.cell_category), 1.0)
+    visited = (cd.trips > 0).sum(axis=1, keepdims=True)
+    x = np.log((counts + 0.5) / (visited + 1.0))
+    x = x - x.mean(axis=0, keepdims=True) - x.mean(axis=1, keepdims=True) + x.mean()
+    _, sv, vt = np.linalg.svd(x, full_matrices=False)
+    _, _, pivots = qr(vt[:rank] * sv[:rank, None], pivoting=True)
+    anchors = [int(k) for k in pivots[:rank]]
+    rest = np.setdiff1d(np.arange(n_c), anchors)
+    last = int(rest[np.argmax(counts.sum(axis=0)[rest])])
+    middle = rest[rest != last]
+    return np.concatenate([anchors, middle, [last]]).astype(np.int64)
+
+
+def loading_matrix(raw_below, diagonal, n_categories: int, rank: int, order=None):
+    """``(C, R)`` loadings from free parameters (PyTensor or numpy).
+
+    In anchor order (``order``, default the identity), column k is zero above
+    row k, ``diagonal[k] > 0`` on row k, free below, and its last row makes the
+    column sum to zero. Zero-sum columns keep ``f_h . l_c`` apart from the
+    household level ``u_h`` (a factor with constant loadings IS a household
+    level: measured on the embedded data, without this constraint u and the
+    loadings did not mix, R-hat 2.0); the triangular zeros and positive
+    diagonal fix the rotation and sign. Rows are returned in category order.
+    """
+    if n_categories <= rank + 1:
+        raise ValueError(f"rank {rank} needs more than {rank + 1} categories, got {n_categories}")
+    rows, cols = np.nonzero(free_loading_mask(n_categories, rank))
+    diag = np.arange(rank)
+    back = np.argsort(np.arange(n_categories) if order is None else np.asarray(order))
+    if not (isinstance(raw_below, pt.TensorVariable) or isinstance(diagonal, pt.TensorVariable)):
         out = np.zeros((n_categories, rank))
         out[rows, cols] = raw_below
-        out[np.arange(rank), np.arange(rank)] = diagonal
-        return out
+        out[diag, diag] = diagonal
+        out[-1] = -out[:-1].sum(axis=0)
+        return out[back]
     out = pt.zeros((n_categories, rank))
     out = pt.set_subtensor(out[rows, cols], raw_below)
-    return pt.set_subtensor(out[np.arange(rank), np.arange(rank)], diagonal)
+    out = pt.set_subtensor(out[diag, diag], diagonal)
+    return pt.set_subtensor(out[-1], -out[:-1].sum(axis=0))[back]
 
 
 def build_model(cd: CategoryData, config: CategoryConfig | None = None) -> pm.Model:
     """The PyMC model of the category stage (see the module docstring)."""
     config = config or CategoryConfig()
     n_c, rank = cd.categories.size, config.rank
-    if n_c <= rank:
-        raise ValueError(f"rank {rank} needs more than {rank} categories, got {n_c}")
-    n_below = int(np.tril(np.ones((n_c, rank)), k=-1).sum())
+    if n_c <= rank + 1:
+        raise ValueError(f"rank {rank} needs more than {rank + 1} categories, got {n_c}")
+    n_below = int(free_loading_mask(n_c, rank).sum())
     h, c, w = cd.cell_household, cd.cell_category, cd.cell_week
     cell_trips = cd.trips[h, w].astype(np.float64)
     with pm.Model(coords=coords(cd, rank)) as model:
@@ -175,7 +226,10 @@ def build_model(cd: CategoryData, config: CategoryConfig | None = None) -> pm.Mo
         f = pm.Normal("f", 0.0, 1.0, dims=("household", "factor"))
         below = pm.Normal("loading_below", 0.0, config.loading_sigma, shape=n_below)
         diagonal = pm.HalfNormal("loading_diagonal", config.loading_sigma, dims="factor")
-        loadings = loading_matrix(below, diagonal, n_c, rank)
+        # (C, R): small, stored so that draws need no knowledge of the anchor order
+        loadings = pm.Deterministic(
+            "loadings", loading_matrix(below, diagonal, n_c, rank, anchor_order(cd, rank)), dims=("category", "factor")
+        )
         sigma_s = pm.HalfNormal("sigma_week", config.week_sigma)
         s = pm.ZeroSumNormal("s", sigma=sigma_s, dims="week")
         sigma_d = pm.HalfNormal("sigma_season", config.season_sigma)
@@ -246,7 +300,7 @@ def draw_parameters(
     season_sd: float = 0.2,
 ) -> dict:
     """Parameter values of the stage's form (lower-triangular loadings, zero-sum week effects), for simulation studies."""
-    n_below = int(np.tril(np.ones((n_categories, rank)), k=-1).sum())
+    n_below = int(free_loading_mask(n_categories, rank).sum())
     s = rng.normal(0, week_sd, n_weeks)
     d = rng.normal(0, season_sd, (n_categories, n_weeks))
     return {
@@ -289,7 +343,7 @@ def posterior_parameters(posterior, draw: int) -> dict:
         "b": flat("b"),
         "u": flat("u"),
         "f": flat("f"),
-        "loadings": loading_matrix(flat("loading_below"), flat("loading_diagonal"), n_c, rank),
+        "loadings": flat("loadings"),
         "s": flat("s"),
         "d": flat("d"),
     }
@@ -312,7 +366,7 @@ def prior_predictive(cd: CategoryData, config: CategoryConfig | None = None, *, 
     config = config or CategoryConfig()
     rng = np.random.default_rng(seed)
     model = build_model(cd, config)
-    names = ["b", "u", "f", "loading_below", "loading_diagonal", "s", "d"]
+    names = ["b", "u", "f", "loadings", "s", "d"]
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The effect of Potentials")
         prior = pm.sample_prior_predictive(draws=draws, model=model, var_names=names, random_seed=rng).prior
