@@ -1,0 +1,83 @@
+"""Benchmark: cost of one product-stage log-density-and-gradient on the embedded data.
+
+    python bench/bench_product_gradient.py [--classes 8] [--json OUT]
+
+Builds the stage's data from the cached panels and the first imputed depth
+panel of the shipped pricing model, compiles the PyMC model's log-density and
+gradient with numba (what nutpie runs) and times it (median of 5 after a
+warm-up call). The baseline in the same run is the stage's own numpy
+log-likelihood (value only, no gradient), so the ratio says how much the
+compiled gradient graph costs relative to one plain evaluation. Decides
+whether a full-data NUTS fit is affordable (it needs a few hundred thousand
+gradients).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import warnings
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--classes", type=int, default=8)
+    parser.add_argument("--models", default="models")
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    import numpy as np
+
+    from bayes_retail.data import load_data
+    from bayes_retail.models import product
+    from bayes_retail.pricing.artifacts import load_imputations
+    from bayes_retail.pricing.model import PricingPanel
+
+    data = load_data()
+    panel = PricingPanel.from_product_weeks(data.product_weeks)
+    depth = load_imputations(f"{args.models}/pricing", panel)[0]
+    config = product.ProductConfig(n_classes=args.classes)
+    t0 = time.perf_counter()
+    pdata = product.build_product_data(data, depth, config)
+    build = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    model = product.build_model(pdata, config)
+    fn = model.logp_dlogp_function(ravel_inputs=True, mode="NUMBA")._pytensor_function
+    x = np.concatenate([v.ravel() for v in model.initial_point().values()])
+    fn(x)
+    compile_s = time.perf_counter() - t0
+    grad = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        fn(x)
+        grad.append(time.perf_counter() - t0)
+    rng = np.random.default_rng(0)
+    params = product.draw_parameters(pdata, rng, n_classes=args.classes)
+    value = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        product.total_loglik(params, pdata)
+        value.append(time.perf_counter() - t0)
+    out = {
+        "items": int(pdata.item_category.size),
+        "occasions": pdata.n_occasions,
+        "scored_occasions": int(pdata.occasion_scored.sum()),
+        "chosen_items": int(pdata.chosen_item.size),
+        "state_pairs": int(pdata.last_item.size),
+        "free_parameters": int(x.size),
+        "classes": args.classes,
+        "data_build_s": round(build, 1),
+        "compile_and_first_call_s": round(compile_s, 1),
+        "gradient_ms": round(1000 * float(np.median(grad)), 1),
+        "numpy_value_ms": round(1000 * float(np.median(value)), 1),
+        "ratio_gradient_to_value": round(float(np.median(grad) / np.median(value)), 2),
+    }
+    print(json.dumps(out, indent=2))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(out, fh, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,213 @@
+"""The product stage: set probabilities, aggregation, sampler, state dependence and recovery."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pandas as pd
+import pytensor.tensor as pt
+import pytest
+
+from bayes_retail.models import product
+
+
+def _exact_set_probability(p: np.ndarray) -> float:
+    total = 0.0
+    for order in itertools.permutations(range(p.size)):
+        prob, rest = 1.0, 1.0
+        for j in order:
+            prob *= p[j] / rest
+            rest -= p[j]
+        total += prob
+    return total
+
+
+def _study(seed=0, n_classes=4, **kwargs):
+    rng = np.random.default_rng(seed)
+    design = product.synthetic_design(rng, **kwargs)
+    params = product.draw_parameters(design, rng, n_classes=n_classes, log_extra_rate=0.3)
+    classes = rng.integers(0, n_classes, design.households.size)
+    return product.simulate_occasions(params, design, classes, rng), params
+
+
+def test_set_probability_of_two_items_by_hand():
+    # p = (0.5, 0.25): 0.5 * 0.25 / 0.5 + 0.25 * 0.5 / 0.75 = 0.41667
+    logp = np.log(np.array([0.5, 0.25]))[None, :, None]
+    assert np.exp(product.set_log_probability(logp, 2))[0, 0] == pytest.approx(0.25 + 0.125 / 0.75, rel=1e-12)
+
+
+@pytest.mark.parametrize("m", [3, 4, 5, 6])
+def test_set_probability_matches_the_sum_over_orders(m):
+    rng = np.random.default_rng(m)
+    rows = []
+    for _ in range(50):
+        w = np.exp(rng.normal(0, 1.5, 30))
+        rows.append(w[rng.choice(30, m, replace=False)] / w.sum())
+    p = np.array(rows)
+    got = np.exp(product.set_log_probability(np.log(p)[:, :, None], m))[:, 0]
+    want = np.array([_exact_set_probability(r) for r in p])
+    # exact orders up to EXACT_MAX_ITEMS, Gauss-Laguerre above it
+    tol = 1e-12 if m <= product.EXACT_MAX_ITEMS else 1e-6
+    np.testing.assert_allclose(got, want, rtol=tol)
+
+
+def test_quadrature_stays_accurate_when_the_set_takes_most_of_the_mass():
+    p = np.array([0.3, 0.25, 0.2, 0.15, 0.05])  # 95% of the mass in the set
+    got = np.exp(product.set_log_probability(np.log(p)[None, :, None], 5))[0, 0]
+    assert got == pytest.approx(_exact_set_probability(p), rel=5e-4)
+
+
+def test_aggregated_likelihood_equals_the_occasion_by_occasion_sum_over_orders():
+    pdata, params = _study(n_households=12, n_categories=2, items_per_category=7, n_weeks=8, burn_in_weeks=2)
+    assert pdata.set_size.max() >= 4 and pdata.last_item.size > 0
+    assert product.total_loglik(params, pdata) == pytest.approx(product.brute_force_loglik(params, pdata), rel=1e-8)
+
+
+def test_pytensor_potentials_equal_the_numpy_likelihood():
+    pdata, _ = _study(seed=1, n_households=10, n_categories=2, items_per_category=5, n_weeks=6, burn_in_weeks=1)
+    model = product.build_model(pdata, product.ProductConfig(n_classes=4, burn_in_weeks=1))
+    rng = np.random.default_rng(2)
+    point = {v.name: rng.normal(0, 0.4, model.initial_point()[v.name].shape) for v in model.value_vars}
+
+    def value(expr):
+        expr = model.replace_rvs_by_values([expr])[0]
+        return model.compile_fn(expr, inputs=model.value_vars, on_unused_input="ignore")(point)
+
+    params = {name: value(model[name]) for name in ("theta", "display", "mailer", "log_extra_rate")}
+    t = np.zeros(pdata.item_category.size)
+    t[product.free_items(pdata)] = value(model["t_free"])
+    params["t"] = t
+    potential = value(pt.add(*model.potentials))
+    assert potential == pytest.approx(product.total_loglik(params, pdata), rel=1e-10)
+
+
+def test_class_locations_are_standardised_and_fixed():
+    xi = product.class_locations(8, 6)
+    np.testing.assert_allclose(xi.mean(axis=0), 0.0, atol=1e-12)
+    np.testing.assert_allclose(xi.std(axis=0), 1.0, atol=1e-12)
+    np.testing.assert_array_equal(xi, product.class_locations(8, 6))
+
+
+def test_gumbel_top_m_draws_sets_with_the_model_probability():
+    # one category of 4 items, one household, many identical occasions without state
+    rng = np.random.default_rng(3)
+    n = 20_000
+    design = product.ProductData(
+        households=np.arange(n),
+        categories=np.arange(1),
+        weeks=np.arange(1),
+        item_category=np.zeros(4, dtype=np.int64),
+        price=np.zeros((4, 1)),
+        discount=np.zeros((4, 1)),
+        display=np.zeros((4, 1)),
+        mailer=np.zeros((4, 1)),
+        attributes=np.zeros((4, 0)),
+        occasion_household=np.arange(n),
+        occasion_category=np.zeros(n, dtype=np.int64),
+        occasion_week=np.zeros(n, dtype=np.int64),
+        occasion_scored=np.ones(n, dtype=bool),
+        chosen_occasion=np.arange(n),
+        chosen_item=np.zeros(n, dtype=np.int64),
+        last_occasion=np.zeros(0, np.int64),
+        last_item=np.zeros(0, np.int64),
+    )
+    t = np.array([1.0, 0.3, -0.5, 0.0])
+    params = {
+        "t": t,
+        "theta": np.zeros((1, 3)),
+        "display": np.zeros(1),
+        "mailer": np.zeros(1),
+        "log_extra_rate": np.array([np.log(0.5)]),
+    }
+    sim = product.simulate_occasions(params, design, np.zeros(n, dtype=np.int64), rng)
+    sizes = sim.set_size
+    # m - 1 ~ Poisson(0.5) capped at 4 items
+    assert abs(sizes.mean() - 1 - 0.5) < 4 * np.sqrt(0.5 / n)
+    p = np.exp(t) / np.exp(t).sum()
+    pairs = pd.Series(sim.chosen_item).groupby(sim.chosen_occasion).apply(tuple)
+    two = pairs[sizes == 2]
+    for pair in [(0, 1), (2, 3)]:
+        want = _exact_set_probability(p[list(pair)])
+        prob_two = want / sum(_exact_set_probability(p[list(c)]) for c in itertools.combinations(range(4), 2))
+        got = (two == pair).mean()
+        assert abs(got - prob_two) < 4 * np.sqrt(prob_two * (1 - prob_two) / len(two))
+
+
+def test_state_pairs_point_to_the_previous_occasion_in_the_category():
+    # household 0: category 0 in weeks 1, 3 (items 2 then 0, 1); category 1 in week 2
+    occ_h, occ_c, occ_w = np.array([0, 0, 0]), np.array([0, 1, 0]), np.array([1, 2, 3])
+    chosen_occ, chosen_item = np.array([0, 1, 2, 2]), np.array([2, 7, 0, 1])
+    occ, item = product.last_items_from_choices(occ_h, occ_c, occ_w, chosen_occ, chosen_item)
+    np.testing.assert_array_equal(occ, [2])
+    np.testing.assert_array_equal(item, [2])
+
+
+def test_config_and_data_errors():
+    with pytest.raises(ValueError, match="n_classes"):
+        product.ProductConfig(n_classes=1)
+    with pytest.raises(ValueError, match="promo_sigma"):
+        product.ProductConfig(promo_sigma=0.0)
+    pdata, _ = _study(n_households=4, n_categories=2, items_per_category=3, n_weeks=3, burn_in_weeks=0)
+    fields = {**pdata.__dict__, "chosen_item": (pdata.chosen_item + 3) % 6}
+    with pytest.raises(ValueError, match="outside the occasion's category"):
+        product.ProductData(**fields)
+
+
+def test_pack_sizes_are_parsed_to_ounces():
+    assert product.parse_pack_size("2 LB") == 32.0
+    assert product.parse_pack_size("12 OZ") == 12.0
+    assert np.isnan(product.parse_pack_size(None)) and np.isnan(product.parse_pack_size("BIG"))
+
+
+def _state_study():
+    """Strong attribute-weight heterogeneity across 8 classes, no state dependence (mu_state = 0)."""
+    rng = np.random.default_rng(3)
+    design = product.synthetic_design(
+        rng, n_households=150, n_categories=3, items_per_category=8, n_weeks=24, occasion_rate=0.6, burn_in_weeks=4
+    )
+    truth = product.draw_parameters(design, rng, n_classes=8, mu=(-2.0, 2.0, 0.0), sigma=(0.3, 0.3, 0.05, 1.5, 1.5))
+    return product.simulate_occasions(truth, design, rng.integers(0, 8, 150), rng), truth
+
+
+def _fit(pdata, *, heterogeneity):
+    from bayes_retail.models.sampling import SamplerConfig, sample_posterior
+
+    config = product.ProductConfig(n_classes=8, burn_in_weeks=4, heterogeneity=heterogeneity)
+    return sample_posterior(product.build_model(pdata, config), config=SamplerConfig(chains=2, draws=300, tune=300), seed=1)
+
+
+@pytest.fixture(scope="module")
+def state_fit():
+    pdata, truth = _state_study()
+    return pdata, truth, _fit(pdata, heterogeneity=True)
+
+
+def test_recovery_of_price_discount_and_heterogeneity(state_fit):
+    _, truth, idata = state_fit
+    post = idata.posterior
+    mu = post["mu"].values.reshape(-1, 3)
+    lo, hi = np.quantile(mu, [0.05, 0.95], axis=0)
+    assert np.all((lo <= truth["mu"]) & (truth["mu"] <= hi)), (lo, hi)
+    sigma = post["sigma"].values.reshape(-1, 5)
+    lo, hi = np.quantile(sigma, [0.005, 0.995], axis=0)
+    # attribute-weight heterogeneity (sd 1.5) is found, not absorbed elsewhere
+    assert np.all((lo[3:] <= 1.5) & (1.5 <= hi[3:])), (lo, hi)
+    for name, value in (("mu_display", 0.5), ("mu_mailer", 0.3), ("mu_log_extra_rate", -1.2)):
+        q = np.quantile(post[name].values.ravel(), [0.005, 0.995])
+        assert q[0] <= value <= q[1], f"{name}: {value} outside {q}"
+
+
+def test_heterogeneity_without_state_dependence_yields_no_state_effect(state_fit):
+    _, _, idata = state_fit
+    state = idata.posterior["mu"].sel(core="state").values.ravel()
+    lo, hi = np.quantile(state, [0.05, 0.95])
+    assert lo < 0.0 < hi and hi - lo < 0.3
+
+
+@pytest.mark.slow
+def test_without_heterogeneity_the_same_data_read_as_false_loyalty():
+    """The check can fail: the model without heterogeneity finds state dependence that is not there."""
+    pdata, _ = _state_study()
+    state = _fit(pdata, heterogeneity=False).posterior["mu"].sel(core="state").values.ravel()
+    assert np.quantile(state, 0.05) > 0.2
