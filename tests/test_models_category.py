@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-import pytensor.tensor as pt
 import pytest
+from model_points import evaluate, potential_sum, random_point
 
 from bayes_retail.models import category
 from bayes_retail.models.sampling import SamplerConfig, sample_posterior
@@ -18,20 +18,12 @@ def _study(seed=0, n_h=30, n_c=6, n_w=8, **kwargs):
     return category.category_data_from_arrays(purchases, trips), params
 
 
-def _constrained(model, point, name):
-    expr = model.replace_rvs_by_values([model[name]])[0]
-    return model.compile_fn(expr, inputs=model.value_vars, on_unused_input="ignore")(point)
-
-
 def test_aggregated_likelihood_equals_the_row_level_bernoulli():
     cd, _ = _study()
     model = category.build_model(cd)
-    rng = np.random.default_rng(1)
-    point = {v.name: rng.normal(0, 0.5, model.initial_point()[v.name].shape) for v in model.value_vars}
-    potential = model.compile_fn(
-        pt.add(*model.replace_rvs_by_values(model.potentials)), inputs=model.value_vars, on_unused_input="ignore"
-    )(point)
-    params = {name: _constrained(model, point, name) for name in ("b", "u", "f", "loadings", "s", "d")}
+    point = random_point(model, np.random.default_rng(1), 0.5)
+    potential = potential_sum(model, point)
+    params = {name: evaluate(model, point, model[name]) for name in ("b", "u", "f", "loadings", "s", "d")}
     rows = category.pointwise_loglik(params, cd)
     assert potential == pytest.approx(np.nansum(rows), rel=1e-10)
     assert np.isnan(rows[np.broadcast_to(cd.trips[:, None, :] == 0, rows.shape)]).all()

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import numpy as np
 import pandas as pd
-import pytensor.tensor as pt
 import pytest
+from model_points import evaluate, potential_sum, random_point
 
 from bayes_retail.models import product
 
@@ -67,18 +68,12 @@ def test_aggregated_likelihood_equals_the_occasion_by_occasion_sum_over_orders()
 def test_pytensor_potentials_equal_the_numpy_likelihood():
     pdata, _ = _study(seed=1, n_households=10, n_categories=2, items_per_category=5, n_weeks=6, burn_in_weeks=1)
     model = product.build_model(pdata, product.ProductConfig(n_classes=4, burn_in_weeks=1))
-    rng = np.random.default_rng(2)
-    point = {v.name: rng.normal(0, 0.4, model.initial_point()[v.name].shape) for v in model.value_vars}
-
-    def value(expr):
-        expr = model.replace_rvs_by_values([expr])[0]
-        return model.compile_fn(expr, inputs=model.value_vars, on_unused_input="ignore")(point)
-
-    params = {name: value(model[name]) for name in ("theta", "display", "mailer", "log_extra_rate")}
+    point = random_point(model, np.random.default_rng(2), 0.4)
+    params = {name: evaluate(model, point, model[name]) for name in ("theta", "display", "mailer", "log_extra_rate")}
     t = np.zeros(pdata.item_category.size)
-    t[product.free_items(pdata)] = value(model["t_free"])
+    t[product.free_items(pdata)] = evaluate(model, point, model["t_free"])
     params["t"] = t
-    potential = value(pt.add(*model.potentials))
+    potential = potential_sum(model, point)
     assert potential == pytest.approx(product.total_loglik(params, pdata), rel=1e-10)
 
 
@@ -149,9 +144,8 @@ def test_config_and_data_errors():
     with pytest.raises(ValueError, match="promo_sigma"):
         product.ProductConfig(promo_sigma=0.0)
     pdata, _ = _study(n_households=4, n_categories=2, items_per_category=3, n_weeks=3, burn_in_weeks=0)
-    fields = {**pdata.__dict__, "chosen_item": (pdata.chosen_item + 3) % 6}
     with pytest.raises(ValueError, match="outside the occasion's category"):
-        product.ProductData(**fields)
+        dataclasses.replace(pdata, chosen_item=(pdata.chosen_item + 3) % 6)
 
 
 def test_pack_sizes_are_parsed_to_ounces():

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pytensor.tensor as pt
 import pytest
+from model_points import potential_sum, random_point
 from scipy.stats import nbinom
 
 from bayes_retail.models import quantity
@@ -33,11 +33,8 @@ def test_aggregated_likelihood_equals_the_row_level_negative_binomial():
     qd = quantity.quantity_data_from_lines(lines)
     assert qd.n_lines == len(lines) and qd.pattern_lines.sum() == len(lines)
     model = quantity.build_model(qd)
-    rng = np.random.default_rng(1)
-    point = {v.name: rng.normal(0, 0.5, model.initial_point()[v.name].shape) for v in model.value_vars}
-    potential = model.compile_fn(
-        pt.add(*model.replace_rvs_by_values(model.potentials)), inputs=model.value_vars, on_unused_input="ignore"
-    )(point)
+    point = random_point(model, np.random.default_rng(1), 0.5)
+    potential = potential_sum(model, point)
     tau = np.exp(point["tau_product_log__"])
     l = point["m"][qd.product_category] + tau * point["z_product"]
     kappa = point["mu_kappa"] + np.exp(point["sigma_kappa_log__"]) * point["z_kappa"]

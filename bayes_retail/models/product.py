@@ -47,6 +47,7 @@ integral ``int_0^inf e^-s prod_j (1 - exp(-a_j s)) ds`` with
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import re
 from dataclasses import asdict, dataclass
@@ -182,6 +183,11 @@ class ProductData:
         return np.bincount(self.item_category, minlength=self.categories.size)
 
     @property
+    def category_start(self) -> np.ndarray:
+        """``(C,)`` global index of each category's first item."""
+        return np.cumsum(self.category_items) - self.category_items
+
+    @property
     def reference_item(self) -> np.ndarray:
         """``(C,)`` global index of each category's reference item (its last: "other" where the category has one)."""
         return np.cumsum(self.category_items) - 1
@@ -239,22 +245,17 @@ def class_utilities(t, theta, display_c, mailer_c, pdata: ProductData):
 
 def _category_sums(exp_v, pdata: ProductData):
     """``(K, C, W)`` sums of ``exp_v (K, G, W)`` over each category's items."""
-    lib = _lib(exp_v)
-    starts = np.concatenate([[0], np.cumsum(pdata.category_items)[:-1]])
-    if lib is np:
-        return np.add.reduceat(exp_v, starts, axis=1)
-    csum = pt.cumsum(exp_v, axis=1)
-    ends = np.cumsum(pdata.category_items) - 1
-    total = csum[:, ends, :]
+    if _lib(exp_v) is np:
+        return np.add.reduceat(exp_v, pdata.category_start, axis=1)
+    total = pt.cumsum(exp_v, axis=1)[:, pdata.reference_item, :]
     return pt.concatenate([total[:, :1], total[:, 1:] - total[:, :-1]], axis=1)
 
 
 def occasion_log_probabilities(v, theta, pdata: ProductData):
-    """Per chosen item and class: ``(P, K)`` log choice probabilities on a full choice set.
+    """Per chosen item and class: ``(P, K)`` log choice probabilities on the full choice set.
 
-    Also returns nothing else: set probabilities are built from these by
-    :func:`set_log_probability`. The denominator includes the state term of the
-    household's last items.
+    The denominator includes the state term of the household's last items;
+    :func:`set_log_probability` builds set probabilities from these.
     """
     lib = _lib(v, theta)
     lam = theta[:, 2]  # (K,)
@@ -292,8 +293,9 @@ def _log1mexp(x, lib):
 
 def _logsumexp(x, axis, lib):
     if lib is np:
-        top = np.max(x, axis=axis, keepdims=True)
-        return np.squeeze(top, axis) + np.log(np.sum(np.exp(x - top), axis=axis))
+        from scipy.special import logsumexp
+
+        return logsumexp(x, axis=axis)
     return pt.logsumexp(x, axis=axis)
 
 
@@ -324,18 +326,16 @@ def set_log_probability(logp, m: int, lib=None):
 def occasion_class_loglik(logp_chosen, pdata: ProductData):
     """``(O_scored, K)`` log P_k(S_o) of the scored occasions, from ``(P, K)`` chosen log-probabilities.
 
-    Occasions are bucketed by set size; the result follows ``scored_occasions(pdata)``.
+    Occasions are bucketed by set size; returns the rows and the occasion index
+    of each row.
     """
     lib = _lib(logp_chosen)
     order, groups = _set_buckets(pdata)
-    parts = []
-    for m, rows in groups:
-        block = logp_chosen[rows.ravel()].reshape((rows.shape[0], m, -1)) if lib is np else pt.reshape(
-            logp_chosen[rows.ravel()], (rows.shape[0], m, logp_chosen.shape[1])
-        )
-        parts.append(set_log_probability(block, m, lib))
-    out = lib.concatenate(parts, axis=0)
-    return out, order
+    parts = [
+        set_log_probability(lib.reshape(logp_chosen[rows.ravel()], (rows.shape[0], m, logp_chosen.shape[1])), m, lib)
+        for m, rows in groups
+    ]
+    return lib.concatenate(parts, axis=0), order
 
 
 def _set_buckets(pdata: ProductData):
@@ -516,7 +516,7 @@ def simulate_occasions(
     """
     theta = params["theta"]
     v = class_utilities(params["t"], theta, params["display"], params["mailer"], pdata)
-    starts = np.concatenate([[0], np.cumsum(pdata.category_items)[:-1]])
+    starts = pdata.category_start
     sizes = pdata.category_items
     order = np.lexsort((pdata.occasion_week, pdata.occasion_category, pdata.occasion_household))
     last: dict[tuple[int, int], np.ndarray] = {}
@@ -549,11 +549,9 @@ def _with_choices(pdata, chosen_rows, last_rows) -> ProductData:
 
     chosen_occasion, chosen_item = flat(chosen_rows)
     last_occasion, last_item = flat(last_rows)
-    fields = {**pdata.__dict__}
-    fields.update(
-        chosen_occasion=chosen_occasion, chosen_item=chosen_item, last_occasion=last_occasion, last_item=last_item
+    return dataclasses.replace(
+        pdata, chosen_occasion=chosen_occasion, chosen_item=chosen_item, last_occasion=last_occasion, last_item=last_item
     )
-    return ProductData(**fields)
 
 
 def last_items_from_choices(
@@ -695,13 +693,14 @@ def build_product_data(data, depth: np.ndarray, config: ProductConfig | None = N
     g = len(items)
     column = pd.Series(np.arange(len(panel.products)), index=panel.products["product_id"].to_numpy())
     real = items["product_id"].notna().to_numpy()
-    cols = column.reindex(items.loc[real, "product_id"].astype(np.int64)).to_numpy()
-    if np.isnan(cols.astype(float)).any():
+    cols = column.reindex(items.loc[real, "product_id"].astype(np.int64)).to_numpy(dtype=float)
+    if np.isnan(cols).any():
         raise ValueError("a choice-set product is missing from product_weeks")
+    cols = cols.astype(np.int64)
 
     def grid(values):
         out = np.zeros((g, n_w))
-        out[real] = values[:, cols.astype(np.int64)].T
+        out[real] = values[:, cols].T
         return out
 
     log_shelf = np.log(panel.shelf)
