@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pytensor
 import pytest
 from model_points import evaluate, potential_sum, random_point
 
 from bayes_retail.models import category
+from bayes_retail.models._kernels import cloglog_cells_loglik, cloglog_cells_loglik_op
 from bayes_retail.models.sampling import SamplerConfig, sample_posterior
 
 
@@ -138,3 +140,52 @@ def test_prior_predictive_purchase_rates_cover_simulated_data():
 def test_purchase_rate_on_a_hand_computed_grid():
     trips = np.array([[1, 0], [2, 3]])
     assert category.summary_statistics(3, trips, 4) == {"purchase_rate": 3 / 12}
+
+
+def _cell_inputs(seed=3, n_h=5, n_c=4, n_w=6, n_cells=30):
+    rng = np.random.default_rng(seed)
+    return dict(
+        b=rng.normal(-2, 1, n_c), u=rng.normal(0, 1, n_h), pref=rng.normal(0, 0.5, (n_h, n_c)),
+        s=rng.normal(0, 0.3, n_w), d=rng.normal(0, 0.3, (n_c, n_w)),
+        household=rng.integers(0, n_h, n_cells), category=rng.integers(0, n_c, n_cells),
+        week=rng.integers(0, n_w, n_cells), trips=rng.integers(1, 4, n_cells).astype(float),
+    )
+
+
+def _cells_loglik(a):
+    rate = a["trips"] * np.exp(a["b"][a["category"]] + a["u"][a["household"]] + a["pref"][a["household"], a["category"]]
+                               + a["s"][a["week"]] + a["d"][a["category"], a["week"]])
+    return float(np.sum(np.log(-np.expm1(-rate)) + rate))
+
+
+def test_cloglog_kernel_value_and_gradient_match_the_formula():
+    args = _cell_inputs()
+    total, *grads = cloglog_cells_loglik(*args.values())
+    assert total == pytest.approx(_cells_loglik(args), rel=1e-12)
+    for name, grad in zip(("b", "u", "pref", "s", "d"), grads):
+        numeric = np.zeros(args[name].size)
+        for i in range(numeric.size):
+            step = np.zeros(args[name].size)
+            step[i] = 1e-6
+            up = {**args, name: args[name] + step.reshape(args[name].shape)}
+            down = {**args, name: args[name] - step.reshape(args[name].shape)}
+            numeric[i] = (_cells_loglik(up) - _cells_loglik(down)) / 2e-6
+        np.testing.assert_allclose(grad.ravel(), numeric, rtol=1e-5, atol=1e-6)
+
+
+def test_cloglog_kernel_is_accurate_for_tiny_and_huge_rates():
+    args = _cell_inputs(seed=4)
+    args["b"] = np.array([-40.0, 6.0, -0.7, 0.0])
+    total, *grads = cloglog_cells_loglik(*args.values())
+    assert np.isfinite(total) and total == pytest.approx(_cells_loglik(args), rel=1e-10)
+    assert all(np.all(np.isfinite(g)) for g in grads)
+
+
+def test_cloglog_op_gradient_matches_finite_differences():
+    args = _cell_inputs(seed=5)
+    data = [args[k] for k in ("household", "category", "week", "trips")]
+    pytensor.gradient.verify_grad(
+        lambda b, u, pref, s, d: cloglog_cells_loglik_op(b, u, pref, s, d, *data),
+        [args[k] for k in ("b", "u", "pref", "s", "d")],
+        rng=np.random.default_rng(0),
+    )

@@ -44,6 +44,8 @@ import pandas as pd
 import pymc as pm
 import pytensor.tensor as pt
 
+from bayes_retail.models._kernels import cloglog_cells_loglik_op
+
 STAGE = "category"
 MODEL_VERSION = 1
 
@@ -235,10 +237,8 @@ def build_model(cd: CategoryData, config: CategoryConfig | None = None) -> pm.Mo
         sigma_d = pm.HalfNormal("sigma_season", config.season_sigma)
         d = pm.ZeroSumNormal("d", sigma=sigma_d, dims=("category", "week"), n_zerosum_axes=1)
         preference = f @ loadings.T  # (H, C)
-        # purchased cells, one by one
-        eta = b[c] + u[h] + preference[h, c] + s[w] + d[c, w]
-        rate = cell_trips * pt.exp(eta)
-        purchased = (pt.log1mexp(-rate) + rate).sum()
+        # purchased cells, one by one (one fused kernel: value and gradient in one pass)
+        purchased = cloglog_cells_loglik_op(b, u, preference, s, d, h, c, w, cell_trips)
         # every visited (h, c, w): one dense (H x C) @ (C x W) product
         household_week = pm.Data("trips", cd.trips.astype(np.float64)) * pt.exp(u[:, None] + s[None, :])
         expected = (household_week * (pt.exp(preference) @ pt.exp(b[:, None] + d))).sum()
