@@ -17,7 +17,7 @@ from bayes_retail.errors import BayesRetailError
 
 DEFAULT_REPORT_DIR = "reports"
 DEFAULT_MODELS_DIR = "models"
-FIT_STAGES = ("visit", "pricing", "all")
+FIT_STAGES = ("visit", "category", "quantity", "pricing", "all")
 
 
 class Progress:
@@ -48,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     data.add_argument("--rebuild", action="store_true", help="rebuild the panels even when cached")
     data.set_defaults(func=cmd_data)
 
-    fit = sub.add_parser("fit", help="fit model stages and write their artifacts (built so far: visit, pricing)")
+    fit = sub.add_parser("fit", help="fit model stages and write their artifacts (built so far: visit, category, quantity, pricing)")
     fit.add_argument(
         "--stage", choices=FIT_STAGES, default="all", help="stage to fit; all = every stage built so far"
     )
@@ -90,14 +90,26 @@ def cmd_data(args: argparse.Namespace, progress: Progress) -> int:
 def cmd_fit(args: argparse.Namespace, progress: Progress) -> int:
     from bayes_retail.config import load_config, stage_config
     from bayes_retail.data import load_data
-    from bayes_retail.models.stage import data_selection, run_visit_stage, sampler_config
+    from bayes_retail.models.category import CategoryConfig
+    from bayes_retail.models.quantity import QuantityConfig
+    from bayes_retail.models.stage import (
+        data_selection,
+        run_category_stage,
+        run_quantity_stage,
+        run_visit_stage,
+        sampler_config,
+    )
+    from bayes_retail.models.visit import VisitConfig
     from bayes_retail.pricing import PricingConfig
     from bayes_retail.pricing.stage import format_summary, run_pricing_stage
 
     config = load_config(args.config)
-    stages = ("visit", "pricing") if args.stage == "all" else (args.stage,)
+    stages = ("pricing", "visit", "category", "quantity") if args.stage == "all" else (args.stage,)
     # check every section before any long work starts
     pricing_config = stage_config(config, "pricing", PricingConfig)
+    stage_config(config, "visit", VisitConfig)
+    stage_config(config, "category", CategoryConfig)
+    stage_config(config, "quantity", QuantityConfig)
     sampler_config(config, method=args.method)
     data_selection(config, weeks=args.weeks)
     data = load_data(args.data, cache_dir=args.cache_dir, progress=progress)
@@ -111,6 +123,16 @@ def cmd_fit(args: argparse.Namespace, progress: Progress) -> int:
             data, config=config, seed=args.seed, out=args.out, method=args.method, weeks=args.weeks, progress=progress
         )
         print(f"visit: {summary['seconds']['total']} s; see {Path(args.out) / 'visit'}")
+    if "category" in stages:
+        summary = run_category_stage(
+            data, config=config, seed=args.seed, out=args.out, method=args.method, weeks=args.weeks, progress=progress
+        )
+        print(f"category: {summary['seconds']['total']} s; see {Path(args.out) / 'category'}")
+    if "quantity" in stages:
+        summary = run_quantity_stage(
+            data, config=config, seed=args.seed, out=args.out, method=args.method, weeks=args.weeks, progress=progress
+        )
+        print(f"quantity: {summary['seconds']['total']} s; see {Path(args.out) / 'quantity'}")
     return 0
 
 

@@ -88,7 +88,9 @@ def test_a_purchase_without_trips_is_refused():
 
 def test_config_validates_and_rank_needs_categories():
     with pytest.raises(ValueError, match="rank"):
-        category.CategoryConfig(rank=0)
+        category.CategoryConfig(rank=-1)
+    with pytest.raises(ValueError, match="rank"):
+        category.CategoryConfig(rank=1.5)
     with pytest.raises(ValueError, match="season_sigma"):
         category.CategoryConfig(season_sigma=-1.0)
     cd = category.category_data_from_arrays(np.zeros((2, 3, 2), dtype=np.int8), np.ones((2, 2), dtype=int))
@@ -189,3 +191,55 @@ def test_cloglog_op_gradient_matches_finite_differences():
         [args[k] for k in ("b", "u", "pref", "s", "d")],
         rng=np.random.default_rng(0),
     )
+
+
+def test_expected_purchases_is_the_mean_of_simulated_grids():
+    cd, params = _study(seed=11, n_h=25, n_c=5, n_w=6)
+    expected = category.expected_purchases(params, cd.trips, chunk=2)
+    rng = np.random.default_rng(0)
+    sims = np.mean([category.simulate(params, cd.trips, rng).sum(axis=0) for _ in range(400)], axis=0)
+    assert expected.shape == (5, 6)
+    np.testing.assert_allclose(sims, expected, atol=0.35)
+
+
+def _posterior_of(params, chains=2, draws=3):
+    import xarray as xr
+
+    return xr.Dataset({k: (("chain", "draw", *[f"{k}_{i}" for i in range(np.ndim(v))]),
+                           np.broadcast_to(v, (chains, draws, *np.shape(v))).copy()) for k, v in params.items()})
+
+
+def test_seasonal_indices_average_one_over_scored_weeks_and_blank_the_rest():
+    cd, params = _study(seed=12, n_h=20, n_c=4, n_w=6)
+    weeks = cd.weeks[1:]
+    table = category.seasonal_indices(cd, _posterior_of(params), draws=4, scored_weeks=weeks)
+    assert list(table.columns) == ["category_id", "week", "index_mean", "q0.05", "q0.95", "observed"]
+    assert len(table) == 4 * 6
+    scored = table.loc[table["week"].isin(weeks)]
+    np.testing.assert_allclose(scored.groupby("category_id")["index_mean"].mean(), 1.0)
+    # one parameter value in every draw: no spread
+    np.testing.assert_allclose(scored["q0.05"], scored["q0.95"])
+    assert table.loc[~table["week"].isin(weeks), ["index_mean", "observed"]].isna().all().all()
+    e = category.expected_purchases(params, cd.trips)
+    assert scored["index_mean"].iloc[0] == pytest.approx(e[0, 1] / e[0, 1:].mean())
+
+
+def test_restricting_weeks_drops_their_trips_and_purchases():
+    cd, _ = _study(seed=13, n_h=20, n_c=4, n_w=6)
+    keep = cd.weeks[[0, 2, 3]]
+    sub = cd.restricted_to(keep)
+    assert (sub.trips[:, [1, 4, 5]] == 0).all() and (sub.trips[:, [0, 2, 3]] == cd.trips[:, [0, 2, 3]]).all()
+    assert set(sub.cell_week) <= {0, 2, 3} and sub.n_cells == int(np.isin(cd.cell_week, [0, 2, 3]).sum())
+    assert cd.restricted_to(None) is cd
+    with pytest.raises(ValueError, match="none of the selected weeks"):
+        cd.restricted_to([99])
+
+
+def test_rank_zero_has_no_factors_and_the_same_likelihood_with_zero_preferences():
+    cd, _ = _study(seed=14, n_h=12, n_c=4, n_w=5)
+    model = category.build_model(cd, category.CategoryConfig(rank=0))
+    assert not {"f", "loadings", "loading_below"} & set(model.named_vars)
+    point = random_point(model, np.random.default_rng(2), 0.5)
+    params = {name: evaluate(model, point, model[name]) for name in ("b", "u", "s", "d")}
+    params.update(f=np.zeros((12, 0)), loadings=np.zeros((4, 0)))
+    assert potential_sum(model, point) == pytest.approx(np.nansum(category.pointwise_loglik(params, cd)), rel=1e-10)

@@ -38,6 +38,8 @@ def save_stage(
     model_version: int,
     attrs: dict,
     keep_draws: int | None = None,
+    drop_vars: tuple[str, ...] = (),
+    float32: bool = False,
 ) -> Path:
     """Write ``idata`` as ``folder/trace.nc`` atomically (``folder`` is the stage's own folder).
 
@@ -51,8 +53,21 @@ def save_stage(
     keep_draws
         Thin to about this many draws in total (evenly spaced, spread over
         chains) to keep shipped traces small; ``None`` keeps them all.
+    drop_vars
+        Posterior variables left out of the file (e.g. the centred and
+        non-centred pieces of a vector that is also stored whole).
+    float32
+        Store posterior draws in single precision (halves item-sized arrays;
+        ~7 significant digits, far below Monte Carlo error).
     """
     idata = _thinned(idata, keep_draws) if keep_draws else idata
+    if drop_vars or float32:
+        idata = idata.copy()
+        posterior = idata.posterior.drop_vars(list(drop_vars))
+        if float32:
+            posterior = posterior.map(lambda da: da.astype("float32") if da.dtype == np.float64 else da, keep_attrs=True)
+            posterior.attrs = idata.posterior.attrs
+        idata.posterior = posterior
     stamped = {
         "kind": KIND,
         "stage": stage,

@@ -57,7 +57,9 @@ class CategoryConfig:
     Attributes
     ----------
     rank
-        Number of household x category preference factors (2-3 in DESIGN.md §2).
+        Number of household x category preference factors (2-3 in DESIGN.md §2;
+        0 = none, an ablation without co-purchase structure that also fits
+        data with very few categories).
     intercept_sigma, household_sigma, loading_sigma, week_sigma, season_sigma
         Prior scales: category intercepts (around ``intercept_mean``), the household
         propensity sd, the loadings, the global week-effect sd, the category
@@ -75,8 +77,8 @@ class CategoryConfig:
     season_sigma: float = 0.3
 
     def __post_init__(self) -> None:
-        if isinstance(self.rank, bool) or not isinstance(self.rank, int) or self.rank < 1:
-            raise ValueError(f"rank must be a positive integer, got {self.rank!r}")
+        if isinstance(self.rank, bool) or not isinstance(self.rank, int) or self.rank < 0:
+            raise ValueError(f"rank must be a non-negative integer, got {self.rank!r}")
         for name in ("intercept_sigma", "household_sigma", "loading_sigma", "week_sigma", "season_sigma"):
             if not float(getattr(self, name)) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
@@ -114,6 +116,24 @@ class CategoryData:
     @property
     def n_cells(self) -> int:
         return int(self.cell_household.size)
+
+    def restricted_to(self, weeks) -> "CategoryData":
+        """The same data scoring only ``weeks`` (week numbers; ``None`` = all): other weeks count as unvisited."""
+        if weeks is None:
+            return self
+        keep = np.isin(self.weeks, np.asarray(weeks))
+        if not keep.any():
+            raise ValueError(f"none of the selected weeks is in the data (weeks {self.weeks.min()}-{self.weeks.max()})")
+        cells = keep[self.cell_week]
+        return CategoryData(
+            households=self.households,
+            categories=self.categories,
+            weeks=self.weeks,
+            trips=np.where(keep[None, :], self.trips, 0),
+            cell_household=self.cell_household[cells],
+            cell_category=self.cell_category[cells],
+            cell_week=self.cell_week[cells],
+        )
 
     def purchase_grid(self) -> np.ndarray:
         """``(H, C, W)`` 0/1 purchases (dense: small data only)."""
@@ -216,27 +236,19 @@ def build_model(cd: CategoryData, config: CategoryConfig | None = None) -> pm.Mo
     """The PyMC model of the category stage (see the module docstring)."""
     config = config or CategoryConfig()
     n_c, rank = cd.categories.size, config.rank
-    if n_c <= rank + 1:
+    if rank and n_c <= rank + 1:
         raise ValueError(f"rank {rank} needs more than {rank + 1} categories, got {n_c}")
-    n_below = int(free_loading_mask(n_c, rank).sum())
     h, c, w = cd.cell_household, cd.cell_category, cd.cell_week
     cell_trips = cd.trips[h, w].astype(np.float64)
     with pm.Model(coords=coords(cd, rank)) as model:
         b = pm.Normal("b", config.intercept_mean, config.intercept_sigma, dims="category")
         sigma_u = pm.HalfNormal("sigma_household", config.household_sigma)
         u = pm.Normal("u", 0.0, sigma_u, dims="household")
-        f = pm.Normal("f", 0.0, 1.0, dims=("household", "factor"))
-        below = pm.Normal("loading_below", 0.0, config.loading_sigma, shape=n_below)
-        diagonal = pm.HalfNormal("loading_diagonal", config.loading_sigma, dims="factor")
-        # (C, R): small, stored so that draws need no knowledge of the anchor order
-        loadings = pm.Deterministic(
-            "loadings", loading_matrix(below, diagonal, n_c, rank, anchor_order(cd, rank)), dims=("category", "factor")
-        )
+        preference = _preference(cd, config) if rank else pt.zeros((cd.households.size, n_c))  # (H, C)
         sigma_s = pm.HalfNormal("sigma_week", config.week_sigma)
         s = pm.ZeroSumNormal("s", sigma=sigma_s, dims="week")
         sigma_d = pm.HalfNormal("sigma_season", config.season_sigma)
         d = pm.ZeroSumNormal("d", sigma=sigma_d, dims=("category", "week"), n_zerosum_axes=1)
-        preference = f @ loadings.T  # (H, C)
         # purchased cells, one by one (one fused kernel: value and gradient in one pass)
         purchased = cloglog_cells_loglik_op(b, u, preference, s, d, h, c, w, cell_trips)
         # every visited (h, c, w): one dense (H x C) @ (C x W) product
@@ -244,6 +256,19 @@ def build_model(cd: CategoryData, config: CategoryConfig | None = None) -> pm.Mo
         expected = (household_week * (pt.exp(preference) @ pt.exp(b[:, None] + d))).sum()
         pm.Potential("category_loglik", purchased - expected)
     return model
+
+
+def _preference(cd: CategoryData, config: CategoryConfig):
+    """``f_h . l_c`` as an (H, C) PyTensor matrix, with the factor and loading variables it needs."""
+    n_c, rank = cd.categories.size, config.rank
+    f = pm.Normal("f", 0.0, 1.0, dims=("household", "factor"))
+    below = pm.Normal("loading_below", 0.0, config.loading_sigma, shape=int(free_loading_mask(n_c, rank).sum()))
+    diagonal = pm.HalfNormal("loading_diagonal", config.loading_sigma, dims="factor")
+    # (C, R): small, stored so that draws need no knowledge of the anchor order
+    loadings = pm.Deterministic(
+        "loadings", loading_matrix(below, diagonal, n_c, rank, anchor_order(cd, rank)), dims=("category", "factor")
+    )
+    return f @ loadings.T
 
 
 def linear_predictor(params: dict, cd: CategoryData) -> np.ndarray:
@@ -337,16 +362,12 @@ def posterior_parameters(posterior, draw: int) -> dict:
         value = posterior[name].values
         return value.reshape(-1, *value.shape[2:])[draw]
 
-    n_c = posterior["b"].shape[-1]
-    rank = posterior["f"].shape[-1]
-    return {
-        "b": flat("b"),
-        "u": flat("u"),
-        "f": flat("f"),
-        "loadings": flat("loadings"),
-        "s": flat("s"),
-        "d": flat("d"),
-    }
+    params = {name: flat(name) for name in ("b", "u", "s", "d")}
+    if "loadings" in posterior:
+        params.update(f=flat("f"), loadings=flat("loadings"))
+    else:  # rank 0: no preference factors
+        params.update(f=np.zeros((params["u"].size, 0)), loadings=np.zeros((params["b"].size, 0)))
+    return params
 
 
 def summary_statistics(purchase_cells: int, trips: np.ndarray, n_categories: int) -> dict[str, float]:
@@ -356,23 +377,94 @@ def summary_statistics(purchase_cells: int, trips: np.ndarray, n_categories: int
 
 
 def prior_predictive(cd: CategoryData, config: CategoryConfig | None = None, *, draws: int = 50, seed: int = 0) -> pd.DataFrame:
-    """Prior predictive check: purchase rates of grids simulated from prior draws on the data's trips.
+    """Prior predictive check: expected purchase rates on the data's trips under prior draws.
 
-    Dense ``(H, C, W)`` simulation: meant for moderate sizes (it is not the
-    full-data path).
+    The expectation per draw (see :func:`posterior_predictive`), computed
+    ``chunk`` categories at a time, so it runs on the full data.
     """
     import warnings
 
     config = config or CategoryConfig()
     rng = np.random.default_rng(seed)
     model = build_model(cd, config)
-    names = ["b", "u", "f", "loadings", "s", "d"]
+    names = ["b", "u", "s", "d"] + (["f", "loadings"] if config.rank else [])
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The effect of Potentials")
         prior = pm.sample_prior_predictive(draws=draws, model=model, var_names=names, random_seed=rng).prior
-    rows = []
-    for k in range(draws):
-        params = posterior_parameters(prior, k)
-        y = simulate(params, cd.trips, rng)
-        rows.append(summary_statistics(int(y.sum()), cd.trips, cd.categories.size))
+    visited = int((cd.trips > 0).sum()) * cd.categories.size
+    rows = [
+        {"purchase_rate": float(expected_purchases(posterior_parameters(prior, k), cd.trips).sum() / visited)}
+        for k in range(draws)
+    ]
+    return pd.DataFrame(rows)
+
+
+def expected_purchases(params: dict, trips: np.ndarray, *, chunk: int = 16) -> np.ndarray:
+    """``(C, W)`` expected number of purchasing households per category-week, given the trips grid.
+
+    Sums ``1 - exp(-n_hw exp(eta_hcw))`` over households, ``chunk`` categories
+    at a time so memory stays ``H x chunk x W``.
+    """
+    pref = params["f"] @ params["loadings"].T
+    base = params["u"][:, None] + params["s"][None, :]  # (H, W)
+    n_c = params["b"].size
+    out = np.zeros((n_c, trips.shape[1]))
+    for lo in range(0, n_c, chunk):
+        hi = min(lo + chunk, n_c)
+        eta = base[:, None, :] + pref[:, lo:hi, None] + (params["b"][lo:hi, None] + params["d"][lo:hi])[None]
+        out[lo:hi] = (-np.expm1(-trips[:, None, :] * np.exp(eta))).sum(axis=0)
+    return out
+
+
+def seasonal_indices(cd: CategoryData, posterior, *, draws: int = 20, scored_weeks=None) -> pd.DataFrame:
+    """Seasonal index per category-week: expected purchases relative to the category's average scored week.
+
+    Posterior predictive, given the observed trips (so the index includes the
+    weeks' visit levels, as a planner sees demand): mean and 90% band over
+    ``draws`` evenly spaced draws, beside the observed ratio. ``exp(d_cw)`` is
+    not reported: under the cloglog link it is a rate ratio per trip, not an
+    index of purchases. Unscored weeks (``scored_weeks``) get NaN.
+    """
+    scored = np.ones(cd.weeks.size, bool) if scored_weeks is None else np.isin(cd.weeks, np.asarray(scored_weeks))
+    n = posterior["b"].shape[0] * posterior["b"].shape[1]
+    picks = np.unique(np.linspace(0, n - 1, min(draws, n)).round().astype(int))
+    indices = []
+    for k in picks:
+        e = expected_purchases(posterior_parameters(posterior, int(k)), cd.trips)
+        indices.append(e / e[:, scored].mean(axis=1, keepdims=True))
+    indices = np.stack(indices)
+    observed = np.zeros((cd.categories.size, cd.weeks.size))
+    np.add.at(observed, (cd.cell_category, cd.cell_week), 1.0)
+    mean_obs = observed[:, scored].mean(axis=1, keepdims=True)
+    observed = np.divide(observed, mean_obs, out=np.full_like(observed, np.nan), where=mean_obs > 0)
+    c, w = np.meshgrid(np.arange(cd.categories.size), np.arange(cd.weeks.size), indexing="ij")
+    table = pd.DataFrame(
+        {
+            "category_id": cd.categories[c.ravel()],
+            "week": cd.weeks[w.ravel()],
+            "index_mean": indices.mean(axis=0).ravel(),
+            "q0.05": np.quantile(indices, 0.05, axis=0).ravel(),
+            "q0.95": np.quantile(indices, 0.95, axis=0).ravel(),
+            "observed": observed.ravel(),
+        }
+    )
+    table.loc[~scored[w.ravel()], ["index_mean", "q0.05", "q0.95", "observed"]] = np.nan
+    return table
+
+
+def posterior_predictive(cd: CategoryData, posterior, *, draws: int = 20) -> pd.DataFrame:
+    """Expected purchase rate on the data's trips under ``draws`` evenly spaced posterior draws.
+
+    The expectation, not a Bernoulli replay: over millions of visited cells the
+    sampling noise of the rate (relative sd ~ 1e-3) is negligible beside the
+    posterior spread, and the dense replay would cost an ``(H, C, W)`` grid per
+    draw.
+    """
+    n = posterior["b"].shape[0] * posterior["b"].shape[1]
+    picks = np.unique(np.linspace(0, n - 1, min(draws, n)).round().astype(int))
+    visited = int((cd.trips > 0).sum()) * cd.categories.size
+    rows = [
+        {"purchase_rate": float(expected_purchases(posterior_parameters(posterior, int(k)), cd.trips).sum() / visited)}
+        for k in picks
+    ]
     return pd.DataFrame(rows)

@@ -688,7 +688,7 @@ def build_product_data(data, depth: np.ndarray, config: ProductConfig | None = N
         raise ValueError(f"depth must have the pricing panel's shape {panel.depth.shape}, got {depth.shape}")
     if np.isnan(depth).any():
         raise ValueError("depth has missing values: pass a completed panel (observed plus one imputation)")
-    items = _item_table(data.choice_sets)
+    items = item_table(data.choice_sets)
     n_w = panel.weeks.size
     g = len(items)
     column = pd.Series(np.arange(len(panel.products)), index=panel.products["product_id"].to_numpy())
@@ -715,8 +715,11 @@ def build_product_data(data, depth: np.ndarray, config: ProductConfig | None = N
     ))
 
 
-def _item_table(choice_sets: pd.DataFrame) -> pd.DataFrame:
-    """One row per item: category, item index, product id (NaN for "other"), global index."""
+def item_table(choice_sets: pd.DataFrame) -> pd.DataFrame:
+    """One row per item: category, item index within it, product id (NaN for "other"), global index ``g``.
+
+    The item space shared by the product and quantity stages (and the simulator).
+    """
     top = choice_sets.loc[~choice_sets["is_other"], ["category_id", "item", "product_id"]]
     tail = choice_sets.loc[choice_sets["is_other"]].drop_duplicates("category_id")[["category_id", "item"]]
     items = pd.concat([top, tail.assign(product_id=np.nan)], ignore_index=True)

@@ -1,9 +1,11 @@
 """Fitting a shopper-model stage end to end: data, model, posterior, verdict, tables, artifact.
 
-What ``bayes-retail fit --stage visit`` runs. Each stage writes its own folder
+What ``bayes-retail fit --stage visit|category|quantity`` runs. Each stage writes its own folder
 ``out/<stage>/`` (moved into place whole): ``trace.nc`` (ArviZ InferenceData with
-provenance and the convergence verdict in its attributes) and
-``hyperpriors.csv`` (the population-level parameters with 90% intervals).
+provenance and the convergence verdict in its attributes), ``hyperpriors.csv``
+(the population-level parameters with 90% intervals), ``fit_summary.json``
+(timings, verdict, posterior predictive check) and ``prior_predictive.json``,
+plus the stage's own tables (seasonal indices, promotion response, ...).
 """
 
 from __future__ import annotations
@@ -13,9 +15,12 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+import pandas as pd
+
 from bayes_retail._io import atomic_dir, write_json
 from bayes_retail.config import ConfigError, DataSelection, stage_config
-from bayes_retail.models import visit
+from bayes_retail.models import category, quantity, visit
 from bayes_retail.models.artifacts import save_stage
 from bayes_retail.models.diagnostics import announce, convergence
 from bayes_retail.models.sampling import SamplerConfig, sample_posterior
@@ -48,23 +53,32 @@ def data_selection(config: dict, *, weeks: str | None = None) -> DataSelection:
     return DataSelection(weeks=weeks)
 
 
-def visit_prior_check(vd, config, *, seed: int, draws: int = 200) -> dict:
-    """The observed summary statistics beside the 5/50/95% quantiles of their prior predictive distribution."""
-    simulated = visit.prior_predictive(vd, config, draws=draws, seed=seed)
-    observed = visit.summary_statistics(vd.trips, vd.scored)
+def predictive_check(observed: dict, simulated, *, draws: int, kind: str = "prior") -> dict:
+    """Observed summary statistics beside the 5/50/95% quantiles of their simulated (prior or posterior predictive) distribution.
+
+    ``observed_{kind}_quantile`` is the share of simulated values below the
+    observed one (a predictive p-value; near 0 or 1 means the data sit in a
+    tail of the predictive distribution).
+    """
     return {
         "draws": draws,
         "statistics": {
             name: {
                 "observed": observed[name],
-                "prior_q05": float(simulated[name].quantile(0.05)),
-                "prior_median": float(simulated[name].median()),
-                "prior_q95": float(simulated[name].quantile(0.95)),
-                "observed_prior_quantile": float((simulated[name] < observed[name]).mean()),
+                f"{kind}_q05": float(simulated[name].quantile(0.05)),
+                f"{kind}_median": float(simulated[name].median()),
+                f"{kind}_q95": float(simulated[name].quantile(0.95)),
+                f"observed_{kind}_quantile": float((simulated[name] < observed[name]).mean()),
             }
             for name in observed
         },
     }
+
+
+def visit_prior_check(vd, config, *, seed: int, draws: int = 200) -> dict:
+    """The visit stage's prior predictive check (:func:`predictive_check`)."""
+    simulated = visit.prior_predictive(vd, config, draws=draws, seed=seed)
+    return predictive_check(visit.summary_statistics(vd.trips, vd.scored), simulated, draws=draws)
 
 
 def visit_posterior_check(vd, posterior, *, seed: int, draws: int = 20) -> dict:
@@ -94,6 +108,62 @@ def visit_posterior_check(vd, posterior, *, seed: int, draws: int = 20) -> dict:
     }
 
 
+def _sample(model, sampler: SamplerConfig, *, seed: int, stage: str):
+    """Posterior draws, seconds spent sampling, and the announced convergence verdict."""
+    t0 = time.perf_counter()
+    idata = sample_posterior(model, config=sampler, seed=seed)
+    seconds = time.perf_counter() - t0
+    verdict = convergence(idata)
+    announce(verdict, stage=stage)
+    return idata, seconds, verdict
+
+
+def _provenance(config: dict, stage_cfg, sampler: SamplerConfig, data, *, seed: int, weeks: str | None, verdict) -> dict:
+    """What every stage trace and summary records about how it was made."""
+    return {
+        "config_name": config["name"],
+        "stage_config": stage_cfg.to_dict(),
+        "sampler": sampler.to_dict(),
+        "data_hash": data.data_hash,
+        "seed": seed,
+        "weeks": weeks or "all",
+        "method": sampler.method,
+        "approximate": int(sampler.approximate),
+        "convergence": verdict.to_dict(),
+    }
+
+
+def _summary(stage: str, provenance: dict, *, seconds: dict, **extra) -> dict:
+    return {
+        "stage": stage,
+        "config": provenance["config_name"],
+        "seed": provenance["seed"],
+        "method": provenance["method"],
+        "approximate": bool(provenance["approximate"]),
+        "data_hash": provenance["data_hash"],
+        "weeks": provenance["weeks"],
+        **extra,
+        "seconds": {k: round(v, 1) for k, v in seconds.items()},
+        "convergence": provenance["convergence"],
+    }
+
+
+def _write_stage(idata, out, *, module, attrs: dict, keep_draws: int, tables: dict, documents: dict, say, **trace_options) -> Path:
+    """Write ``out/<stage>/`` whole (moved into place): the trace, CSV tables and JSON documents."""
+    target = Path(out) / module.STAGE
+    with atomic_dir(target) as tmp:
+        save_stage(
+            idata, tmp, stage=module.STAGE, model_version=module.MODEL_VERSION, attrs=attrs,
+            keep_draws=keep_draws or None, **trace_options,
+        )
+        for name, table in tables.items():
+            table.to_csv(tmp / name, index=False)
+        for name, document in documents.items():
+            write_json(document, tmp / name)
+    say(f"{module.STAGE} stage written to {target}")
+    return target
+
+
 def run_visit_stage(
     data,
     *,
@@ -121,52 +191,164 @@ def run_visit_stage(
         f"sampling with {sampler.method} ({sampler.chains} chains x {sampler.draws} draws)"
     )
     prior_check = visit_prior_check(vd, visit_config, seed=seed)
-    t1 = time.perf_counter()
-    idata = sample_posterior(model, config=sampler, seed=seed)
-    sampling = time.perf_counter() - t1
-    verdict = convergence(idata)
-    announce(verdict, stage=visit.STAGE)
+    idata, sampling, verdict = _sample(model, sampler, seed=seed, stage=visit.STAGE)
     table = posterior_table(idata, VISIT_HYPERPRIORS)
     seasonal = visit.seasonal_indices(vd, idata.posterior)
-    posterior_check = visit_posterior_check(vd, idata.posterior, seed=seed)
-    summary = {
-        "stage": visit.STAGE,
-        "config": config["name"],
-        "seed": seed,
-        "method": sampler.method,
-        "approximate": sampler.approximate,
-        "data_hash": data.data_hash,
-        "weeks": selection.weeks or "all",
-        "households": int(vd.households.size),
-        "scored_cells": int(vd.scored.sum()),
-        "seconds": {"sampling": round(sampling, 1), "total": round(time.perf_counter() - t0, 1)},
-        "convergence": verdict.to_dict(),
-        "posterior_predictive": posterior_check,
-    }
-    target = Path(out) / visit.STAGE
-    with atomic_dir(target) as tmp:
-        save_stage(
-            idata,
-            tmp,
-            stage=visit.STAGE,
-            model_version=visit.MODEL_VERSION,
-            attrs={
-                "config_name": config["name"],
-                "stage_config": visit_config.to_dict(),
-                "sampler": sampler.to_dict(),
-                "data_hash": data.data_hash,
-                "seed": seed,
-                "weeks": selection.weeks or "all",
-                "method": sampler.method,
-                "approximate": int(sampler.approximate),
-                "convergence": verdict.to_dict(),
-                "hyperpriors": table.to_dict(orient="records"),
-            },
-            keep_draws=sampler.keep_draws or None,
-        )
-        table.to_csv(tmp / HYPERPRIORS_FILENAME, index=False)
-        seasonal.to_csv(tmp / SEASONAL_FILENAME, index=False)
-        write_json(summary, tmp / SUMMARY_FILENAME)
-        write_json(prior_check, tmp / PRIOR_CHECK_FILENAME)
-    say(f"visit stage written to {target}")
+    provenance = _provenance(config, visit_config, sampler, data, seed=seed, weeks=selection.weeks, verdict=verdict)
+    summary = _summary(
+        visit.STAGE, provenance,
+        seconds={"sampling": sampling, "total": time.perf_counter() - t0},
+        households=int(vd.households.size),
+        scored_cells=int(vd.scored.sum()),
+        posterior_predictive=visit_posterior_check(vd, idata.posterior, seed=seed),
+    )
+    _write_stage(
+        idata, out, module=visit, attrs={**provenance, "hyperpriors": table.to_dict(orient="records")},
+        keep_draws=sampler.keep_draws,
+        tables={HYPERPRIORS_FILENAME: table, SEASONAL_FILENAME: seasonal},
+        documents={SUMMARY_FILENAME: summary, PRIOR_CHECK_FILENAME: prior_check},
+        say=say,
+    )
+    return summary
+
+
+#: Population-level variables of the quantity stage (the hyperpriors table).
+QUANTITY_HYPERPRIORS = ["mu_item", "tau_category", "tau_item", "mu_kappa", "sigma_kappa", "sigma_basket", "alpha"]
+PROMO_FILENAME = "promo_response.csv"
+#: Parametrisation pieces of the quantity stage's item and category vectors (left out of the shipped trace).
+QUANTITY_PIECES = ("l_centred", "z_l", "kappa_centred", "z_kappa")
+ITEMS_FILENAME = "items.csv"
+
+
+def quantity_promo_table(idata) -> pd.DataFrame:
+    """Stockpiling response ``kappa_c`` per category (log-mean change of ``q - 1`` per unit depth), 90% intervals."""
+    table = posterior_table(idata, ["kappa"]).rename(columns={"category": "category_id"})
+    return table.assign(response="stockpiling_kappa").drop(columns="variable")
+
+
+def run_quantity_stage(
+    data,
+    *,
+    config: dict,
+    seed: int,
+    out: str | os.PathLike,
+    method: str | None = None,
+    weeks: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict:
+    """Fit the quantity stage on ``data`` and write ``out/quantity/``; returns the fit summary.
+
+    Writes the trace, ``hyperpriors.csv``, ``promo_response.csv`` (stockpiling
+    response by category), ``items.csv`` (the item index: category, item,
+    product id; empty for "other"), the prior and posterior predictive checks
+    and the summary. ``weeks`` restricts the lines to those weeks.
+    """
+    say = progress or (lambda _m: None)
+    quantity_config = stage_config(config, "quantity", quantity.QuantityConfig)
+    sampler = sampler_config(config, method=method)
+    selection = data_selection(config, weeks=weeks)
+    t0 = time.perf_counter()
+    qd, items, _ = quantity.build_quantity_data(data, weeks=selection.week_numbers)
+    model = quantity.build_model(qd, quantity_config)
+    say(
+        f"quantity: {qd.n_lines} lines in {qd.pattern_lines.size} (household, item, depth) patterns, "
+        f"{qd.items.size} items; sampling with {sampler.method} ({sampler.chains} chains x {sampler.draws} draws)"
+    )
+    observed = quantity.summary_statistics(qd.extra_values, qd.extra_counts)
+    prior_check = predictive_check(observed, quantity.prior_predictive(qd, quantity_config, draws=100, seed=seed), draws=100)
+    idata, sampling, verdict = _sample(model, sampler, seed=seed, stage=quantity.STAGE)
+    table = posterior_table(idata, QUANTITY_HYPERPRIORS)
+    promo = quantity_promo_table(idata)
+    replayed = quantity.posterior_predictive(qd, idata.posterior, draws=20, rng=np.random.default_rng(seed))
+    provenance = _provenance(config, quantity_config, sampler, data, seed=seed, weeks=selection.weeks, verdict=verdict)
+    summary = _summary(
+        quantity.STAGE, provenance,
+        seconds={"sampling": sampling, "total": time.perf_counter() - t0},
+        lines=qd.n_lines,
+        patterns=int(qd.pattern_lines.size),
+        items=int(qd.items.size),
+        posterior_predictive=predictive_check(observed, replayed, draws=len(replayed), kind="posterior"),
+    )
+    _write_stage(
+        idata, out, module=quantity, attrs={**provenance, "hyperpriors": table.to_dict(orient="records")},
+        keep_draws=sampler.keep_draws,
+        tables={HYPERPRIORS_FILENAME: table, PROMO_FILENAME: promo, ITEMS_FILENAME: items},
+        documents={SUMMARY_FILENAME: summary, PRIOR_CHECK_FILENAME: prior_check},
+        say=say,
+        # l and kappa are stored whole; their centred / non-centred pieces only parametrise them
+        drop_vars=QUANTITY_PIECES,
+        float32=True,
+    )
+    return summary
+
+
+#: Population-level variables of the category stage (the hyperpriors table).
+CATEGORY_HYPERPRIORS = ["sigma_household", "loading_diagonal", "sigma_week", "sigma_season"]
+CATEGORY_EFFECTS_FILENAME = "category_effects.csv"
+
+
+def category_effects_table(idata) -> pd.DataFrame:
+    """Per category: intercept ``b_c`` and preference loadings with 90% intervals (one row per scalar)."""
+    names = ["b", "loadings"] if "loadings" in idata.posterior else ["b"]
+    return posterior_table(idata, names).rename(columns={"category": "category_id"})
+
+
+def run_category_stage(
+    data,
+    *,
+    config: dict,
+    seed: int,
+    out: str | os.PathLike,
+    method: str | None = None,
+    weeks: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict:
+    """Fit the category stage on ``data`` and write ``out/category/``; returns the fit summary.
+
+    The stage conditions on the observed trips grid. Writes the trace,
+    ``hyperpriors.csv``, ``category_effects.csv`` (intercepts and loadings),
+    ``seasonal_indices.csv`` (per category-week, posterior predictive), the
+    prior and posterior predictive checks and the summary. ``weeks`` scores
+    only those weeks (the others count as unvisited).
+    """
+    say = progress or (lambda _m: None)
+    category_config = stage_config(config, "category", category.CategoryConfig)
+    visit_config = stage_config(config, "visit", visit.VisitConfig)
+    sampler = sampler_config(config, method=method)
+    selection = data_selection(config, weeks=weeks)
+    t0 = time.perf_counter()
+    vd = visit.build_visit_data(data, visit_config)
+    cd = category.build_category_data(data, vd.trips, vd.households, vd.weeks).restricted_to(selection.week_numbers)
+    model = category.build_model(cd, category_config)
+    say(
+        f"category: {cd.households.size} households x {cd.categories.size} categories x {cd.weeks.size} weeks, "
+        f"{cd.n_cells} purchased cells; sampling with {sampler.method} ({sampler.chains} chains x {sampler.draws} draws)"
+    )
+    observed = category.summary_statistics(cd.n_cells, cd.trips, cd.categories.size)
+    prior_check = predictive_check(observed, category.prior_predictive(cd, category_config, draws=50, seed=seed), draws=50)
+    idata, sampling, verdict = _sample(model, sampler, seed=seed, stage=category.STAGE)
+    table = posterior_table(idata, [v for v in CATEGORY_HYPERPRIORS if v in idata.posterior])
+    seasonal = category.seasonal_indices(cd, idata.posterior, draws=20, scored_weeks=selection.week_numbers)
+    replayed = category.posterior_predictive(cd, idata.posterior, draws=20)
+    provenance = _provenance(config, category_config, sampler, data, seed=seed, weeks=selection.weeks, verdict=verdict)
+    summary = _summary(
+        category.STAGE, provenance,
+        seconds={"sampling": sampling, "total": time.perf_counter() - t0},
+        households=int(cd.households.size),
+        categories=int(cd.categories.size),
+        purchased_cells=cd.n_cells,
+        posterior_predictive=predictive_check(observed, replayed, draws=len(replayed), kind="posterior"),
+    )
+    _write_stage(
+        idata, out, module=category, attrs={**provenance, "hyperpriors": table.to_dict(orient="records")},
+        keep_draws=sampler.keep_draws,
+        tables={
+            HYPERPRIORS_FILENAME: table,
+            CATEGORY_EFFECTS_FILENAME: category_effects_table(idata),
+            SEASONAL_FILENAME: seasonal,
+        },
+        documents={SUMMARY_FILENAME: summary, PRIOR_CHECK_FILENAME: prior_check},
+        say=say,
+        float32=True,
+    )
     return summary

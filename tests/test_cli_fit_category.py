@@ -1,0 +1,91 @@
+"""``bayes-retail fit --stage category``: artifacts, provenance, tables and checks (tiny data, rank 0)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from tiny_data import write_internal
+
+from bayes_retail.cli import main
+from bayes_retail.data import load_data
+from bayes_retail.models import category
+from bayes_retail.models.artifacts import load_posterior
+from bayes_retail.models.stage import (
+    CATEGORY_EFFECTS_FILENAME,
+    HYPERPRIORS_FILENAME,
+    PRIOR_CHECK_FILENAME,
+    SEASONAL_FILENAME,
+    SUMMARY_FILENAME,
+)
+
+# the tiny data have two categories: no room for preference factors
+CONFIG = """
+[sampler]
+chains = 2
+draws = 100
+tune = 150
+
+[category]
+rank = 0
+"""
+
+
+def _fit(tmp, src, *extra):
+    config = tmp / "small.toml"
+    config.write_text(CONFIG)
+    return main(["--quiet", "--cache-dir", str(tmp / "cache"), "fit", "--stage", "category", "--data", str(src),
+                 "--out", str(tmp / "models"), "--config", str(config), "--seed", "6", *extra])
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("category")
+    src = write_internal(tmp / "src")
+    return tmp, src, _fit(tmp, src, "--weeks", "2-5")
+
+
+def test_category_fit_writes_its_folder_with_provenance(fitted):
+    tmp, src, code = fitted
+    assert code == 0
+    out = tmp / "models" / category.STAGE
+    expected = ["trace.nc", HYPERPRIORS_FILENAME, CATEGORY_EFFECTS_FILENAME, SEASONAL_FILENAME, SUMMARY_FILENAME, PRIOR_CHECK_FILENAME]
+    assert sorted(p.name for p in out.iterdir()) == sorted(expected)
+    data = load_data(src, cache_dir=tmp / "cache")
+    idata = load_posterior(tmp / "models", "category", data_hash=data.data_hash)
+    assert idata.attrs["seed"] == 6 and idata.attrs["weeks"] == "2-5"
+    post = idata.posterior
+    assert set(post.data_vars) == {"b", "sigma_household", "u", "sigma_week", "s", "sigma_season", "d"}
+    assert post["d"].dims[2:] == ("category", "week")
+
+
+def test_category_tables_and_unscored_weeks(fitted):
+    tmp, _, _ = fitted
+    out = tmp / "models" / category.STAGE
+    hyper = pd.read_csv(out / HYPERPRIORS_FILENAME)
+    assert hyper["variable"].tolist() == ["sigma_household", "sigma_week", "sigma_season"]
+    effects = pd.read_csv(out / CATEGORY_EFFECTS_FILENAME)
+    assert set(effects["variable"]) == {"b"} and effects["category_id"].is_unique
+    seasonal = pd.read_csv(out / SEASONAL_FILENAME)
+    assert list(seasonal.columns) == ["category_id", "week", "index_mean", "q0.05", "q0.95", "observed"]
+    # week 6 is not scored: blank; the scored weeks average 1 per category
+    assert seasonal.loc[seasonal["week"] == 6, "index_mean"].isna().all()
+    scored = seasonal.loc[seasonal["week"].between(2, 5)]
+    np.testing.assert_allclose(scored.groupby("category_id")["index_mean"].mean(), 1.0, rtol=1e-6)
+    assert (scored["q0.05"] <= scored["q0.95"] + 1e-9).all()
+
+
+def test_category_predictive_checks(fitted):
+    tmp, src, _ = fitted
+    out = tmp / "models" / category.STAGE
+    prior = json.loads((out / PRIOR_CHECK_FILENAME).read_text())
+    summary = json.loads((out / SUMMARY_FILENAME).read_text())
+    data = load_data(src, cache_dir=tmp / "cache")
+    cw = data.category_weeks
+    assert summary["purchased_cells"] == int(cw["week"].between(2, 5).sum())
+    rate = prior["statistics"]["purchase_rate"]
+    assert 0 < rate["observed"] < 1 and rate["prior_q05"] <= rate["prior_median"] <= rate["prior_q95"]
+    post = summary["posterior_predictive"]["statistics"]["purchase_rate"]
+    assert post["observed"] == rate["observed"] and post["posterior_q05"] <= post["posterior_q95"]

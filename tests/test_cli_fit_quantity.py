@@ -1,0 +1,100 @@
+"""``bayes-retail fit --stage quantity``: artifacts, provenance, tables and checks (tiny data)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from tiny_data import write_internal
+
+from bayes_retail.cli import main
+from bayes_retail.data import load_data
+from bayes_retail.models import quantity
+from bayes_retail.models.artifacts import load_posterior
+from bayes_retail.models.stage import (
+    HYPERPRIORS_FILENAME,
+    ITEMS_FILENAME,
+    PRIOR_CHECK_FILENAME,
+    PROMO_FILENAME,
+    QUANTITY_HYPERPRIORS,
+    QUANTITY_PIECES,
+    SUMMARY_FILENAME,
+)
+
+CONFIG = """
+[sampler]
+chains = 2
+draws = 100
+tune = 150
+"""
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("quantity")
+    src = write_internal(tmp / "src")
+    config = tmp / "small.toml"
+    config.write_text(CONFIG)
+    code = main(["--quiet", "--cache-dir", str(tmp / "cache"), "fit", "--stage", "quantity", "--data", str(src),
+                 "--out", str(tmp / "models"), "--config", str(config), "--seed", "5"])
+    return tmp, src, code
+
+
+def test_quantity_fit_writes_its_folder_with_provenance(fitted):
+    tmp, src, code = fitted
+    assert code == 0
+    out = tmp / "models" / quantity.STAGE
+    expected = ["trace.nc", HYPERPRIORS_FILENAME, PROMO_FILENAME, ITEMS_FILENAME, SUMMARY_FILENAME, PRIOR_CHECK_FILENAME]
+    assert sorted(p.name for p in out.iterdir()) == sorted(expected)
+    data = load_data(src, cache_dir=tmp / "cache")
+    idata = load_posterior(tmp / "models", "quantity", data_hash=data.data_hash)
+    assert idata.attrs["seed"] == 5 and idata.attrs["method"] == "nutpie"
+    post = idata.posterior
+    assert post.sizes["chain"] == 2 and post.sizes["draw"] == 100
+    # households and categories by id, items by global index; no pattern-sized variables
+    assert sorted(post["basket"]["household"].values) == sorted(data.choices["household_id"].unique())
+    assert list(post["kappa"]["category"].values) == sorted(data.choice_sets["category_id"].unique())
+    assert max(v.size for v in post.data_vars.values()) < 10 * post.sizes["chain"] * post.sizes["draw"] * post.sizes["item"]
+
+
+def test_quantity_tables_name_categories_and_items(fitted):
+    tmp, _, _ = fitted
+    out = tmp / "models" / quantity.STAGE
+    hyper = pd.read_csv(out / HYPERPRIORS_FILENAME)
+    assert hyper["variable"].tolist() == QUANTITY_HYPERPRIORS
+    assert (hyper["q0.05"] <= hyper["median"]).all() and (hyper["median"] <= hyper["q0.95"]).all()
+    promo = pd.read_csv(out / PROMO_FILENAME)
+    assert set(promo["response"]) == {"stockpiling_kappa"} and promo["category_id"].is_unique
+    items = pd.read_csv(out / ITEMS_FILENAME)
+    assert list(items.columns) == ["category_id", "item", "product_id"]
+    # one "other" item per category with tail products, with no product id
+    assert items.groupby("category_id")["product_id"].apply(lambda s: s.isna().sum()).max() == 1
+
+
+def test_quantity_predictive_checks_bracket_their_statistics(fitted):
+    tmp, src, _ = fitted
+    out = tmp / "models" / quantity.STAGE
+    data = load_data(src, cache_dir=tmp / "cache")
+    qd, _, _ = quantity.build_quantity_data(data)
+    observed = quantity.summary_statistics(qd.extra_values, qd.extra_counts)
+    prior = json.loads((out / PRIOR_CHECK_FILENAME).read_text())
+    summary = json.loads((out / SUMMARY_FILENAME).read_text())
+    posterior = summary["posterior_predictive"]
+    assert prior["draws"] == 100 and posterior["draws"] == 20
+    for name, value in observed.items():
+        assert prior["statistics"][name]["observed"] == pytest.approx(value)
+        row = posterior["statistics"][name]
+        assert row["posterior_q05"] <= row["posterior_median"] <= row["posterior_q95"]
+        assert 0.0 <= row["observed_posterior_quantile"] <= 1.0
+    assert summary["lines"] == qd.n_lines and summary["stage"] == "quantity"
+    assert np.isfinite(summary["convergence"]["max_rhat"])
+
+
+def test_the_trace_holds_whole_vectors_in_single_precision(fitted):
+    tmp, _, _ = fitted
+    post = load_posterior(tmp / "models", "quantity").posterior
+    assert not set(QUANTITY_PIECES) & set(post.data_vars)
+    assert post["l"].dims[2:] == ("item",) and post["kappa"].dims[2:] == ("category",)
+    assert all(post[name].dtype == np.float32 for name in post.data_vars)
