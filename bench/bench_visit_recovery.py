@@ -11,16 +11,10 @@ times (binomial sd); the report prints the count per parameter and overall.
 
 from __future__ import annotations
 
-import argparse
-import json
-import time
-import warnings
-
+import _coverage
 import numpy as np
 
 from bayes_retail.models import visit
-from bayes_retail.models.diagnostics import convergence
-from bayes_retail.models.sampling import SamplerConfig, sample_posterior
 
 TRUTH = {
     "mu[visit]": 0.3,
@@ -56,37 +50,10 @@ def draws_of(post, name: str) -> np.ndarray:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=20)
-    parser.add_argument("--households", type=int, default=250)
-    parser.add_argument("--weeks", type=int, default=30)
-    parser.add_argument("--chains", type=int, default=4)
-    parser.add_argument("--draws", type=int, default=500)
-    parser.add_argument("--json", default=None)
-    args = parser.parse_args()
-    warnings.filterwarnings("ignore")
-    sampler = SamplerConfig(chains=args.chains, draws=args.draws, tune=args.draws)
-    covered = {name: [] for name in TRUTH}
-    converged = []
-    t0 = time.perf_counter()
-    for seed in range(args.seeds):
-        vd = simulate(seed, args.households, args.weeks)
-        idata = sample_posterior(visit.build_model(vd), config=sampler, seed=seed + 1)
-        converged.append(convergence(idata).passed)
-        for name, truth in TRUTH.items():
-            lo, hi = np.quantile(draws_of(idata.posterior, name), [0.05, 0.95])
-            covered[name].append(bool(lo <= truth <= hi))
-        print(f"seed {seed}: {sum(c[-1] for c in covered.values())}/{len(TRUTH)} covered", flush=True)
-    rates = {name: float(np.mean(c)) for name, c in covered.items()}
-    overall = float(np.mean([v for c in covered.values() for v in c]))
-    for name, rate in rates.items():
-        print(f"{name:18s} 90% interval coverage {rate:.2f} ({sum(covered[name])}/{args.seeds})")
-    print(f"overall {overall:.3f} over {args.seeds * len(TRUTH)} intervals; "
-          f"{sum(converged)}/{args.seeds} fits passed the full verdict (every scalar); "
-          f"{time.perf_counter() - t0:.0f} s")
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump({"seeds": args.seeds, "coverage": rates, "overall": overall, "converged": converged}, fh, indent=2)
+    args = _coverage.parser(__doc__, households=250, weeks=30).parse_args()
+    _coverage.run(
+        args, TRUTH, lambda seed: visit.build_model(simulate(seed, args.households, args.weeks)), draws_of
+    )
 
 
 if __name__ == "__main__":
