@@ -1,0 +1,31 @@
+"""The posteriors shipped in models/: they load, match the embedded data and the default config, and say how they did."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bayes_retail.data.dataset import cache_key
+from bayes_retail.data.sources import locate
+from bayes_retail.models.artifacts import attr_json, load_posterior
+
+MODELS = Path(__file__).resolve().parents[1] / "models"
+
+
+@pytest.mark.parametrize("stage", ["visit", "quantity"])
+def test_shipped_stage_matches_the_embedded_data_and_the_default_config(stage):
+    idata = load_posterior(MODELS, stage, data_hash=cache_key(locate(None)))
+    attrs = idata.attrs
+    assert attrs["config_name"] == "default" and attrs["method"] == "nutpie" and int(attrs["approximate"]) == 0
+    assert idata.posterior.sizes["chain"] == 4
+    verdict = attr_json(idata, "convergence")
+    assert {"max_rhat", "min_ess_bulk", "min_ess_tail", "divergences", "min_bfmi", "passed"} <= set(verdict)
+    hyper = pd.read_csv(MODELS / stage / "hyperpriors.csv")
+    assert (hyper["r_hat"] <= 1.01).all() and (hyper["ess_bulk"] >= 400).all()
+
+
+def test_shipped_models_stay_small():
+    size = sum(p.stat().st_size for p in MODELS.rglob("*") if p.is_file())
+    assert size < 25 * 2**20, f"models/ holds {size / 2**20:.1f} MiB"
