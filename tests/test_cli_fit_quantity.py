@@ -98,3 +98,16 @@ def test_the_trace_holds_whole_vectors_in_single_precision(fitted):
     assert not set(QUANTITY_PIECES) & set(post.data_vars)
     assert post["l"].dims[2:] == ("item",) and post["kappa"].dims[2:] == ("category",)
     assert all(post[name].dtype == np.float32 for name in post.data_vars)
+
+
+def test_per_category_dispersion_reports_its_hyperparameters(tmp_path):
+    src = write_internal(tmp_path / "src")
+    config = tmp_path / "category.toml"
+    config.write_text('[sampler]\nmethod = "advi"\nvi_iterations = 500\ndraws = 50\n\n[quantity]\ndispersion = "category"\n')
+    code = main(["--quiet", "--cache-dir", str(tmp_path / "cache"), "fit", "--stage", "quantity", "--data", str(src),
+                 "--out", str(tmp_path / "models"), "--config", str(config)])
+    assert code == 0
+    hyper = pd.read_csv(tmp_path / "models" / quantity.STAGE / HYPERPRIORS_FILENAME)
+    assert hyper["variable"].tolist() == QUANTITY_HYPERPRIORS[:-1] + ["mu_log_alpha", "sigma_log_alpha"]
+    post = load_posterior(tmp_path / "models", "quantity").posterior
+    assert post["alpha"].dims[2:] == ("category",) and not {"log_alpha_centred", "z_log_alpha"} & set(post.data_vars)

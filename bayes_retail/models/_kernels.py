@@ -100,31 +100,35 @@ def negbin_pattern_loglik(l, kappa, basket, log_alpha, item, item_category, hous
 
     Pattern ``p`` holds ``lines[p]`` lines of one (household, item, depth) with
     ``extra[p]`` the sum of their ``y = q - 1``; with
-    ``eta = l[item] + kappa[category] * depth + basket[household]`` and
-    dispersion ``a = exp(log_alpha)`` it adds
+    ``eta = l[item] + kappa[c] * depth + basket[household]`` and the item's
+    category dispersion ``a = exp(log_alpha[c])`` it adds
 
         lines * a * log(a) + extra * eta - (lines * a + extra) * log(a + exp(eta)),
 
     the part of the NB log-pmf summed over its lines that depends on ``eta``
-    (the ``lgamma`` terms need only the histogram of ``y``).
+    (the ``lgamma`` terms need only the histogram of ``y`` per category).
+    ``log_alpha`` has one entry per category (repeat one value for a shared
+    dispersion).
 
     Returns
     -------
     tuple
         ``(loglik, d_l, d_kappa, d_basket, d_log_alpha)``.
     """
-    a = np.exp(log_alpha)
+    alpha = np.exp(log_alpha)
     d_l = np.zeros(l.size)
     d_kappa = np.zeros(kappa.size)
     d_basket = np.zeros(basket.size)
+    d_log_alpha = np.zeros(log_alpha.size)
     total = 0.0
-    d_a = 0.0
     for p in range(item.size):
         j = item[p]
         c = item_category[j]
         h = household[p]
+        la = log_alpha[c]
+        a = alpha[c]
         eta = l[j] + kappa[c] * depth[p] + basket[h]
-        gap = eta - log_alpha
+        gap = eta - la
         # log(a + mu), mu / (a + mu) and a / (a + mu) without overflow or cancellation
         if gap > 0.0:
             e = np.exp(-gap)
@@ -134,21 +138,21 @@ def negbin_pattern_loglik(l, kappa, basket, log_alpha, item, item_category, hous
             rest = e * inverse
         else:
             e = np.exp(gap)
-            log_sum = log_alpha + np.log1p(e)
+            log_sum = la + np.log1p(e)
             inverse = 1.0 / (1.0 + e)
             share = e * inverse
             rest = inverse
         n = lines[p]
         y = extra[p]
         weight = n * a + y
-        total += n * a * log_alpha + y * eta - weight * log_sum
+        total += n * a * la + y * eta - weight * log_sum
         r = y - weight * share
         d_l[j] += r
         d_kappa[c] += r * depth[p]
         d_basket[h] += r
         # d/da, times a: a / (a + mu) = rest
-        d_a += n * a * (log_alpha + 1.0 - log_sum) - weight * rest
-    return total, d_l, d_kappa, d_basket, d_a
+        d_log_alpha[c] += n * a * (la + 1.0 - log_sum) - weight * rest
+    return total, d_l, d_kappa, d_basket, d_log_alpha
 
 
 @numba.njit(fastmath=True, cache=True)
@@ -265,7 +269,7 @@ class NegBinPatternLoglik(FusedLoglik):
     """``(l, kappa, basket, log_alpha, item, item_category, household, depth, lines, extra)`` (see :func:`negbin_pattern_loglik`)."""
 
     param_names = ("l", "kappa", "basket", "log_alpha")
-    param_ndims = (1, 1, 1, 0)
+    param_ndims = (1, 1, 1, 1)
     data_names = ("item", "item_category", "household", "depth", "lines", "extra")
     data_ndims = (1, 1, 1, 1, 1, 1)
     int_data = ("item", "item_category", "household")
@@ -320,9 +324,9 @@ def _register_numba() -> None:
         @numba_njit
         def kernel(l, kappa, basket, log_alpha, item, item_category, household, depth, lines, extra):
             total, d_l, d_kappa, d_basket, d_log_alpha = negbin_pattern_loglik(
-                l, kappa, basket, log_alpha[()], item, item_category, household, depth, lines, extra
+                l, kappa, basket, log_alpha, item, item_category, household, depth, lines, extra
             )
-            return np.asarray(total), d_l, d_kappa, d_basket, np.asarray(d_log_alpha)
+            return np.asarray(total), d_l, d_kappa, d_basket, d_log_alpha
 
         return kernel, 1
 
@@ -364,9 +368,11 @@ def register_jax() -> None:
         import jax.numpy as jnp
 
         def loglik(l, kappa, basket, log_alpha, item, item_category, household, depth, lines, extra):
-            eta = l[item] + kappa[item_category[item]] * depth + basket[household]
-            log_sum = jnp.logaddexp(log_alpha, eta)
-            return jnp.sum(lines * jnp.exp(log_alpha) * log_alpha + extra * eta - (lines * jnp.exp(log_alpha) + extra) * log_sum)
+            c = item_category[item]
+            la = log_alpha[c]
+            eta = l[item] + kappa[c] * depth + basket[household]
+            log_sum = jnp.logaddexp(la, eta)
+            return jnp.sum(lines * jnp.exp(la) * la + extra * eta - (lines * jnp.exp(la) + extra) * log_sum)
 
         grad = jax.grad(loglik, argnums=(0, 1, 2, 3))
 

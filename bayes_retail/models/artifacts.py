@@ -63,7 +63,7 @@ def save_stage(
     idata = _thinned(idata, keep_draws) if keep_draws else idata
     if drop_vars or float32:
         idata = idata.copy()
-        posterior = idata.posterior.drop_vars(list(drop_vars))
+        posterior = idata.posterior.drop_vars(list(drop_vars), errors="ignore")
         if float32:
             posterior = posterior.map(lambda da: da.astype("float32") if da.dtype == np.float64 else da, keep_attrs=True)
             posterior.attrs = idata.posterior.attrs

@@ -13,7 +13,8 @@
   partially pooled: centred for categories with at least
   ``kappa_centred_min_lines`` discounted lines, non-centred for the rest;
 - ``basket_h`` household basket-size propensity, centred (hundreds of lines per
-  household); ``alpha`` one dispersion.
+  household); ``alpha`` one dispersion, or one per category pooled
+  (``dispersion = "category"``).
 
 Exact aggregation. With ``y = q - 1`` the NB log-pmf is
 
@@ -39,6 +40,7 @@ from bayes_retail.models._kernels import negbin_pattern_loglik_op
 
 STAGE = "quantity"
 MODEL_VERSION = 1
+DISPERSIONS = ("global", "category")
 
 
 @dataclass(frozen=True)
@@ -49,13 +51,20 @@ class QuantityConfig:
     kappa_sigma: float = 1.0
     basket_sigma: float = 0.5
     alpha_log_sigma: float = 1.5
+    #: "global": one NB dispersion; "category": one per category, pooled (log scale, sd ``alpha_category_sigma``)
+    dispersion: str = "global"
+    alpha_category_sigma: float = 0.5
     #: items with at least this many lines get a centred intercept, the others a non-centred one
     centred_min_lines: int = 10
     #: categories with at least this many discounted lines get a centred kappa
     kappa_centred_min_lines: int = 100
 
     def __post_init__(self) -> None:
+        if self.dispersion not in DISPERSIONS:
+            raise ValueError(f"dispersion must be one of {', '.join(DISPERSIONS)}, got {self.dispersion!r}")
         for name, value in asdict(self).items():
+            if name == "dispersion":
+                continue
             if not float(value) > 0:
                 raise ValueError(f"{name} must be positive, got {value!r}")
         for name in ("centred_min_lines", "kappa_centred_min_lines"):
@@ -82,6 +91,8 @@ class QuantityData:
         Lines in the pattern and their sum of ``q - 1``.
     extra_values, extra_counts
         Histogram of ``q - 1`` over all lines.
+    value_category, value_extra, value_count
+        Histogram of ``q - 1`` per category (one entry per category and value seen).
     household_ids, category_ids
         Ids behind the household and category indices, when known (the model's coordinates).
     """
@@ -97,6 +108,9 @@ class QuantityData:
     pattern_extra: np.ndarray
     extra_values: np.ndarray
     extra_counts: np.ndarray
+    value_category: np.ndarray
+    value_extra: np.ndarray
+    value_count: np.ndarray
     household_ids: np.ndarray | None = None
     category_ids: np.ndarray | None = None
 
@@ -139,6 +153,7 @@ def quantity_data_from_lines(lines: pd.DataFrame) -> QuantityData:
     first = lines.drop_duplicates("item")
     item_category[first["item"].to_numpy()] = first["category"].to_numpy()
     values, counts = np.unique(extra, return_counts=True)
+    per_category = lines.assign(extra=extra).groupby(["category", "extra"], sort=True).size().reset_index(name="n")
     return QuantityData(
         households=np.arange(int(lines["household"].max()) + 1),
         items=np.arange(n_items),
@@ -151,6 +166,9 @@ def quantity_data_from_lines(lines: pd.DataFrame) -> QuantityData:
         pattern_extra=patterns["sum"].to_numpy(float),
         extra_values=values.astype(float),
         extra_counts=counts.astype(float),
+        value_category=per_category["category"].to_numpy(np.int64),
+        value_extra=per_category["extra"].to_numpy(float),
+        value_count=per_category["n"].to_numpy(float),
     )
 
 
@@ -254,7 +272,8 @@ def partially_centred(name: str, mean, sigma, rich: np.ndarray, labels: np.ndarr
     """``x_k ~ N(mean_k, sigma)`` over ``dim``: centred where ``rich``, non-centred elsewhere.
 
     Data-rich groups mix best centred, data-poor ones non-centred (DESIGN.md
-    §2). The free variables are ``{name}_centred`` and ``z_{name}``; the whole
+    §2). The free variables are ``{name}_centred`` and ``z_{name}`` (dims
+    ``{name}_{dim}_centred`` and ``{name}_{dim}_noncentred``); the whole
     vector is the Deterministic ``name`` (dims ``dim``). ``mean`` is indexable
     by position (a vector over ``dim``). ``shift`` (optional, a vector over
     ``dim``) makes the centred piece sample ``x_k + shift_k`` instead (the same
@@ -263,13 +282,37 @@ def partially_centred(name: str, mean, sigma, rich: np.ndarray, labels: np.ndarr
     """
     model = pm.modelcontext(None)
     on, off = np.flatnonzero(rich), np.flatnonzero(~rich)
-    model.add_coord(f"{dim}_centred", labels[on])
-    model.add_coord(f"{dim}_noncentred", labels[off])
+    # dims named after the variable: two vectors over one dim split it differently
+    on_dim, off_dim = f"{name}_{dim}_centred", f"{name}_{dim}_noncentred"
+    model.add_coord(on_dim, labels[on])
+    model.add_coord(off_dim, labels[off])
     offset = 0.0 if shift is None else shift[on]
-    x_on = pm.Normal(f"{name}_centred", mean[on] + offset, sigma, dims=f"{dim}_centred") - offset
-    z_off = pm.Normal(f"z_{name}", 0.0, 1.0, dims=f"{dim}_noncentred")
+    x_on = pm.Normal(f"{name}_centred", mean[on] + offset, sigma, dims=on_dim) - offset
+    z_off = pm.Normal(f"z_{name}", 0.0, 1.0, dims=off_dim)
     order = np.argsort(np.concatenate([on, off]))
     return pm.Deterministic(name, pt.concatenate([x_on, mean[off] + sigma * z_off])[order], dims=dim)
+
+
+def _log_dispersion(qd: QuantityData, config: QuantityConfig):
+    """``(C,)`` log NB dispersion per category: one shared value, or pooled per category.
+
+    Per category: ``log alpha_c ~ N(mu_log_alpha, sigma_log_alpha)``, centred
+    where the category has at least ``kappa_centred_min_lines`` lines (every
+    line informs the dispersion), non-centred elsewhere. ``alpha`` is stored
+    (scalar or by category).
+    """
+    n_c = qd.categories.size
+    if config.dispersion == "global":
+        log_alpha = pm.Normal("log_alpha", 0.0, config.alpha_log_sigma)
+        pm.Deterministic("alpha", pt.exp(log_alpha))
+        return pt.zeros(n_c) + log_alpha
+    mu = pm.Normal("mu_log_alpha", 0.0, config.alpha_log_sigma)
+    sigma = pm.HalfNormal("sigma_log_alpha", config.alpha_category_sigma)
+    lines = np.bincount(qd.item_category, weights=qd.item_lines, minlength=n_c)
+    rich = lines >= config.kappa_centred_min_lines
+    log_alpha = partially_centred("log_alpha", pt.repeat(mu, n_c), sigma, rich, coords(qd)["category"], "category")
+    pm.Deterministic("alpha", pt.exp(log_alpha), dims="category")
+    return log_alpha
 
 
 def build_model(qd: QuantityData, config: QuantityConfig | None = None) -> pm.Model:
@@ -290,13 +333,13 @@ def build_model(qd: QuantityData, config: QuantityConfig | None = None) -> pm.Mo
         )
         sigma_basket = pm.HalfNormal("sigma_basket", config.basket_sigma)
         basket = pm.Normal("basket", 0.0, sigma_basket, dims="household")
-        log_alpha = pm.Normal("log_alpha", 0.0, config.alpha_log_sigma)
-        alpha = pm.Deterministic("alpha", pt.exp(log_alpha))
+        log_alpha = _log_dispersion(qd, config)  # (C,)
         per_pattern = negbin_pattern_loglik_op(
             l, kappa, basket, log_alpha, qd.pattern_item, qd.item_category, qd.pattern_household,
             qd.pattern_depth, qd.pattern_lines, qd.pattern_extra,
         )
-        per_value = qd.extra_counts * (pt.gammaln(qd.extra_values + alpha) - pt.gammaln(alpha))
+        a = pt.exp(log_alpha)[qd.value_category]
+        per_value = qd.value_count * (pt.gammaln(qd.value_extra + a) - pt.gammaln(a))
         pm.Potential("quantity_loglik", per_pattern + per_value.sum())
     return model
 
@@ -308,8 +351,8 @@ def data_constant(qd: QuantityData) -> float:
     return float(-(qd.extra_counts * gammaln(qd.extra_values + 1.0)).sum())
 
 
-def simulate(log_mu: np.ndarray, alpha: float, rng: np.random.Generator) -> np.ndarray:
-    """Forward sampler: quantities ``1 + NB(exp(log_mu), alpha)`` as a gamma-Poisson mixture."""
+def simulate(log_mu: np.ndarray, alpha, rng: np.random.Generator) -> np.ndarray:
+    """Forward sampler: quantities ``1 + NB(exp(log_mu), alpha)`` as a gamma-Poisson mixture (``alpha`` scalar or per line)."""
     mu = np.exp(np.asarray(log_mu, dtype=float))
     return 1 + rng.poisson(rng.gamma(alpha, mu / alpha))
 
@@ -327,10 +370,19 @@ def summary_statistics(extra_values: np.ndarray, extra_counts: np.ndarray) -> di
 PARAMETER_NAMES = ["l", "kappa", "basket", "alpha"]
 
 
+def pattern_dispersion(alpha, qd: QuantityData) -> np.ndarray:
+    """The NB dispersion of each pattern, from a shared ``alpha`` or one per category."""
+    alpha = np.asarray(alpha, dtype=float)
+    if alpha.ndim == 0:
+        return np.full(qd.pattern_item.size, float(alpha))
+    return alpha[qd.item_category[qd.pattern_item]]
+
+
 def _simulated_summaries(qd: QuantityData, params: dict, rng: np.random.Generator) -> dict[str, float]:
     """Summaries of lines simulated on the data's patterns from one draw's parameters."""
-    eta = np.repeat(log_mean(params["l"], params["kappa"], params["basket"], qd), qd.pattern_lines.astype(np.int64))
-    extra = simulate(eta, float(params["alpha"]), rng) - 1
+    repeats = qd.pattern_lines.astype(np.int64)
+    eta = np.repeat(log_mean(params["l"], params["kappa"], params["basket"], qd), repeats)
+    extra = simulate(eta, np.repeat(pattern_dispersion(params["alpha"], qd), repeats), rng) - 1
     values, counts = np.unique(extra, return_counts=True)
     return summary_statistics(values.astype(float), counts.astype(float))
 

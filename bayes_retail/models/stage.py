@@ -216,7 +216,7 @@ def run_visit_stage(
 QUANTITY_HYPERPRIORS = ["mu_item", "tau_category", "tau_item", "mu_kappa", "sigma_kappa", "sigma_basket", "alpha"]
 PROMO_FILENAME = "promo_response.csv"
 #: Parametrisation pieces of the quantity stage's item and category vectors (left out of the shipped trace).
-QUANTITY_PIECES = ("l_centred", "z_l", "kappa_centred", "z_kappa")
+QUANTITY_PIECES = ("l_centred", "z_l", "kappa_centred", "z_kappa", "log_alpha_centred", "z_log_alpha")
 ITEMS_FILENAME = "items.csv"
 
 
@@ -257,7 +257,8 @@ def run_quantity_stage(
     observed = quantity.summary_statistics(qd.extra_values, qd.extra_counts)
     prior_check = predictive_check(observed, quantity.prior_predictive(qd, quantity_config, draws=100, seed=seed), draws=100)
     idata, sampling, verdict = _sample(model, sampler, seed=seed, stage=quantity.STAGE)
-    table = posterior_table(idata, QUANTITY_HYPERPRIORS)
+    dispersion = ["alpha"] if quantity_config.dispersion == "global" else ["mu_log_alpha", "sigma_log_alpha"]
+    table = posterior_table(idata, QUANTITY_HYPERPRIORS[:-1] + dispersion)
     promo = quantity_promo_table(idata)
     replayed = quantity.posterior_predictive(qd, idata.posterior, draws=20, rng=np.random.default_rng(seed))
     provenance = _provenance(config, quantity_config, sampler, data, seed=seed, weeks=selection.weeks, verdict=verdict)
