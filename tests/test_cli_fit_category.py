@@ -68,8 +68,10 @@ def test_category_tables_and_unscored_weeks(fitted):
     assert hyper["variable"].tolist() == ["sigma_household", "sigma_week", "sigma_season"]
     effects = pd.read_csv(out / CATEGORY_EFFECTS_FILENAME)
     assert set(effects["variable"]) == {"b"} and effects["category_id"].is_unique
+    assert effects["product_category"].notna().all()
     seasonal = pd.read_csv(out / SEASONAL_FILENAME)
-    assert list(seasonal.columns) == ["category_id", "week", "index_mean", "q0.05", "q0.95", "observed"]
+    assert list(seasonal.columns) == ["category_id", "product_category", "week", "index_mean", "q0.05", "q0.95", "observed"]
+    assert set(seasonal["product_category"]) == {"MILK", "BREAD"}
     # week 6 is not scored: blank; the scored weeks average 1 per category
     assert seasonal.loc[seasonal["week"] == 6, "index_mean"].isna().all()
     scored = seasonal.loc[seasonal["week"].between(2, 5)]

@@ -67,6 +67,7 @@ def test_quantity_tables_name_categories_and_items(fitted):
     assert (hyper["q0.05"] <= hyper["median"]).all() and (hyper["median"] <= hyper["q0.95"]).all()
     promo = pd.read_csv(out / PROMO_FILENAME)
     assert set(promo["response"]) == {"stockpiling_kappa"} and promo["category_id"].is_unique
+    assert list(promo.columns[:2]) == ["category_id", "product_category"] and promo["product_category"].notna().all()
     items = pd.read_csv(out / ITEMS_FILENAME)
     assert list(items.columns) == ["category_id", "item", "product_id"]
     # one "other" item per category with tail products, with no product id

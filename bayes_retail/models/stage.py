@@ -220,10 +220,18 @@ QUANTITY_PIECES = ("l_centred", "z_l", "kappa_centred", "z_kappa", "log_alpha_ce
 ITEMS_FILENAME = "items.csv"
 
 
-def quantity_promo_table(idata) -> pd.DataFrame:
+def with_category_names(table: pd.DataFrame, categories: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with the category's name (``product_category``) right after its ``category_id``."""
+    names = categories.set_index("category_id")["product_category"]
+    out = table.copy()
+    out.insert(out.columns.get_loc("category_id") + 1, "product_category", out["category_id"].map(names))
+    return out
+
+
+def quantity_promo_table(idata, categories: pd.DataFrame) -> pd.DataFrame:
     """Stockpiling response ``kappa_c`` per category (log-mean change of ``q - 1`` per unit depth), 90% intervals."""
     table = posterior_table(idata, ["kappa"]).rename(columns={"category": "category_id"})
-    return table.assign(response="stockpiling_kappa").drop(columns="variable")
+    return with_category_names(table.assign(response="stockpiling_kappa").drop(columns="variable"), categories)
 
 
 def run_quantity_stage(
@@ -259,7 +267,7 @@ def run_quantity_stage(
     idata, sampling, verdict = _sample(model, sampler, seed=seed, stage=quantity.STAGE)
     dispersion = ["alpha"] if quantity_config.dispersion == "global" else ["mu_log_alpha", "sigma_log_alpha"]
     table = posterior_table(idata, QUANTITY_HYPERPRIORS[:-1] + dispersion)
-    promo = quantity_promo_table(idata)
+    promo = quantity_promo_table(idata, data.categories)
     replayed = quantity.posterior_predictive(qd, idata.posterior, draws=20, rng=np.random.default_rng(seed))
     provenance = _provenance(config, quantity_config, sampler, data, seed=seed, weeks=selection.weeks, verdict=verdict)
     summary = _summary(
@@ -288,10 +296,10 @@ CATEGORY_HYPERPRIORS = ["sigma_household", "loading_diagonal", "sigma_week", "si
 CATEGORY_EFFECTS_FILENAME = "category_effects.csv"
 
 
-def category_effects_table(idata) -> pd.DataFrame:
+def category_effects_table(idata, categories: pd.DataFrame) -> pd.DataFrame:
     """Per category: intercept ``b_c`` and preference loadings with 90% intervals (one row per scalar)."""
     names = ["b", "loadings"] if "loadings" in idata.posterior else ["b"]
-    return posterior_table(idata, names).rename(columns={"category": "category_id"})
+    return with_category_names(posterior_table(idata, names).rename(columns={"category": "category_id"}), categories)
 
 
 def run_category_stage(
@@ -345,8 +353,8 @@ def run_category_stage(
         keep_draws=sampler.keep_draws,
         tables={
             HYPERPRIORS_FILENAME: table,
-            CATEGORY_EFFECTS_FILENAME: category_effects_table(idata),
-            SEASONAL_FILENAME: seasonal,
+            CATEGORY_EFFECTS_FILENAME: category_effects_table(idata, data.categories),
+            SEASONAL_FILENAME: with_category_names(seasonal, data.categories),
         },
         documents={SUMMARY_FILENAME: summary, PRIOR_CHECK_FILENAME: prior_check},
         say=say,
