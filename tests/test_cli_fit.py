@@ -130,6 +130,12 @@ def test_named_configurations_load_and_leave_defaults_to_the_dataclass():
     assert quick == PricingConfig(restarts=1, max_iter=30, n_imputations=5)
     # default.toml spells out every default: it must agree with the dataclass
     assert stage_config(load_config("default"), "pricing", PricingConfig) == PricingConfig()
+    from bayes_retail.models.category import CategoryConfig
+    from bayes_retail.models.quantity import QuantityConfig
+    from bayes_retail.models.visit import VisitConfig
+
+    for section, cls in (("visit", VisitConfig), ("category", CategoryConfig), ("quantity", QuantityConfig)):
+        assert stage_config(load_config("default"), section, cls) == cls(), section
 
 
 def test_a_missing_section_gives_the_defaults(tmp_path):
