@@ -212,7 +212,8 @@ def _posterior_of(params, chains=2, draws=3):
 def test_seasonal_indices_average_one_over_scored_weeks_and_blank_the_rest():
     cd, params = _study(seed=12, n_h=20, n_c=4, n_w=6)
     weeks = cd.weeks[1:]
-    table = category.seasonal_indices(cd, _posterior_of(params), draws=4, scored_weeks=weeks)
+    expected = category.expected_purchase_draws(cd, _posterior_of(params), draws=4)
+    table = category.seasonal_indices(cd, expected, scored_weeks=weeks)
     assert list(table.columns) == ["category_id", "week", "index_mean", "q0.05", "q0.95", "observed"]
     assert len(table) == 4 * 6
     scored = table.loc[table["week"].isin(weeks)]

@@ -143,12 +143,17 @@ def _attr(value):
     return json.dumps(value, default=float)
 
 
+def evenly_spaced(n: int, k: int) -> np.ndarray:
+    """About ``k`` evenly spaced indices in ``0 .. n - 1`` (all of them when ``k >= n``), first and last included."""
+    return np.unique(np.linspace(0, n - 1, min(k, n)).round().astype(int))
+
+
 def _thinned(idata: az.InferenceData, keep: int) -> az.InferenceData:
     """An evenly spaced subset of draws per chain (total about ``keep``)."""
     chains = idata.posterior.sizes["chain"]
     draws = idata.posterior.sizes["draw"]
     per_chain = max(1, min(draws, keep // chains))
-    index = np.unique(np.linspace(0, draws - 1, per_chain).round().astype(int))
+    index = evenly_spaced(draws, per_chain)
     return idata.isel(draw=index, inplace=False)
 
 

@@ -45,6 +45,7 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from bayes_retail.models._kernels import cloglog_cells_loglik_op
+from bayes_retail.models.artifacts import evenly_spaced
 
 STAGE = "category"
 MODEL_VERSION = 1
@@ -416,23 +417,24 @@ def expected_purchases(params: dict, trips: np.ndarray, *, chunk: int = 16) -> n
     return out
 
 
-def seasonal_indices(cd: CategoryData, posterior, *, draws: int = 20, scored_weeks=None) -> pd.DataFrame:
+def expected_purchase_draws(cd: CategoryData, posterior, *, draws: int = 20) -> np.ndarray:
+    """``(D, C, W)`` :func:`expected_purchases` under ``draws`` evenly spaced posterior draws (chains stacked)."""
+    n = posterior["b"].shape[0] * posterior["b"].shape[1]
+    return np.stack([expected_purchases(posterior_parameters(posterior, int(k)), cd.trips) for k in evenly_spaced(n, draws)])
+
+
+def seasonal_indices(cd: CategoryData, expected: np.ndarray, *, scored_weeks=None) -> pd.DataFrame:
     """Seasonal index per category-week: expected purchases relative to the category's average scored week.
 
-    Posterior predictive, given the observed trips (so the index includes the
-    weeks' visit levels, as a planner sees demand): mean and 90% band over
-    ``draws`` evenly spaced draws, beside the observed ratio. ``exp(d_cw)`` is
-    not reported: under the cloglog link it is a rate ratio per trip, not an
-    index of purchases. Unscored weeks (``scored_weeks``) get NaN.
+    ``expected`` is :func:`expected_purchase_draws`: posterior predictive,
+    given the observed trips (so the index includes the weeks' visit levels,
+    as a planner sees demand). Mean and 90% band over the draws, beside the
+    observed ratio. ``exp(d_cw)`` is not reported: under the cloglog link it is
+    a rate ratio per trip, not an index of purchases. Unscored weeks
+    (``scored_weeks``) get NaN.
     """
     scored = np.ones(cd.weeks.size, bool) if scored_weeks is None else np.isin(cd.weeks, np.asarray(scored_weeks))
-    n = posterior["b"].shape[0] * posterior["b"].shape[1]
-    picks = np.unique(np.linspace(0, n - 1, min(draws, n)).round().astype(int))
-    indices = []
-    for k in picks:
-        e = expected_purchases(posterior_parameters(posterior, int(k)), cd.trips)
-        indices.append(e / e[:, scored].mean(axis=1, keepdims=True))
-    indices = np.stack(indices)
+    indices = expected / expected[:, :, scored].mean(axis=2, keepdims=True)
     observed = np.zeros((cd.categories.size, cd.weeks.size))
     np.add.at(observed, (cd.cell_category, cd.cell_week), 1.0)
     mean_obs = observed[:, scored].mean(axis=1, keepdims=True)
@@ -452,19 +454,13 @@ def seasonal_indices(cd: CategoryData, posterior, *, draws: int = 20, scored_wee
     return table
 
 
-def posterior_predictive(cd: CategoryData, posterior, *, draws: int = 20) -> pd.DataFrame:
-    """Expected purchase rate on the data's trips under ``draws`` evenly spaced posterior draws.
+def posterior_predictive(cd: CategoryData, expected: np.ndarray) -> pd.DataFrame:
+    """Expected purchase rate on the data's trips per draw of ``expected`` (:func:`expected_purchase_draws`).
 
     The expectation, not a Bernoulli replay: over millions of visited cells the
     sampling noise of the rate (relative sd ~ 1e-3) is negligible beside the
     posterior spread, and the dense replay would cost an ``(H, C, W)`` grid per
     draw.
     """
-    n = posterior["b"].shape[0] * posterior["b"].shape[1]
-    picks = np.unique(np.linspace(0, n - 1, min(draws, n)).round().astype(int))
     visited = int((cd.trips > 0).sum()) * cd.categories.size
-    rows = [
-        {"purchase_rate": float(expected_purchases(posterior_parameters(posterior, int(k)), cd.trips).sum() / visited)}
-        for k in picks
-    ]
-    return pd.DataFrame(rows)
+    return pd.DataFrame({"purchase_rate": expected.sum(axis=(1, 2)) / visited})

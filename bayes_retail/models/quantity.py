@@ -37,6 +37,7 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from bayes_retail.models._kernels import negbin_pattern_loglik_op
+from bayes_retail.models.artifacts import evenly_spaced
 
 STAGE = "quantity"
 MODEL_VERSION = 1
@@ -404,9 +405,8 @@ def posterior_predictive(qd: QuantityData, posterior, *, draws: int = 20, rng: n
     """Quantity summaries of lines replayed on the data's patterns from ``draws`` evenly spaced posterior draws."""
     stacked = posterior[PARAMETER_NAMES].stack(sample=("chain", "draw"))
     n = stacked.sizes["sample"]
-    picks = np.unique(np.linspace(0, n - 1, min(draws, n)).round().astype(int))
     rows = []
-    for k in picks:
+    for k in evenly_spaced(n, draws):
         params = {name: stacked[name].isel(sample=int(k)).values for name in PARAMETER_NAMES}
         rows.append(_simulated_summaries(qd, params, rng))
     return pd.DataFrame(rows)

@@ -337,8 +337,10 @@ def run_category_stage(
     prior_check = predictive_check(observed, category.prior_predictive(cd, category_config, draws=50, seed=seed), draws=50)
     idata, sampling, verdict = _sample(model, sampler, seed=seed, stage=category.STAGE)
     table = posterior_table(idata, [v for v in CATEGORY_HYPERPRIORS if v in idata.posterior])
-    seasonal = category.seasonal_indices(cd, idata.posterior, draws=20, scored_weeks=selection.week_numbers)
-    replayed = category.posterior_predictive(cd, idata.posterior, draws=20)
+    # one set of expected-purchase grids serves the seasonal indices and the posterior check
+    expected = category.expected_purchase_draws(cd, idata.posterior, draws=20)
+    seasonal = category.seasonal_indices(cd, expected, scored_weeks=selection.week_numbers)
+    replayed = category.posterior_predictive(cd, expected)
     provenance = _provenance(config, category_config, sampler, data, seed=seed, weeks=selection.weeks, verdict=verdict)
     summary = _summary(
         category.STAGE, provenance,

@@ -43,6 +43,7 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from bayes_retail.models._kernels import logit_grid_loglik_op
+from bayes_retail.models.artifacts import evenly_spaced
 
 STAGE = "visit"
 #: Bump when the model's structure or parameter names change: older traces are then refused.
@@ -329,7 +330,7 @@ def seasonal_indices(vd: VisitData, posterior, *, draws: int = 200, prob: float 
     theta = household_parameters(posterior)
     rho = posterior["rho"].values.reshape(-1)
     s = posterior["s"].values.reshape(-1, vd.weeks.size)
-    picks = np.unique(np.linspace(0, rho.size - 1, min(draws, rho.size)).round().astype(int))
+    picks = evenly_spaced(rho.size, draws)
     scored = vd.scored.astype(float)
     per_week = np.maximum(scored.sum(axis=0), 1.0)
     index = np.full((picks.size, vd.weeks.size), np.nan)
@@ -363,7 +364,7 @@ def posterior_predictive(vd: VisitData, posterior, *, draws: int, rng: np.random
     theta = household_parameters(posterior)
     rho = posterior["rho"].values.reshape(-1)
     s = posterior["s"].values.reshape(-1, vd.weeks.size)
-    picks = np.unique(np.linspace(0, rho.size - 1, min(draws, rho.size)).round().astype(int))
+    picks = evenly_spaced(rho.size, draws)
     start = np.searchsorted(vd.weeks, vd.entry_week)
     active = vd.scored.copy()
     active[np.arange(vd.households.size), start] = True
