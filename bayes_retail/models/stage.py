@@ -148,15 +148,22 @@ def _summary(stage: str, provenance: dict, *, seconds: dict, **extra) -> dict:
     }
 
 
-def _write_stage(idata, out, *, module, attrs: dict, keep_draws: int, tables: dict, documents: dict, say, **trace_options) -> Path:
-    """Write ``out/<stage>/`` whole (moved into place): the trace, CSV tables and JSON documents."""
+def _write_stage(
+    idata, out, *, module, provenance: dict, hyperpriors: pd.DataFrame, keep_draws: int, tables: dict,
+    documents: dict, say, **trace_options,
+) -> Path:
+    """Write ``out/<stage>/`` whole (moved into place): the trace, the hyperpriors and other CSV tables, JSON documents.
+
+    The trace's attributes are the provenance plus the hyperprior table.
+    """
     target = Path(out) / module.STAGE
+    attrs = {**provenance, "hyperpriors": hyperpriors.to_dict(orient="records")}
     with atomic_dir(target) as tmp:
         save_stage(
             idata, tmp, stage=module.STAGE, model_version=module.MODEL_VERSION, attrs=attrs,
             keep_draws=keep_draws or None, **trace_options,
         )
-        for name, table in tables.items():
+        for name, table in {HYPERPRIORS_FILENAME: hyperpriors, **tables}.items():
             table.to_csv(tmp / name, index=False)
         for name, document in documents.items():
             write_json(document, tmp / name)
@@ -203,9 +210,9 @@ def run_visit_stage(
         posterior_predictive=visit_posterior_check(vd, idata.posterior, seed=seed),
     )
     _write_stage(
-        idata, out, module=visit, attrs={**provenance, "hyperpriors": table.to_dict(orient="records")},
+        idata, out, module=visit, provenance=provenance, hyperpriors=table,
         keep_draws=sampler.keep_draws,
-        tables={HYPERPRIORS_FILENAME: table, SEASONAL_FILENAME: seasonal},
+        tables={SEASONAL_FILENAME: seasonal},
         documents={SUMMARY_FILENAME: summary, PRIOR_CHECK_FILENAME: prior_check},
         say=say,
     )
@@ -279,9 +286,9 @@ def run_quantity_stage(
         posterior_predictive=predictive_check(observed, replayed, draws=len(replayed), kind="posterior"),
     )
     _write_stage(
-        idata, out, module=quantity, attrs={**provenance, "hyperpriors": table.to_dict(orient="records")},
+        idata, out, module=quantity, provenance=provenance, hyperpriors=table,
         keep_draws=sampler.keep_draws,
-        tables={HYPERPRIORS_FILENAME: table, PROMO_FILENAME: promo, ITEMS_FILENAME: items},
+        tables={PROMO_FILENAME: promo, ITEMS_FILENAME: items},
         documents={SUMMARY_FILENAME: summary, PRIOR_CHECK_FILENAME: prior_check},
         say=say,
         # l and kappa are stored whole; their centred / non-centred pieces only parametrise them
@@ -351,10 +358,9 @@ def run_category_stage(
         posterior_predictive=predictive_check(observed, replayed, draws=len(replayed), kind="posterior"),
     )
     _write_stage(
-        idata, out, module=category, attrs={**provenance, "hyperpriors": table.to_dict(orient="records")},
+        idata, out, module=category, provenance=provenance, hyperpriors=table,
         keep_draws=sampler.keep_draws,
         tables={
-            HYPERPRIORS_FILENAME: table,
             CATEGORY_EFFECTS_FILENAME: category_effects_table(idata, data.categories),
             SEASONAL_FILENAME: with_category_names(seasonal, data.categories),
         },
