@@ -18,9 +18,10 @@ must agree.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 import warnings
+
+import _gradient
 
 
 def _graph_cells(b, u, pref, s, d, household, category, week, trips):
@@ -28,23 +29,6 @@ def _graph_cells(b, u, pref, s, d, household, category, week, trips):
 
     rate = trips * pt.exp(b[category] + u[household] + pref[household, category] + s[week] + d[category, week])
     return (pt.log1mexp(-rate) + rate).sum()
-
-
-def _time(model, repeats=7):
-    import numpy as np
-
-    t0 = time.perf_counter()
-    fn = model.logp_dlogp_function(ravel_inputs=True, mode="NUMBA")._pytensor_function
-    x = np.concatenate([v.ravel() for v in model.initial_point().values()])
-    x = x + np.random.default_rng(0).normal(0, 0.1, x.size)
-    value = float(fn(x)[0])
-    compile_s = time.perf_counter() - t0
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn(x)
-        times.append(time.perf_counter() - t0)
-    return {"compile_s": round(compile_s, 1), "grad_ms": round(1000 * float(np.median(times)), 1), "logp": value}
 
 
 def main() -> None:
@@ -65,27 +49,18 @@ def main() -> None:
     fused_op = category.cloglog_cells_loglik_op
     category.cloglog_cells_loglik_op = _graph_cells
     try:
-        baseline = _time(category.build_model(cd, config))
+        baseline = _gradient.time_logp_dlogp(category.build_model(cd, config))
     finally:
         category.cloglog_cells_loglik_op = fused_op
-    fused = _time(category.build_model(cd, config))
-    if abs(baseline["logp"] - fused["logp"]) > 1e-6 * abs(baseline["logp"]):
-        raise SystemExit(f"log-densities differ: {baseline['logp']} vs {fused['logp']}")
-    result = {
+    fused = _gradient.time_logp_dlogp(category.build_model(cd, config))
+    sizes = {
         "households": int(cd.households.size),
         "categories": int(cd.categories.size),
         "weeks": int(cd.weeks.size),
         "purchased_cells": cd.n_cells,
         "build_s": round(build, 2),
-        "baseline_graph": baseline,
-        "fused_kernel": fused,
-        "speedup": round(baseline["grad_ms"] / fused["grad_ms"], 2),
     }
-    print(json.dumps(result, indent=2))
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(result, fh, indent=2)
-
+    _gradient.compare(baseline, fused, sizes, args.json)
 
 if __name__ == "__main__":
     main()

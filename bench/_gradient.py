@@ -1,0 +1,37 @@
+"""Shared part of the gradient benchmarks: time a model's compiled log-density-and-gradient, compare two models."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+
+
+def time_logp_dlogp(model, repeats: int = 7) -> dict:
+    """Compile with numba (what nutpie runs) and time one call at a jittered initial point (median of ``repeats``)."""
+    t0 = time.perf_counter()
+    fn = model.logp_dlogp_function(ravel_inputs=True, mode="NUMBA")._pytensor_function
+    x = np.concatenate([v.ravel() for v in model.initial_point().values()])
+    x = x + np.random.default_rng(0).normal(0, 0.1, x.size)
+    value = float(fn(x)[0])
+    compile_s = time.perf_counter() - t0
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn(x)
+        times.append(time.perf_counter() - t0)
+    return {"compile_s": round(compile_s, 1), "grad_ms": round(1000 * float(np.median(times)), 2), "logp": value}
+
+
+def compare(baseline: dict, fused: dict, sizes: dict, json_path: str | None) -> dict:
+    """Check both log-densities agree, then print (and write) sizes, both timings and the speed-up."""
+    if abs(baseline["logp"] - fused["logp"]) > 1e-6 * abs(baseline["logp"]):
+        raise SystemExit(f"log-densities differ: {baseline['logp']} vs {fused['logp']}")
+    result = {**sizes, "baseline_graph": baseline, "fused_kernel": fused,
+              "speedup": round(baseline["grad_ms"] / fused["grad_ms"], 2)}
+    print(json.dumps(result, indent=2))
+    if json_path:
+        with open(json_path, "w") as fh:
+            json.dump(result, fh, indent=2)
+    return result
