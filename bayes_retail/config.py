@@ -81,6 +81,16 @@ def parse_weeks(spec: str | None) -> tuple[int, ...] | None:
     return tuple(sorted(weeks))
 
 
+def week_mask(axis, weeks):
+    """Boolean mask of ``axis`` (a stage's week numbers) over the selected ``weeks``; none selected is an error."""
+    import numpy as np
+
+    keep = np.isin(axis, np.asarray(weeks))
+    if not keep.any():
+        raise ValueError(f"none of the selected weeks is in the data (weeks {min(axis)}-{max(axis)})")
+    return keep
+
+
 @dataclass(frozen=True)
 class DataSelection:
     """The ``[data]`` section: which weeks the Bayesian stages score (``weeks = "2-26,37-53"``; none = all)."""

@@ -44,6 +44,7 @@ import pandas as pd
 import pymc as pm
 import pytensor.tensor as pt
 
+from bayes_retail.config import week_mask
 from bayes_retail.models._kernels import cloglog_cells_loglik_op
 from bayes_retail.models.artifacts import evenly_spaced
 
@@ -122,9 +123,7 @@ class CategoryData:
         """The same data scoring only ``weeks`` (week numbers; ``None`` = all): other weeks count as unvisited."""
         if weeks is None:
             return self
-        keep = np.isin(self.weeks, np.asarray(weeks))
-        if not keep.any():
-            raise ValueError(f"none of the selected weeks is in the data (weeks {self.weeks.min()}-{self.weeks.max()})")
+        keep = week_mask(self.weeks, weeks)
         cells = keep[self.cell_week]
         return CategoryData(
             households=self.households,

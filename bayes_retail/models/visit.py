@@ -42,6 +42,7 @@ import pandas as pd
 import pymc as pm
 import pytensor.tensor as pt
 
+from bayes_retail.config import week_mask
 from bayes_retail.models._kernels import logit_grid_loglik_op
 from bayes_retail.models.artifacts import evenly_spaced
 
@@ -177,9 +178,7 @@ class VisitData:
         """
         if weeks is None:
             return self
-        keep = np.isin(self.weeks, np.asarray(weeks))
-        if not keep.any():
-            raise ValueError(f"none of the selected weeks is in the data (weeks {self.weeks.min()}-{self.weeks.max()})")
+        keep = week_mask(self.weeks, weeks)
         return replace(self, scored=self.scored & keep[None, :])
 
     @property
