@@ -11,6 +11,7 @@ import pytest
 from model_points import evaluate, potential_sum, random_point
 
 from bayes_retail.models import product
+from bayes_retail.models._choice_kernel import choice_loglik
 
 
 def _exact_set_probability(p: np.ndarray) -> float:
@@ -38,25 +39,70 @@ def test_set_probability_of_two_items_by_hand():
     assert np.exp(product.set_log_probability(logp, 2))[0, 0] == pytest.approx(0.25 + 0.125 / 0.75, rel=1e-12)
 
 
-@pytest.mark.parametrize("m", [3, 4, 5, 6])
-def test_set_probability_matches_the_sum_over_orders(m):
-    rng = np.random.default_rng(m)
+def _random_sets(rng, m, n_rows=50):
     rows = []
-    for _ in range(50):
+    for _ in range(n_rows):
         w = np.exp(rng.normal(0, 1.5, 30))
         rows.append(w[rng.choice(30, m, replace=False)] / w.sum())
-    p = np.array(rows)
-    got = np.exp(product.set_log_probability(np.log(p)[:, :, None], m))[:, 0]
+    return np.array(rows)
+
+
+@pytest.mark.parametrize("m", [2, 3, 5, 7])
+def test_subset_recursion_equals_the_sum_over_orders(m):
+    p = _random_sets(np.random.default_rng(m), m, n_rows=50 if m < 7 else 5)
+    got = np.exp(product.set_log_probability_exact(np.log(p)[:, :, None]))[:, 0]
     want = np.array([_exact_set_probability(r) for r in p])
-    # exact orders up to EXACT_MAX_ITEMS, Gauss-Laguerre above it
-    tol = 1e-12 if m <= product.EXACT_MAX_ITEMS else 1e-6
-    np.testing.assert_allclose(got, want, rtol=tol)
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+@pytest.mark.parametrize("m", [5, 8, 10])
+def test_quadrature_agrees_with_the_exact_set_probability(m):
+    logp = np.log(_random_sets(np.random.default_rng(m), m))[:, :, None]
+    np.testing.assert_allclose(
+        product.set_log_probability_quadrature(logp), product.set_log_probability_exact(logp), atol=1e-6
+    )
 
 
 def test_quadrature_stays_accurate_when_the_set_takes_most_of_the_mass():
     p = np.array([0.3, 0.25, 0.2, 0.15, 0.05])  # 95% of the mass in the set
-    got = np.exp(product.set_log_probability(np.log(p)[None, :, None], 5))[0, 0]
+    got = np.exp(product.set_log_probability_quadrature(np.log(p)[None, :, None]))[0, 0]
     assert got == pytest.approx(_exact_set_probability(p), rel=5e-4)
+
+
+def _kernel_study():
+    """Occasions of 1-10 items (exact sets and quadrature), state, burn-in and whole-set occasions."""
+    rng = np.random.default_rng(3)
+    design = product.synthetic_design(rng, n_households=30, n_categories=3, items_per_category=10, occasion_rate=0.6)
+    params = product.draw_parameters(design, rng, n_classes=4, log_extra_rate=1.3)
+    pdata = product.simulate_occasions(params, design, rng.integers(0, 4, 30), rng)
+    size = pdata.set_size
+    assert (size == 1).any() and (size == 9).any() and (size == 10).any() and pdata.last_item.size > 0
+    return pdata, params
+
+
+def _kernel(params, pdata, **override):
+    values = {key: params[key] for key in ("t", "theta", "display", "mailer")} | override
+    return choice_loglik(values["t"], values["theta"], values["display"], values["mailer"], *product.kernel_inputs(pdata))
+
+
+def test_choice_kernel_equals_the_numpy_likelihood():
+    pdata, params = _kernel_study()
+    want = product.total_loglik(params, pdata) - product.extra_items_loglik(params["log_extra_rate"], pdata)
+    assert _kernel(params, pdata)[0] == pytest.approx(want, rel=1e-12)
+
+
+def test_choice_kernel_gradient_equals_finite_differences():
+    pdata, params = _kernel_study()
+    _, *grads = _kernel(params, pdata)
+    rng = np.random.default_rng(0)
+    for name, grad in zip(("t", "theta", "display", "mailer"), grads):
+        flat = np.asarray(params[name], float).ravel()
+        for idx in rng.choice(flat.size, min(flat.size, 12), replace=False):
+            step = np.zeros_like(flat)
+            step[idx] = 1e-6
+            up = _kernel(params, pdata, **{name: (flat + step).reshape(np.shape(params[name]))})[0]
+            down = _kernel(params, pdata, **{name: (flat - step).reshape(np.shape(params[name]))})[0]
+            assert grad.ravel()[idx] == pytest.approx((up - down) / 2e-6, rel=1e-5, abs=1e-5), (name, idx)
 
 
 def test_aggregated_likelihood_equals_the_occasion_by_occasion_sum_over_orders():

@@ -397,6 +397,9 @@ def register_jax() -> None:
 
         return kernel
 
+    from bayes_retail.models._choice_kernel import register_jax as register_choice_jax
+
+    register_choice_jax()
     register_jax.done = True
 
 
