@@ -4,12 +4,12 @@
 
 Builds the stage's data from the cached panels and the first imputed depth
 panel of the shipped pricing model, compiles the PyMC model's log-density and
-gradient with numba (what nutpie runs) and times it (median of 5 after a
-warm-up call). The baseline in the same run is the stage's own numpy
-log-likelihood (value only, no gradient), so the ratio says how much the
-compiled gradient graph costs relative to one plain evaluation. Decides
-whether a full-data NUTS fit is affordable (it needs a few hundred thousand
-gradients).
+gradient with numba (what nutpie runs: the fused choice kernel) and times it
+(median of 5 after a warm-up call). The baseline in the same run is the
+stage's own numpy log-likelihood (value only, no gradient), so the ratio says
+what the compiled value-and-gradient costs relative to one plain vectorised
+evaluation. Decides whether a full-data NUTS fit is affordable (it needs a
+few hundred thousand gradients).
 """
 
 from __future__ import annotations

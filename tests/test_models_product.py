@@ -91,6 +91,21 @@ def test_choice_kernel_equals_the_numpy_likelihood():
     assert _kernel(params, pdata)[0] == pytest.approx(want, rel=1e-12)
 
 
+def test_choice_kernel_compiled_for_nutpie_equals_the_direct_call():
+    # what nutpie runs: the Op inside a numba-compiled PyTensor graph, data as constants
+    import pytensor
+    import pytensor.tensor as pt
+
+    from bayes_retail.models._choice_kernel import choice
+
+    pdata, params = _kernel_study()
+    inputs = [pt.dvector(), pt.dmatrix(), pt.dvector(), pt.dvector()]
+    compiled = pytensor.function(inputs, choice(*inputs, *product.kernel_inputs(pdata)), mode="NUMBA")
+    got = compiled(params["t"], params["theta"], params["display"], params["mailer"])
+    for value, want in zip(got, _kernel(params, pdata)):
+        np.testing.assert_allclose(value, want, rtol=1e-12)
+
+
 def test_choice_kernel_gradient_equals_finite_differences():
     pdata, params = _kernel_study()
     _, *grads = _kernel(params, pdata)

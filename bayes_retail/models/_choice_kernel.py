@@ -27,68 +27,77 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from bayes_retail.models._kernels import FusedLoglik
+from bayes_retail.models._kernels import FusedLoglik, kernel_cache_key
 
 #: Largest set scored exactly (by the recursion over its subsets); larger sets: quadrature.
 EXACT_MAX_ITEMS = 8
 QUADRATURE_NODES = 48
+#: Occasion probabilities below this take the log path; mantissas below its square are rescaled.
+_TINY = 1e-100
+_RESCALE = 2.0**664  # ~1e200, a power of 2 so rescaling is exact
+_LOG_RESCALE = 664 * np.log(2.0)
+# rows of the subset recursion's scratch array: p(T), g(T), h(T), their adjoints, d log g / d p
+_REMOVED, _G, _H, _G_BAR, _H_BAR, _P_BAR = range(6)
 # fastmath without the no-NaN / no-Inf assumptions: log-sum-exps meet -inf
 _FAST = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
 
-@numba.njit(fastmath=_FAST, cache=True)
-def _set_exact(lp, m, grad, p, removed, g, h, g_bar, h_bar, p_bar):
-    """``log P(S)`` summed over the m! orders by a recursion over subsets; ``d/d lp`` into ``grad[:m]``.
+@numba.njit(fastmath=_FAST, cache=True, inline="always")
+def _set_exact(p, m, grad, work):
+    """``g(S)`` such that ``P(S) = g(S) prod_S p`` (the sum over the m! orders); ``d log P / d log p`` into ``grad[:m]``.
 
-    With ``g(T) = sum over orders of T of prod 1 / (1 - p(removed so far))``,
-    ``g(T) = sum_{j in T} h(T - j)`` and ``h(U) = g(U) / (1 - p(U))``, so
-    ``log P(S) = sum_S lp + log g(S)`` costs ``m 2^m`` operations instead of
-    ``m m!`` and needs no logarithm but the last. The gradient runs the
-    recursion backwards. Subsets are bit masks: every subset of T is a
-    smaller integer, so increasing order visits subsets first. The other
-    arguments are scratch space of length ``m`` or ``2^m``.
+    ``g(T) = sum_{j in T} h(T - j)`` and ``h(U) = g(U) / (1 - p(U))``, i.e.
+    the sum over orders of ``prod 1 / (1 - p(removed so far))``, in ``m 2^m``
+    operations instead of ``m m!``. The gradient runs the recursion
+    backwards. Subsets are bit masks: every subset of T is a smaller integer,
+    so increasing order visits subsets first. ``work`` is ``(6, 2^m)`` scratch
+    space (one array: a call passes no tuple of arrays).
     """
+    if m == 2:  # g = 1 / (1 - p0) + 1 / (1 - p1)
+        r0 = 1.0 / (1.0 - p[0])
+        r1 = 1.0 / (1.0 - p[1])
+        total = r0 + r1
+        grad[0] = 1.0 + p[0] * r0 * r0 / total
+        grad[1] = 1.0 + p[1] * r1 * r1 / total
+        return total
     n = 1 << m
-    total_lp = 0.0
     for i in range(m):
-        p[i] = np.exp(lp[i])
-        total_lp += lp[i]
-        p_bar[i] = 0.0
-    removed[0] = 0.0
-    g[0] = 1.0
-    h[0] = 1.0
+        work[_P_BAR, i] = 0.0
+    work[_REMOVED, 0] = 0.0
+    work[_G, 0] = 1.0
+    work[_H, 0] = 1.0
     for t in range(1, n):
         acc = 0.0
         member = 0
         for j in range(m):
             bit = 1 << j
             if t & bit:
-                acc += h[t ^ bit]
+                acc += work[_H, t ^ bit]
                 member = j
-        removed[t] = removed[t ^ (1 << member)] + p[member]
-        g[t] = acc
-        h[t] = acc / (1.0 - removed[t])
-        g_bar[t] = 0.0
-        h_bar[t] = 0.0
+        work[_REMOVED, t] = work[_REMOVED, t ^ (1 << member)] + p[member]
+        work[_G, t] = acc
+        work[_H, t] = acc / (1.0 - work[_REMOVED, t])
+        work[_G_BAR, t] = 0.0
+        work[_H_BAR, t] = 0.0
     full = n - 1
-    g_bar[full] = 1.0 / g[full]
+    work[_G_BAR, full] = 1.0 / work[_G, full]
     for t in range(full, 0, -1):
-        inverse = 1.0 / (1.0 - removed[t])
-        g_bar[t] += h_bar[t] * inverse
+        inverse = 1.0 / (1.0 - work[_REMOVED, t])
+        work[_G_BAR, t] += work[_H_BAR, t] * inverse
         # d h / d p_i = h / (1 - p(t)) for every i in t
-        push = h_bar[t] * h[t] * inverse
+        push = work[_H_BAR, t] * work[_H, t] * inverse
         for j in range(m):
             bit = 1 << j
             if t & bit:
-                p_bar[j] += push
-                h_bar[t ^ bit] += g_bar[t]
+                work[_P_BAR, j] += push
+                work[_H_BAR, t ^ bit] += work[_G_BAR, t]
     for i in range(m):
-        grad[i] = 1.0 + p[i] * p_bar[i]
-    return total_lp + np.log(g[full])
+        grad[i] = 1.0 + p[i] * work[_P_BAR, i]
+    return work[_G, full]
 
 
 @numba.njit(fastmath=_FAST, cache=True)
-def _set_quadrature(lp, m, grad, nodes, log_weights, a, ga, lt, u):
+def _set_quadrature(lp, m, grad, nodes, weights, a, ga, lt, u):
     """``log P(S)`` by Gauss-Laguerre quadrature of the exponential-clock integral (large sets).
 
     ``P(S) = int_0^inf e^-s prod_j (1 - exp(-a_j s)) ds`` with
@@ -107,20 +116,30 @@ def _set_quadrature(lp, m, grad, nodes, log_weights, a, ga, lt, u):
         a[i] = np.exp(lp[i] - log_rest)
         ga[i] = 0.0
     n_q = nodes.size
-    top_q = -np.inf
+    norm = 0.0
     for q in range(n_q):
-        acc = log_weights[q]
+        # products, not sums of logs: one transcendental per (item, node); the
+        # terms stay far above underflow for the sets this path sees (checked below)
+        term = weights[q]
         for i in range(m):
             one_minus = -np.expm1(-a[i] * nodes[q])
             u[i, q] = one_minus
-            acc += np.log(one_minus)
-        lt[q] = acc
-        if acc > top_q:
-            top_q = acc
-    norm = 0.0
-    for q in range(n_q):
-        lt[q] = np.exp(lt[q] - top_q)
-        norm += lt[q]
+            term *= one_minus
+        lt[q] = term
+        norm += term
+    offset = 0.0
+    if not norm > 1e-280:  # so improbable a set that the products underflow: node terms in logs
+        offset = -np.inf
+        for q in range(n_q):
+            acc = np.log(weights[q])
+            for i in range(m):
+                acc += np.log(u[i, q])
+            lt[q] = acc
+            offset = max(offset, acc)
+        norm = 0.0
+        for q in range(n_q):
+            lt[q] = np.exp(lt[q] - offset)
+            norm += lt[q]
     for q in range(n_q):
         omega = lt[q] / norm
         for i in range(m):
@@ -132,7 +151,218 @@ def _set_quadrature(lp, m, grad, nodes, log_weights, a, ga, lt, u):
         weighted += a[i] * ga[i]
     for i in range(m):
         grad[i] = a[i] * ga[i] + a[i] * weighted
-    return top_q + np.log(norm)
+    return offset + np.log(norm)
+
+
+@numba.njit(fastmath=_FAST, cache=True)
+def _dense_forward(t, theta, display_c, mailer_c, active, item_category, price, discount, display, mailer,
+                   attributes):
+    """``exp(v)`` as ``(W, G, K)`` and the choice-set sums ``(W, C, K)`` of the ``active`` category-weeks.
+
+    Week first and class last: the occasions, sorted by week and category,
+    then sweep these arrays in memory order and one cache line holds an
+    item-week's classes. Category-weeks without a scored occasion are skipped
+    (their entries stay undefined and are never read).
+    """
+    n_k, n_d = theta.shape
+    n_w, n_g = price.shape
+    base = np.empty((n_g, n_k))
+    for g in range(n_g):
+        for k in range(n_k):
+            acc = t[g]
+            for a in range(n_d - 3):
+                acc += theta[k, 3 + a] * attributes[g, a]
+            base[g, k] = acc
+    expv = np.empty((n_w, n_g, n_k))
+    sums = np.zeros((n_w, display_c.size, n_k))
+    for w in range(n_w):
+        for g in range(n_g):
+            c = item_category[g]
+            if not active[w, c]:
+                continue
+            promo = display_c[c] * display[w, g] + mailer_c[c] * mailer[w, g]
+            for k in range(n_k):
+                e = np.exp(base[g, k] + promo + theta[k, 0] * price[w, g] + theta[k, 1] * discount[w, g])
+                expv[w, g, k] = e
+                sums[w, c, k] += e
+    return expv, sums
+
+
+@numba.njit(fastmath=_FAST, cache=True)
+def _occasions_forward(expv, sums, lam, n_households, occ_household, occ_category, occ_week, chosen_start,
+                       chosen_item, chosen_is_last, last_start, last_item, nodes, weights):
+    """Per household and class the summed log set probabilities ``(H, K)``.
+
+    Also returns each occasion's state sum ``(O, K)`` and each chosen item's
+    ``d log P(S) / d log p`` ``(P, K)`` for the backward pass.
+    """
+    n_o = occ_household.size
+    n_k = lam.size
+    em1 = np.expm1(lam)
+    exp_lam = np.exp(lam)
+    extra = np.empty((n_o, n_k))
+    g_chosen = np.empty((chosen_item.size, n_k))
+    max_m = 1
+    for o in range(n_o):
+        max_m = max(max_m, chosen_start[o + 1] - chosen_start[o])
+    lp = np.empty(max_m)
+    p = np.empty(max_m)
+    grad = np.empty(max_m)
+    qa = np.empty(max_m)
+    qga = np.empty(max_m)
+    q_terms = np.empty(nodes.size)
+    q_u = np.empty((max_m, nodes.size))
+    n_sub = 1 << min(max_m, EXACT_MAX_ITEMS)
+    work = np.empty((6, n_sub))
+    # the product of a household's occasion probabilities per class, as a mantissa
+    # rescaled by powers of 2 (exact), so that most occasions need no logarithm
+    mantissa = np.ones((n_households, n_k))
+    rescaled = np.zeros((n_households, n_k))
+    log_part = np.zeros((n_households, n_k))
+    for o in range(n_o):
+        c = occ_category[o]
+        w = occ_week[o]
+        h = occ_household[o]
+        c0 = chosen_start[o]
+        m = chosen_start[o + 1] - c0
+        for k in range(n_k):
+            ex = 0.0
+            for r in range(last_start[o], last_start[o + 1]):
+                ex += expv[w, last_item[r], k]
+            extra[o, k] = ex
+            den = sums[w, c, k] + em1[k] * ex
+            inv_den = 1.0 / den
+            product = 1.0
+            for i in range(m):
+                state = exp_lam[k] if chosen_is_last[c0 + i] != 0.0 else 1.0
+                p[i] = expv[w, chosen_item[c0 + i], k] * state * inv_den
+                product *= p[i]
+            if m <= EXACT_MAX_ITEMS and product > _TINY:
+                if m == 1:
+                    grad[0] = 1.0
+                    prob = product
+                else:
+                    prob = product * _set_exact(p, m, grad, work)
+                mantissa[h, k] *= prob
+                if mantissa[h, k] < _TINY * _TINY:
+                    mantissa[h, k] *= _RESCALE
+                    rescaled[h, k] += 1.0
+            else:  # large sets, or probabilities too small for products
+                log_den = np.log(den)
+                for i in range(m):
+                    lp[i] = np.log(expv[w, chosen_item[c0 + i], k]) + lam[k] * chosen_is_last[c0 + i] - log_den
+                    p[i] = np.exp(lp[i])
+                if m == 1:
+                    grad[0] = 1.0
+                    ll = lp[0]
+                elif m <= EXACT_MAX_ITEMS:
+                    ll = np.log(_set_exact(p, m, grad, work))
+                    for i in range(m):
+                        ll += lp[i]
+                else:
+                    ll = _set_quadrature(lp, m, grad, nodes, weights, qa, qga, q_terms, q_u)
+                log_part[h, k] += ll
+            for i in range(m):
+                g_chosen[c0 + i, k] = grad[i]
+    for h in range(n_households):
+        for k in range(n_k):
+            log_part[h, k] += np.log(mantissa[h, k]) - rescaled[h, k] * _LOG_RESCALE
+    return log_part, extra, g_chosen
+
+
+@numba.njit(fastmath=_FAST, cache=True)
+def _mixture(per_household):
+    """Equal-weight class mixture per household: the log-likelihood, and the responsibilities in place."""
+    n_h, n_k = per_household.shape
+    total = 0.0
+    log_k = np.log(n_k)
+    for h in range(n_h):
+        top = -np.inf
+        for k in range(n_k):
+            top = max(top, per_household[h, k])
+        norm = 0.0
+        for k in range(n_k):
+            norm += np.exp(per_household[h, k] - top)
+        total += top + np.log(norm) - log_k
+        for k in range(n_k):
+            per_household[h, k] = np.exp(per_household[h, k] - top) / norm
+    return total
+
+
+@numba.njit(fastmath=_FAST, cache=True)
+def _occasions_backward(resp, expv, sums, extra, g_chosen, lam, occ_household, occ_category, occ_week,
+                        chosen_start, chosen_item, chosen_is_last, last_start, last_item):
+    """Derivatives with respect to the choice-set sums ``(C, W, K)``, the utilities ``(G, W, K)`` and ``lambda``.
+
+    The utilities' derivatives come from chosen and last items only; they are
+    gathered densely (class last) so that each occasion touches one cache line
+    per item, and the dense pass maps them to the parameters.
+    """
+    n_k = lam.size
+    em1 = np.expm1(lam)
+    exp_lam = np.exp(lam)
+    d_sums = np.zeros(sums.shape)
+    d_v = np.zeros(expv.shape)
+    d_lam = np.zeros(n_k)
+    for o in range(occ_household.size):
+        c = occ_category[o]
+        w = occ_week[o]
+        h = occ_household[o]
+        c0 = chosen_start[o]
+        m = chosen_start[o + 1] - c0
+        for k in range(n_k):
+            r_hk = resp[h, k]
+            if r_hk == 0.0:
+                continue
+            ex = extra[o, k]
+            den = sums[w, c, k] + em1[k] * ex
+            chosen_total = 0.0
+            for i in range(m):
+                s = r_hk * g_chosen[c0 + i, k]
+                chosen_total += s
+                d_lam[k] += s * chosen_is_last[c0 + i]
+                d_v[w, chosen_item[c0 + i], k] += s
+            q = -chosen_total / den  # d loglik / d denominator
+            d_sums[w, c, k] += q
+            d_lam[k] += q * exp_lam[k] * ex
+            for r in range(last_start[o], last_start[o + 1]):
+                j = last_item[r]
+                d_v[w, j, k] += q * em1[k] * expv[w, j, k]
+    return d_sums, d_v, d_lam
+
+
+@numba.njit(fastmath=_FAST, cache=True)
+def _dense_backward(d_sums, d_v, expv, d_lam, active, item_category, price, discount, display, mailer, attributes):
+    """Map the utilities' derivatives (through the sums for every item, plus the direct ones) to the parameters."""
+    n_w, n_g, n_k = expv.shape
+    n_a = attributes.shape[1]
+    d_item = np.zeros((n_g, n_k))
+    d_theta = np.zeros((n_k, 3 + n_a))
+    d_display = np.zeros(d_sums.shape[1])
+    d_mailer = np.zeros(d_sums.shape[1])
+    for w in range(n_w):
+        for g in range(n_g):
+            c = item_category[g]
+            if not active[w, c]:
+                continue
+            dv_total = 0.0
+            for k in range(n_k):
+                dv = d_sums[w, c, k] * expv[w, g, k] + d_v[w, g, k]
+                dv_total += dv
+                d_item[g, k] += dv
+                d_theta[k, 0] += dv * price[w, g]
+                d_theta[k, 1] += dv * discount[w, g]
+            d_display[c] += dv_total * display[w, g]
+            d_mailer[c] += dv_total * mailer[w, g]
+    d_t = np.zeros(n_g)
+    for g in range(n_g):
+        for k in range(n_k):
+            d_t[g] += d_item[g, k]
+            for a in range(n_a):
+                d_theta[k, 3 + a] += d_item[g, k] * attributes[g, a]
+    for k in range(n_k):
+        d_theta[k, 2] = d_lam[k]
+    return d_t, d_theta, d_display, d_mailer
 
 
 @numba.njit(fastmath=_FAST, cache=True)
@@ -140,7 +370,7 @@ def choice_loglik(
     t, theta, display_c, mailer_c,
     item_category, price, discount, display, mailer, attributes,
     occ_household, occ_category, occ_week, chosen_start, chosen_item, chosen_is_last,
-    last_start, last_item, nodes, log_weights,
+    last_start, last_item, nodes, weights,
 ):
     """Value and gradient of the latent-class choice log-likelihood.
 
@@ -152,179 +382,42 @@ def choice_loglik(
         ``(K, D)`` class coefficients: price, discount, state, attribute weights.
     display_c, mailer_c
         ``(C,)`` category coefficients.
-    item_category, price, discount, display, mailer, attributes
-        Item data as in :class:`~bayes_retail.models.product.ProductData`.
+    item_category, attributes
+        ``(G,)`` and ``(G, A)`` item data as in :class:`~bayes_retail.models.product.ProductData`.
+    price, discount, display, mailer
+        ``(W, G)``: the transposes of ProductData's item-week grids.
     occ_household, occ_category, occ_week
-        ``(O,)`` the scored occasions (whole-choice-set occasions left out).
+        ``(O,)`` the scored occasions (whole-choice-set occasions left out),
+        best sorted by week then category (memory order of the kernel's arrays).
     chosen_start, chosen_item, chosen_is_last
         CSR rows of each occasion's chosen items (``chosen_start`` has O + 1
         entries) and whether each was among the household's last items.
     last_start, last_item
         CSR rows of each occasion's last items (the state).
-    nodes, log_weights
-        Gauss-Laguerre nodes and log weights for sets above 4 items.
+    nodes, weights
+        Gauss-Laguerre nodes and weights for sets above ``EXACT_MAX_ITEMS`` items.
 
     Returns
     -------
     tuple
         ``(loglik, d_t, d_theta, d_display, d_mailer)``.
     """
-    n_k, n_d = theta.shape
-    n_g, n_w = price.shape
-    n_c = display_c.size
-    n_a = n_d - 3
-    n_o = occ_household.size
-    n_h = 0
-    for o in range(n_o):
-        if occ_household[o] + 1 > n_h:
-            n_h = occ_household[o] + 1
-
-    # pass 1: exp(v) and the choice-set sums, class last
-    expv = np.empty((n_g, n_w, n_k))
-    sums = np.zeros((n_c, n_w, n_k))
-    base = np.empty(n_k)
-    for g in range(n_g):
-        c = item_category[g]
-        for k in range(n_k):
-            acc = t[g]
-            for a in range(n_a):
-                acc += theta[k, 3 + a] * attributes[g, a]
-            base[k] = acc
-        for w in range(n_w):
-            promo = display_c[c] * display[g, w] + mailer_c[c] * mailer[g, w]
-            for k in range(n_k):
-                e = np.exp(base[k] + promo + theta[k, 0] * price[g, w] + theta[k, 1] * discount[g, w])
-                expv[g, w, k] = e
-                sums[c, w, k] += e
-
-    # pass 2: occasions, per class
+    n_households = 0
+    for o in range(occ_household.size):
+        n_households = max(n_households, occ_household[o] + 1)
     lam = theta[:, 2].copy()
-    em1 = np.expm1(lam)
-    per_household = np.zeros((n_h, n_k))
-    extra = np.empty((n_o, n_k))
-    g_chosen = np.empty((chosen_item.size, n_k))
-    max_m = 1
-    for o in range(n_o):
-        if chosen_start[o + 1] - chosen_start[o] > max_m:
-            max_m = chosen_start[o + 1] - chosen_start[o]
-    lp = np.empty(max_m)
-    grad = np.empty(max_m)
-    qa = np.empty(max_m)
-    qga = np.empty(max_m)
-    q_terms = np.empty(nodes.size)
-    q_u = np.empty((max_m, nodes.size))
-    n_sub = 1 << min(max_m, EXACT_MAX_ITEMS)
-    sub_removed = np.empty(n_sub)
-    sub_g = np.empty(n_sub)
-    sub_h = np.empty(n_sub)
-    sub_g_bar = np.empty(n_sub)
-    sub_h_bar = np.empty(n_sub)
-    sub_p_bar = np.empty(max_m)
-    exp_lam = np.exp(lam)
-    for o in range(n_o):
-        c = occ_category[o]
-        w = occ_week[o]
-        h = occ_household[o]
-        c0 = chosen_start[o]
-        m = chosen_start[o + 1] - c0
-        for k in range(n_k):
-            ex = 0.0
-            for r in range(last_start[o], last_start[o + 1]):
-                ex += expv[last_item[r], w, k]
-            extra[o, k] = ex
-            inv_den = 1.0 / (sums[c, w, k] + em1[k] * ex)
-            for i in range(m):
-                state = exp_lam[k] if chosen_is_last[c0 + i] != 0.0 else 1.0
-                lp[i] = np.log(expv[chosen_item[c0 + i], w, k] * state * inv_den)
-            if m == 1:
-                ll = lp[0]
-                grad[0] = 1.0
-            elif m <= EXACT_MAX_ITEMS:
-                ll = _set_exact(lp, m, grad, qa, sub_removed, sub_g, sub_h, sub_g_bar, sub_h_bar, sub_p_bar)
-            else:
-                ll = _set_quadrature(lp, m, grad, nodes, log_weights, qa, qga, q_terms, q_u)
-            per_household[h, k] += ll
-            for i in range(m):
-                g_chosen[c0 + i, k] = grad[i]
-
-    # household mixtures: value and class responsibilities (in place)
-    total = 0.0
-    log_k = np.log(n_k)
-    for h in range(n_h):
-        top = -np.inf
-        for k in range(n_k):
-            if per_household[h, k] > top:
-                top = per_household[h, k]
-        norm = 0.0
-        for k in range(n_k):
-            norm += np.exp(per_household[h, k] - top)
-        total += top + np.log(norm) - log_k
-        for k in range(n_k):
-            per_household[h, k] = np.exp(per_household[h, k] - top) / norm
-
-    # pass 3: backward through the occasions
-    d_t = np.zeros(n_g)
-    d_theta = np.zeros((n_k, n_d))
-    d_display = np.zeros(n_c)
-    d_mailer = np.zeros(n_c)
-    d_sums = np.zeros((n_c, n_w, n_k))
-    # d loglik / d v of chosen and last items, gathered densely (k last) so that the
-    # occasions touch one cache line each and the dense pass below maps them to parameters
-    d_v = np.zeros((n_g, n_w, n_k))
-    d_lam = np.zeros(n_k)
-    for o in range(n_o):
-        c = occ_category[o]
-        w = occ_week[o]
-        h = occ_household[o]
-        c0 = chosen_start[o]
-        m = chosen_start[o + 1] - c0
-        for k in range(n_k):
-            resp = per_household[h, k]
-            if resp == 0.0:
-                continue
-            ex = extra[o, k]
-            den = sums[c, w, k] + em1[k] * ex
-            chosen_total = 0.0
-            for i in range(m):
-                s = resp * g_chosen[c0 + i, k]
-                chosen_total += s
-                d_lam[k] += s * chosen_is_last[c0 + i]
-                d_v[chosen_item[c0 + i], w, k] += s
-            q = -chosen_total / den  # d loglik / d denominator
-            d_sums[c, w, k] += q
-            d_lam[k] += q * exp_lam[k] * ex
-            for r in range(last_start[o], last_start[o + 1]):
-                j = last_item[r]
-                d_v[j, w, k] += q * em1[k] * expv[j, w, k]
-    for k in range(n_k):
-        d_theta[k, 2] = d_lam[k]
-
-    # dense backward: every item of a category-week through its choice-set sum
-    acc_price = np.empty(n_k)
-    acc_discount = np.empty(n_k)
-    acc_item = np.empty(n_k)
-    for g in range(n_g):
-        c = item_category[g]
-        for k in range(n_k):
-            acc_price[k] = 0.0
-            acc_discount[k] = 0.0
-            acc_item[k] = 0.0
-        for w in range(n_w):
-            dv_total = 0.0
-            for k in range(n_k):
-                dv = d_sums[c, w, k] * expv[g, w, k] + d_v[g, w, k]
-                dv_total += dv
-                acc_item[k] += dv
-                acc_price[k] += dv * price[g, w]
-                acc_discount[k] += dv * discount[g, w]
-            d_display[c] += dv_total * display[g, w]
-            d_mailer[c] += dv_total * mailer[g, w]
-        for k in range(n_k):
-            d_t[g] += acc_item[k]
-            d_theta[k, 0] += acc_price[k]
-            d_theta[k, 1] += acc_discount[k]
-            for a in range(n_a):
-                d_theta[k, 3 + a] += acc_item[k] * attributes[g, a]
+    active = np.zeros((price.shape[0], display_c.size), dtype=np.bool_)
+    for o in range(occ_household.size):
+        active[occ_week[o], occ_category[o]] = True
+    expv, sums = _dense_forward(t, theta, display_c, mailer_c, active, item_category, price, discount, display,
+                                mailer, attributes)
+    occasions = (occ_household, occ_category, occ_week, chosen_start, chosen_item, chosen_is_last, last_start,
+                 last_item)
+    per_household, extra, g_chosen = _occasions_forward(expv, sums, lam, n_households, *occasions, nodes, weights)
+    total = _mixture(per_household)
+    d_sums, d_v, d_lam = _occasions_backward(per_household, expv, sums, extra, g_chosen, lam, *occasions)
+    d_t, d_theta, d_display, d_mailer = _dense_backward(d_sums, d_v, expv, d_lam, active, item_category, price,
+                                                        discount, display, mailer, attributes)
     return total, d_t, d_theta, d_display, d_mailer
 
 
@@ -336,7 +429,7 @@ class ChoiceLoglik(FusedLoglik):
     data_names = (
         "item_category", "price", "discount", "display", "mailer", "attributes",
         "occ_household", "occ_category", "occ_week", "chosen_start", "chosen_item", "chosen_is_last",
-        "last_start", "last_item", "nodes", "log_weights",
+        "last_start", "last_item", "nodes", "weights",
     )
     data_ndims = (1, 2, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1)
     int_data = ("item_category", "occ_household", "occ_category", "occ_week", "chosen_start", "chosen_item",
@@ -353,16 +446,22 @@ def choice_loglik_op(t, theta, display_c, mailer_c, data):
 
 
 def _register_numba() -> None:
-    from pytensor.link.numba.dispatch.basic import numba_njit, register_funcify_default_op_cache_key
+    from pytensor.link.numba.dispatch.basic import numba_njit, register_funcify_and_cache_key
 
-    @register_funcify_default_op_cache_key(ChoiceLoglik)
+    @register_funcify_and_cache_key(ChoiceLoglik)
     def _funcify_choice(op, node=None, **kwargs):
         @numba_njit
-        def kernel(t, theta, display_c, mailer_c, *data):
-            total, d_t, d_theta, d_display, d_mailer = choice_loglik(t, theta, display_c, mailer_c, *data)
+        def kernel(t, theta, display_c, mailer_c, item_category, price, discount, display, mailer, attributes,
+                   occ_household, occ_category, occ_week, chosen_start, chosen_item, chosen_is_last, last_start,
+                   last_item, nodes, weights):
+            total, d_t, d_theta, d_display, d_mailer = choice_loglik(
+                t, theta, display_c, mailer_c, item_category, price, discount, display, mailer, attributes,
+                occ_household, occ_category, occ_week, chosen_start, chosen_item, chosen_is_last, last_start,
+                last_item, nodes, weights,
+            )
             return np.asarray(total), d_t, d_theta, d_display, d_mailer
 
-        return kernel, 1
+        return kernel, kernel_cache_key(op)
 
 
 def register_jax() -> None:

@@ -307,19 +307,37 @@ def negbin_pattern_loglik_op(l, kappa, basket, log_alpha, item, item_category, h
     return negbin_patterns(l, kappa, basket, log_alpha, item, item_category, household, depth, lines, extra)[0]
 
 
-def _register_numba() -> None:
-    from pytensor.link.numba.dispatch.basic import numba_njit, register_funcify_default_op_cache_key
+def kernel_cache_key(op) -> str:
+    """The key under which PyTensor caches an Op's compiled numba function on disk.
 
-    @register_funcify_default_op_cache_key(LogitGridLoglik)
+    PyTensor's default key is the Op's type and props only, and numba does not
+    notice when a function called from a cached one changes: an edited kernel
+    would keep running its old compiled code (seen as wrong log-likelihoods).
+    Hashing the kernels' source into the key recompiles after every change.
+    """
+    import hashlib
+    from pathlib import Path
+
+    here = Path(__file__).parent
+    digest = hashlib.sha256()
+    for name in ("_kernels.py", "_choice_kernel.py"):
+        digest.update((here / name).read_bytes())
+    return f"bayes_retail.{type(op).__name__}.{digest.hexdigest()}"
+
+
+def _register_numba() -> None:
+    from pytensor.link.numba.dispatch.basic import numba_njit, register_funcify_and_cache_key
+
+    @register_funcify_and_cache_key(LogitGridLoglik)
     def _funcify_logit(op, node=None, **kwargs):
         @numba_njit
         def kernel(a, g, rho, s, y, mask, x, lag):
             total, d_a, d_g, d_rho, d_s = logit_grid_loglik(a, g, rho[()], s, y, mask, x, lag)
             return np.asarray(total), d_a, d_g, np.asarray(d_rho), d_s
 
-        return kernel, 1
+        return kernel, kernel_cache_key(op)
 
-    @register_funcify_default_op_cache_key(NegBinPatternLoglik)
+    @register_funcify_and_cache_key(NegBinPatternLoglik)
     def _funcify_negbin(op, node=None, **kwargs):
         @numba_njit
         def kernel(l, kappa, basket, log_alpha, item, item_category, household, depth, lines, extra):
@@ -328,16 +346,16 @@ def _register_numba() -> None:
             )
             return np.asarray(total), d_l, d_kappa, d_basket, d_log_alpha
 
-        return kernel, 1
+        return kernel, kernel_cache_key(op)
 
-    @register_funcify_default_op_cache_key(CloglogCellsLoglik)
+    @register_funcify_and_cache_key(CloglogCellsLoglik)
     def _funcify_cloglog(op, node=None, **kwargs):
         @numba_njit
         def kernel(b, u, pref, s, d, household, category, week, trips):
             total, d_b, d_u, d_pref, d_s, d_d = cloglog_cells_loglik(b, u, pref, s, d, household, category, week, trips)
             return np.asarray(total), d_b, d_u, d_pref, d_s, d_d
 
-        return kernel, 1
+        return kernel, kernel_cache_key(op)
 
 
 def register_jax() -> None:

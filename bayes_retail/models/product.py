@@ -343,8 +343,8 @@ def kernel_inputs(pdata: ProductData) -> tuple[np.ndarray, ...]:
     Only the :func:`scored_occasions` are kept; chosen and last items become CSR rows.
     """
     occ = scored_occasions(pdata)
-    # category-week order: the kernel then reuses the cached utilities of a category-week
-    occ = occ[np.lexsort((pdata.occasion_week[occ], pdata.occasion_category[occ]))]
+    # week-category order: the kernel's item-week arrays are week-major, so it sweeps them in memory order
+    occ = occ[np.lexsort((pdata.occasion_category[occ], pdata.occasion_week[occ]))]
     position = np.full(pdata.n_occasions, -1)
     position[occ] = np.arange(occ.size)
 
@@ -359,12 +359,13 @@ def kernel_inputs(pdata: ProductData) -> tuple[np.ndarray, ...]:
     last_start, last_item = rows(pdata.last_occasion, pdata.last_item)
     nodes, weights = np.polynomial.laguerre.laggauss(QUADRATURE_NODES)
     return (
-        pdata.item_category.astype(np.int64), pdata.price, pdata.discount, pdata.display, pdata.mailer,
+        pdata.item_category.astype(np.int64),
+        *(np.ascontiguousarray(grid.T) for grid in (pdata.price, pdata.discount, pdata.display, pdata.mailer)),
         pdata.attributes.astype(np.float64),
         pdata.occasion_household[occ].astype(np.int64), pdata.occasion_category[occ].astype(np.int64),
         pdata.occasion_week[occ].astype(np.int64),
         chosen_start, chosen_item.astype(np.int64), chosen_is_last,
-        last_start, last_item.astype(np.int64), nodes, np.log(weights),
+        last_start, last_item.astype(np.int64), nodes, weights,
     )
 
 
