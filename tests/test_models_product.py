@@ -209,6 +209,60 @@ def test_config_and_data_errors():
         dataclasses.replace(pdata, chosen_item=(pdata.chosen_item + 3) % 6)
 
 
+def _tiny_product_data(tmp_path, **kwargs):
+    from tiny_data import write_internal
+
+    from bayes_retail.data import load_data
+    from bayes_retail.pricing.model import PricingPanel
+
+    data = load_data(write_internal(tmp_path / "src"), cache_dir=tmp_path / "cache")
+    depth = np.nan_to_num(PricingPanel.from_product_weeks(data.product_weeks).depth)
+    return data, product.build_product_data(data, depth, product.ProductConfig(burn_in_weeks=0), **kwargs)
+
+
+def test_a_household_subset_keeps_every_item_and_only_its_occasions(tmp_path):
+    data, everyone = _tiny_product_data(tmp_path)
+    _, subset = _tiny_product_data(tmp_path, households=[1, 4])
+    np.testing.assert_array_equal(subset.households, [1, 4])
+    np.testing.assert_array_equal(subset.item_category, everyone.item_category)
+    index = {h: i for i, h in enumerate(everyone.households)}
+    kept = np.isin(everyone.occasion_household, [index[1], index[4]])
+    assert subset.n_occasions == kept.sum() > 0
+    assert subset.chosen_item.size == np.isin(everyone.chosen_occasion, np.flatnonzero(kept)).sum()
+    with pytest.raises(ValueError, match="unknown household ids: \\[99\\]"):
+        _tiny_product_data(tmp_path, households=[1, 99])
+
+
+def test_intercept_preconditioner_by_hand():
+    # one category of three items (the last is the reference); scored purchases: item 0 three times, item 1 once
+    pdata = product.ProductData(
+        households=np.arange(4), categories=np.arange(1), weeks=np.arange(1),
+        item_category=np.zeros(3, np.int64), price=np.zeros((3, 1)), discount=np.zeros((3, 1)),
+        display=np.zeros((3, 1)), mailer=np.zeros((3, 1)), attributes=np.zeros((3, 1)),
+        occasion_household=np.arange(4), occasion_category=np.zeros(4, np.int64), occasion_week=np.zeros(4, np.int64),
+        occasion_scored=np.ones(4, bool), chosen_occasion=np.arange(4), chosen_item=np.array([0, 0, 0, 1]),
+        last_occasion=np.zeros(0, np.int64), last_item=np.zeros(0, np.int64),
+    )
+    shift, scale = product.intercept_preconditioner(pdata)
+    np.testing.assert_allclose(shift, np.log([3.5 / 0.5, 1.5 / 0.5]))
+    np.testing.assert_allclose(scale, np.sqrt([1 / 4 + 1, 1 / 2 + 1]))
+
+
+def test_preconditioning_changes_the_coordinates_not_the_density():
+    from scipy import stats
+
+    pdata, _ = _study(seed=1, n_households=10, n_categories=2, items_per_category=5, n_weeks=6, burn_in_weeks=1)
+    model = product.build_model(pdata, product.ProductConfig(n_classes=4, burn_in_weeks=1))
+    point = random_point(model, np.random.default_rng(2), 0.4)
+    t_free = evaluate(model, point, model["t_free"])
+    sigma = evaluate(model, point, model["sigma_item"])
+    _, scale = product.intercept_preconditioner(pdata)
+    prior = model.compile_logp(vars=[model["t_free"]], jacobian=False)(point)
+    assert prior == pytest.approx(stats.norm.logpdf(t_free, 0.0, sigma).sum(), rel=1e-10)
+    with_jacobian = model.compile_logp(vars=[model["t_free"]], jacobian=True)(point)
+    assert with_jacobian - prior == pytest.approx(np.log(scale).sum(), rel=1e-10)
+
+
 def test_pack_sizes_are_parsed_to_ounces():
     assert product.parse_pack_size("2 LB") == 32.0
     assert product.parse_pack_size("12 OZ") == 12.0

@@ -290,8 +290,8 @@ def _mixture(per_household):
 
 
 @numba.njit(fastmath=_FAST, cache=True)
-def _occasions_backward(resp, expv, sums, extra, g_chosen, lam, occ_household, occ_category, occ_week,
-                        chosen_start, chosen_item, chosen_is_last, last_start, last_item):
+def _occasions_backward(resp, expv, sums, extra, g_chosen, lam, active, item_category, occ_household, occ_category,
+                        occ_week, chosen_start, chosen_item, chosen_is_last, last_start, last_item):
     """Derivatives with respect to the choice-set sums ``(C, W, K)``, the utilities ``(G, W, K)`` and ``lambda``.
 
     The utilities' derivatives come from chosen and last items only; they are
@@ -302,7 +302,14 @@ def _occasions_backward(resp, expv, sums, extra, g_chosen, lam, occ_household, o
     em1 = np.expm1(lam)
     exp_lam = np.exp(lam)
     d_sums = np.zeros(sums.shape)
-    d_v = np.zeros(expv.shape)
+    # zeroed only where read (active category-weeks): untouched pages of a
+    # fresh allocation cost nothing, so a subset of households pays for its cells only
+    d_v = np.empty(expv.shape)
+    for w in range(active.shape[0]):
+        for g in range(item_category.size):
+            if active[w, item_category[g]]:
+                for k in range(n_k):
+                    d_v[w, g, k] = 0.0
     d_lam = np.zeros(n_k)
     for o in range(occ_household.size):
         c = occ_category[o]
@@ -415,7 +422,8 @@ def choice_loglik(
                  last_item)
     per_household, extra, g_chosen = _occasions_forward(expv, sums, lam, n_households, *occasions, nodes, weights)
     total = _mixture(per_household)
-    d_sums, d_v, d_lam = _occasions_backward(per_household, expv, sums, extra, g_chosen, lam, *occasions)
+    d_sums, d_v, d_lam = _occasions_backward(per_household, expv, sums, extra, g_chosen, lam, active, item_category,
+                                             *occasions)
     d_t, d_theta, d_display, d_mailer = _dense_backward(d_sums, d_v, expv, d_lam, active, item_category, price,
                                                         discount, display, mailer, attributes)
     return total, d_t, d_theta, d_display, d_mailer
