@@ -17,7 +17,7 @@ from bayes_retail.errors import BayesRetailError
 
 DEFAULT_REPORT_DIR = "reports"
 DEFAULT_MODELS_DIR = "models"
-FIT_STAGES = ("visit", "category", "quantity", "pricing", "all")
+FIT_STAGES = ("visit", "category", "product", "quantity", "pricing", "all")
 
 
 class Progress:
@@ -48,9 +48,10 @@ def _parser() -> argparse.ArgumentParser:
     data.add_argument("--rebuild", action="store_true", help="rebuild the panels even when cached")
     data.set_defaults(func=cmd_data)
 
-    fit = sub.add_parser("fit", help="fit model stages and write their artifacts (built so far: visit, category, quantity, pricing)")
+    fit = sub.add_parser("fit", help="fit model stages and write their artifacts (built so far: visit, category, product, quantity, pricing)")
     fit.add_argument(
-        "--stage", choices=FIT_STAGES, default="all", help="stage to fit; all = every stage built so far"
+        "--stage", choices=FIT_STAGES, default="all",
+        help="stage to fit; all = pricing, visit, category, quantity (product: not yet, its fit takes hours)"
     )
     fit.add_argument("--method", default=None, help="inference method: nutpie (default), pymc, numpyro, advi, pathfinder")
     fit.add_argument("--weeks", default=None, help="score only these weeks, e.g. 2-26,37-53 (default: the config's [data] weeks, else all)")
@@ -91,10 +92,12 @@ def cmd_fit(args: argparse.Namespace, progress: Progress) -> int:
     from bayes_retail.config import load_config, stage_config
     from bayes_retail.data import load_data
     from bayes_retail.models.category import CategoryConfig
+    from bayes_retail.models.product import ProductConfig
     from bayes_retail.models.quantity import QuantityConfig
     from bayes_retail.models.stage import (
         data_selection,
         run_category_stage,
+        run_product_stage,
         run_quantity_stage,
         run_visit_stage,
         sampler_config,
@@ -110,6 +113,7 @@ def cmd_fit(args: argparse.Namespace, progress: Progress) -> int:
     stage_config(config, "visit", VisitConfig)
     stage_config(config, "category", CategoryConfig)
     stage_config(config, "quantity", QuantityConfig)
+    stage_config(config, "product", ProductConfig)
     sampler_config(config, method=args.method)
     data_selection(config, weeks=args.weeks)
     data = load_data(args.data, cache_dir=args.cache_dir, progress=progress)
@@ -128,6 +132,11 @@ def cmd_fit(args: argparse.Namespace, progress: Progress) -> int:
             data, config=config, seed=args.seed, out=args.out, method=args.method, weeks=args.weeks, progress=progress
         )
         print(f"category: {summary['seconds']['total']} s; see {Path(args.out) / 'category'}")
+    if "product" in stages:
+        summary = run_product_stage(
+            data, config=config, seed=args.seed, out=args.out, method=args.method, weeks=args.weeks, progress=progress
+        )
+        print(f"product: {summary['seconds']['total']} s; see {Path(args.out) / 'product'}")
     if "quantity" in stages:
         summary = run_quantity_stage(
             data, config=config, seed=args.seed, out=args.out, method=args.method, weeks=args.weeks, progress=progress

@@ -1,6 +1,7 @@
 """Benchmark: a product-stage NUTS fit on a random subset of the embedded data's households.
 
-    python bench/bench_product_fit.py [--households 300] [--chains 2] [--draws 200] [--tune 200] [--json OUT]
+    python bench/bench_product_fit.py [--households 300] [--chains 2] [--draws 200] [--tune 200]
+                                      [--max-minutes 60] [--json OUT]
 
 Fits the latent-class product stage (default config, first imputed depth
 panel) with nutpie on ``--households`` households drawn with seed 0 and
@@ -9,6 +10,9 @@ leapfrog steps per draw, wall time, and the convergence verdict (max R-hat,
 min bulk / tail ESS over every scalar and over the hyperparameters,
 divergences). The baseline in the same run is the gradient time on all
 households, so the ratio says how the cost scales with the households kept.
+Progress (draws done, mean leapfrog steps in warmup and after) is printed
+every two minutes; past ``--max-minutes`` sampling stops and the report
+covers the draws made so far.
 """
 
 from __future__ import annotations
@@ -36,23 +40,46 @@ def _gradient_ms(model, repeats: int = 5) -> float:
     return 1000 * float(np.median(times))
 
 
+def _steps(idata) -> dict:
+    """Draws made and mean leapfrog steps per draw, in warmup and after."""
+    out = {}
+    for group in ("warmup_sample_stats", "sample_stats"):
+        if group in idata.groups() and "n_steps" in idata[group]:
+            steps = idata[group]["n_steps"].values
+            out[f"{group}_draws"] = int(steps.shape[1])
+            out[f"{group}_mean_steps"] = round(float(steps.mean()), 1) if steps.size else None
+    return out
+
+
+def _finished(sampler) -> bool:
+    try:
+        return bool(sampler.is_finished)
+    except TimeoutError:  # nutpie's answer while the chains are still running
+        return False
+
+
+def _progress(idata, seconds: float) -> None:
+    print(json.dumps({"minutes": round(seconds / 60, 1), **_steps(idata)}), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--households", type=int, default=300)
     parser.add_argument("--chains", type=int, default=2)
     parser.add_argument("--draws", type=int, default=200)
     parser.add_argument("--tune", type=int, default=200)
+    parser.add_argument("--max-minutes", type=float, default=60.0)
     parser.add_argument("--models", default="models")
     parser.add_argument("--json")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     import arviz as az
     import numpy as np
+    import nutpie
 
     from bayes_retail.data import load_data
     from bayes_retail.models import product
     from bayes_retail.models.diagnostics import convergence
-    from bayes_retail.models.sampling import SamplerConfig, sample_posterior
     from bayes_retail.pricing.artifacts import load_imputations
     from bayes_retail.pricing.model import PricingPanel
 
@@ -65,13 +92,26 @@ def main() -> None:
     pdata = product.build_product_data(data, depth, config, households=chosen)
     model = product.build_model(pdata, config)
     subset_ms = _gradient_ms(model)
-    sampler = SamplerConfig(chains=args.chains, draws=args.draws, tune=args.tune)
+    print(json.dumps({"gradient_ms_all_households": round(full_ms, 1), "gradient_ms_subset": round(subset_ms, 1),
+                      "households": int(pdata.households.size)}), flush=True)
     t0 = time.perf_counter()
-    idata = sample_posterior(model, config=sampler, seed=1)
+    sampler = nutpie.sample(
+        nutpie.compile_pymc_model(model), chains=args.chains, draws=args.draws, tune=args.tune, seed=1,
+        save_warmup=True, progress_bar=False, blocking=False,
+    )
+    while not _finished(sampler) and time.perf_counter() - t0 < 60 * args.max_minutes:
+        time.sleep(120)
+        _progress(sampler.inspect(), time.perf_counter() - t0)
+    finished = _finished(sampler)
+    idata = sampler.wait() if finished else sampler.abort()
     wall = time.perf_counter() - t0
-    verdict = convergence(idata)
-    hyper = az.summary(idata, var_names=HYPERPARAMETERS, kind="diagnostics")
-    steps = idata.sample_stats["n_steps"].values if "n_steps" in idata.sample_stats else None
+    steps = _steps(idata)
+    posterior = idata.posterior
+    if posterior.sizes.get("draw", 0) >= 4:
+        hyper = az.summary(idata, var_names=HYPERPARAMETERS, kind="diagnostics")
+        verdict = convergence(idata).format()
+    else:
+        hyper, verdict = None, "too few draws for a verdict"
     out = {
         "households": int(pdata.households.size),
         "scored_occasions": int(product.scored_occasions(pdata).size),
@@ -79,17 +119,20 @@ def main() -> None:
         "gradient_ms_all_households": round(full_ms, 1),
         "gradient_ms_subset": round(subset_ms, 1),
         "ratio_subset_to_all": round(subset_ms / full_ms, 3),
-        "chains": args.chains, "draws": args.draws, "tune": args.tune,
+        "chains": args.chains, "draws": args.draws, "tune": args.tune, "finished": finished,
         "wall_s": round(wall, 1),
-        "mean_leapfrog_steps": None if steps is None else round(float(steps.mean()), 1),
-        "verdict": verdict.format(),
-        "hyper_max_rhat": round(float(hyper["r_hat"].max()), 4),
-        "hyper_min_ess_bulk": int(hyper["ess_bulk"].min()),
-        "hyper_min_ess_tail": int(hyper["ess_tail"].min()),
-        "posterior_mu": {k: round(float(v), 3) for k, v in zip(
-            ["price", "discount", "state"], idata.posterior["mu"].mean(("chain", "draw")).values)},
-        "posterior_sigma": [round(float(v), 3) for v in idata.posterior["sigma"].mean(("chain", "draw")).values],
+        **steps,
+        "verdict": verdict,
     }
+    if hyper is not None:
+        out |= {
+            "hyper_max_rhat": round(float(hyper["r_hat"].max()), 4),
+            "hyper_min_ess_bulk": int(hyper["ess_bulk"].min()),
+            "hyper_min_ess_tail": int(hyper["ess_tail"].min()),
+            "posterior_mu": dict(zip(["price", "discount", "state"],
+                                     np.round(posterior["mu"].mean(("chain", "draw")).values, 3).tolist())),
+            "posterior_sigma": np.round(posterior["sigma"].mean(("chain", "draw")).values, 3).tolist(),
+        }
     print(json.dumps(out, indent=2))
     if args.json:
         with open(args.json, "w") as fh:

@@ -1,6 +1,6 @@
 """Fit one Bayesian shopper-model stage and write it to models/<stage>/.
 
-    python inference/fit_stage.py --stage visit|category|quantity [--config default] [--data PATH]
+    python inference/fit_stage.py --stage visit|category|product|quantity [--config default] [--data PATH]
                                   [--weeks 2-26,37-53] [--method nutpie] [--seed 1] [--out models]
 
 The same as `bayes-retail fit --stage STAGE`, written out as a script.
@@ -10,9 +10,14 @@ import argparse
 
 import bayes_retail as br
 from bayes_retail.config import load_config
-from bayes_retail.models.stage import run_category_stage, run_quantity_stage, run_visit_stage
+from bayes_retail.models.stage import run_category_stage, run_product_stage, run_quantity_stage, run_visit_stage
 
-RUNNERS = {"visit": run_visit_stage, "category": run_category_stage, "quantity": run_quantity_stage}
+RUNNERS = {
+    "visit": run_visit_stage,
+    "category": run_category_stage,
+    "product": run_product_stage,
+    "quantity": run_quantity_stage,
+}
 
 
 def main() -> None:

@@ -136,6 +136,10 @@ def test_named_configurations_load_and_leave_defaults_to_the_dataclass():
 
     for section, cls in (("visit", VisitConfig), ("category", CategoryConfig), ("quantity", QuantityConfig)):
         assert stage_config(load_config("default"), section, cls) == cls(), section
+    from bayes_retail.models.product import ProductConfig
+
+    # the one departure: the default configuration fits the product stage on 300 households
+    assert stage_config(load_config("default"), "product", ProductConfig) == ProductConfig(households=300)
 
 
 def test_a_missing_section_gives_the_defaults(tmp_path):

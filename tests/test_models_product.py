@@ -106,6 +106,27 @@ def test_choice_kernel_compiled_for_nutpie_equals_the_direct_call():
         np.testing.assert_allclose(value, want, rtol=1e-12)
 
 
+def test_class_membership_finds_each_households_class():
+    # well-separated classes (price sd 2, attribute sds 2) and ~40 occasions per household
+    rng = np.random.default_rng(5)
+    design = product.synthetic_design(rng, n_households=40, n_categories=3, items_per_category=8, n_weeks=20)
+    params = product.draw_parameters(design, rng, n_classes=4, sigma=(2.0, 0.3, 0.05, 2.0, 2.0))
+    truth = rng.integers(0, 4, 40)
+    pdata = product.simulate_occasions(params, design, truth, rng)
+    membership = product.class_membership(params, pdata)
+    assert membership.shape == (40, 4)
+    np.testing.assert_allclose(membership.sum(axis=1), 1.0)
+    assert (membership.argmax(axis=1) == truth).mean() >= 0.9
+    # the same probabilities from the numpy reference likelihood
+    v = product.class_utilities(params["t"], params["theta"], params["display"], params["mailer"], pdata)
+    occasion_ll, order = product.occasion_class_loglik(product.occasion_log_probabilities(v, params["theta"], pdata), pdata)
+    per = np.zeros((40, 4))
+    np.add.at(per, pdata.occasion_household[order], occasion_ll)
+    from scipy.special import softmax
+
+    np.testing.assert_allclose(membership, softmax(per, axis=1), rtol=1e-9, atol=1e-12)
+
+
 def test_choice_kernel_gradient_equals_finite_differences():
     pdata, params = _kernel_study()
     _, *grads = _kernel(params, pdata)

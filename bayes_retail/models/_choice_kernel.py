@@ -429,6 +429,33 @@ def choice_loglik(
     return total, d_t, d_theta, d_display, d_mailer
 
 
+@numba.njit(fastmath=_FAST, cache=True)
+def household_class_loglik(
+    t, theta, display_c, mailer_c,
+    item_category, price, discount, display, mailer, attributes,
+    occ_household, occ_category, occ_week, chosen_start, chosen_item, chosen_is_last,
+    last_start, last_item, nodes, weights,
+):
+    """``(H, K)`` each household's choice log-likelihood under each class (arguments as :func:`choice_loglik`).
+
+    The forward half of :func:`choice_loglik` without the mixture: what class
+    membership posteriors are computed from.
+    """
+    n_households = 0
+    for o in range(occ_household.size):
+        n_households = max(n_households, occ_household[o] + 1)
+    active = np.zeros((price.shape[0], display_c.size), dtype=np.bool_)
+    for o in range(occ_household.size):
+        active[occ_week[o], occ_category[o]] = True
+    expv, sums = _dense_forward(t, theta, display_c, mailer_c, active, item_category, price, discount, display,
+                                mailer, attributes)
+    per_household, _, _ = _occasions_forward(
+        expv, sums, theta[:, 2].copy(), n_households, occ_household, occ_category, occ_week, chosen_start,
+        chosen_item, chosen_is_last, last_start, last_item, nodes, weights,
+    )
+    return per_household
+
+
 class ChoiceLoglik(FusedLoglik):
     """``(t, theta, display_c, mailer_c, *data)`` -> ``(loglik, d_t, d_theta, d_display, d_mailer)`` (see :func:`choice_loglik`)."""
 

@@ -62,7 +62,12 @@ import pymc as pm
 import pytensor.tensor as pt
 from pymc.logprob.transforms import Transform
 
-from bayes_retail.models._choice_kernel import EXACT_MAX_ITEMS, QUADRATURE_NODES, choice_loglik_op
+from bayes_retail.models._choice_kernel import (
+    EXACT_MAX_ITEMS,
+    QUADRATURE_NODES,
+    choice_loglik_op,
+    household_class_loglik,
+)
 
 STAGE = "product"
 MODEL_VERSION = 1
@@ -87,6 +92,10 @@ class ProductConfig:
         heterogeneity reads as false state dependence (kept for that check).
     burn_in_weeks
         Leading weeks that only set each household's state (not scored).
+    households
+        Fit on this many households drawn at random with the fit's seed (0 =
+        every household). Every item keeps its intercept; a subset gives the
+        posterior those households' purchases support (wider intervals).
     intercept_sigma, coefficient_sigma, scale_sigma, promo_sigma, extra_sigma
         Prior scales: item intercepts, population means of price / discount /
         state, heterogeneity sds, display/mailer (mean and category sd), the
@@ -96,6 +105,7 @@ class ProductConfig:
     n_classes: int = 8
     burn_in_weeks: int = 8
     heterogeneity: bool = True
+    households: int = 0
     intercept_sigma: float = 2.0
     coefficient_sigma: float = 2.0
     scale_sigma: float = 1.0
@@ -103,10 +113,10 @@ class ProductConfig:
     extra_sigma: float = 1.0
 
     def __post_init__(self) -> None:
-        for name in ("n_classes", "burn_in_weeks"):
+        for name, least in (("n_classes", 2), ("burn_in_weeks", 0), ("households", 0)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < (2 if name == "n_classes" else 0):
-                raise ValueError(f"{name} must be an integer >= {2 if name == 'n_classes' else 0}, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
         for name in ("intercept_sigma", "coefficient_sigma", "scale_sigma", "promo_sigma", "extra_sigma"):
             if not float(getattr(self, name)) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
@@ -171,6 +181,16 @@ class ProductData:
         size = np.bincount(self.chosen_occasion, minlength=self.n_occasions)
         if np.any(size < 1):
             raise ValueError("every occasion needs at least one chosen item")
+
+    def restricted_to(self, weeks) -> ProductData:
+        """The same data with only occasions in ``weeks`` (week numbers) scored; ``None`` keeps every week.
+
+        Occasions in other weeks still set the households' states.
+        """
+        if weeks is None:
+            return self
+        in_weeks = np.isin(self.weeks[self.occasion_week], np.asarray(weeks))
+        return dataclasses.replace(self, occasion_scored=self.occasion_scored & in_weeks)
 
     @property
     def n_occasions(self) -> int:
@@ -381,6 +401,35 @@ def household_loglik(occasion_ll: np.ndarray, occasion_index: np.ndarray, pdata:
     per = np.zeros((pdata.households.size, n_classes))
     np.add.at(per, pdata.occasion_household[occasion_index], occasion_ll)
     return float((logsumexp(per, axis=1) - np.log(n_classes)).sum())
+
+
+def class_membership(params: dict, pdata: ProductData) -> np.ndarray:
+    """``(H, K)`` posterior class probabilities of each household given parameter values.
+
+    Equal prior class weights, so this is the softmax over classes of each
+    household's choice log-likelihood. Averaged over posterior draws it is
+    the class-membership posterior the simulator replays households with.
+    Households without a scored occasion get the prior, 1/K each.
+    """
+    from scipy.special import softmax
+
+    loglik = household_class_loglik(params["t"], params["theta"], params["display"], params["mailer"],
+                                    *kernel_inputs(pdata))
+    out = np.zeros((pdata.households.size, params["theta"].shape[0]))
+    out[: loglik.shape[0]] = loglik
+    return softmax(out, axis=1)
+
+
+def posterior_params(posterior, pdata: ProductData, chain: int, draw: int) -> dict:
+    """The parameter dict of one posterior draw (what :func:`class_membership` and the sampler take)."""
+    point = posterior.isel(chain=chain, draw=draw)
+    t = np.zeros(pdata.item_category.size)
+    t[free_items(pdata)] = point["t_free"].values
+    return {
+        "t": t,
+        "theta": point["theta"].values.astype(np.float64),
+        **{name: point[name].values.astype(np.float64) for name in ("display", "mailer", "log_extra_rate")},
+    }
 
 
 def extra_items_loglik(log_rate, pdata: ProductData):

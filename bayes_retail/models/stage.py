@@ -1,6 +1,6 @@
 """Fitting a shopper-model stage end to end: data, model, posterior, verdict, tables, artifact.
 
-What ``bayes-retail fit --stage visit|category|quantity`` runs. Each stage writes its own folder
+What ``bayes-retail fit --stage visit|category|product|quantity`` runs. Each stage writes its own folder
 ``out/<stage>/`` (moved into place whole): ``trace.nc`` (ArviZ InferenceData with
 provenance and the convergence verdict in its attributes), ``hyperpriors.csv``
 (the population-level parameters with 90% intervals), ``fit_summary.json``
@@ -20,7 +20,7 @@ import pandas as pd
 
 from bayes_retail._io import atomic_dir, write_json
 from bayes_retail.config import ConfigError, DataSelection, stage_config
-from bayes_retail.models import category, quantity, visit
+from bayes_retail.models import category, product, quantity, visit
 from bayes_retail.models.artifacts import save_stage
 from bayes_retail.models.diagnostics import announce, convergence
 from bayes_retail.models.sampling import SamplerConfig, sample_posterior
@@ -366,6 +366,110 @@ def run_category_stage(
         },
         documents={SUMMARY_FILENAME: summary, PRIOR_CHECK_FILENAME: prior_check},
         say=say,
+        float32=True,
+    )
+    return summary
+
+
+#: Population-level variables of the product stage (the hyperpriors table).
+PRODUCT_HYPERPRIORS = ["mu", "sigma", "sigma_item", "mu_display", "tau_display", "mu_mailer", "tau_mailer",
+                       "mu_log_extra_rate", "tau_log_extra_rate"]
+#: Non-centred pieces of the product stage's category vectors (left out of the trace).
+PRODUCT_PIECES = ("display_raw", "mailer_raw", "log_extra_rate_raw")
+CLASS_MEMBERSHIP_FILENAME = "class_membership.csv"
+
+
+def product_promo_table(idata, categories: pd.DataFrame) -> pd.DataFrame:
+    """Display and mailer utility effects per category (log-odds scale of the choice logit), 90% intervals."""
+    table = posterior_table(idata, ["display", "mailer"]).rename(columns={"category": "category_id", "variable": "response"})
+    return with_category_names(table, categories)
+
+
+def class_membership_table(pdata, posterior, *, draws: int = 20) -> pd.DataFrame:
+    """Each household's class probabilities averaged over ``draws`` evenly spaced posterior draws (one row per household)."""
+    from bayes_retail.models.artifacts import evenly_spaced
+
+    chains, n_draws = posterior.sizes["chain"], posterior.sizes["draw"]
+    picks = evenly_spaced(chains * n_draws, draws)
+    total = sum(
+        product.class_membership(product.posterior_params(posterior, pdata, int(i) // n_draws, int(i) % n_draws), pdata)
+        for i in picks
+    )
+    membership = total / len(picks)
+    table = pd.DataFrame(membership, columns=[f"class_{k}" for k in range(membership.shape[1])])
+    table.insert(0, "household_id", pdata.households)
+    return table
+
+
+def product_depth_panel(data, out: str | os.PathLike) -> np.ndarray:
+    """The first completed depth panel of the pricing stage written under ``out`` (fit ``--stage pricing`` first)."""
+    from bayes_retail.pricing.artifacts import load_imputations
+    from bayes_retail.pricing.model import PricingPanel
+
+    return load_imputations(Path(out) / "pricing", PricingPanel.from_product_weeks(data.product_weeks))[0]
+
+
+def run_product_stage(
+    data,
+    *,
+    config: dict,
+    seed: int,
+    out: str | os.PathLike,
+    method: str | None = None,
+    weeks: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict:
+    """Fit the product stage on ``data`` and write ``out/product/``; returns the fit summary.
+
+    Needs the pricing stage's imputed depths in ``out/pricing/`` and uses the
+    first completed panel (pooling fits over all M panels is not built yet).
+    Writes the trace, ``hyperpriors.csv``, ``promo_response.csv`` (display and
+    mailer effects by category), ``items.csv``, ``class_membership.csv``
+    (household class probabilities averaged over posterior draws) and the
+    summary. ``[product] households`` > 0 fits a random subset of households
+    (drawn with ``seed``).
+    """
+    say = progress or (lambda _m: None)
+    product_config = stage_config(config, "product", product.ProductConfig)
+    sampler = sampler_config(config, method=method)
+    selection = data_selection(config, weeks=weeks)
+    t0 = time.perf_counter()
+    depth = product_depth_panel(data, out)
+    households = None
+    if product_config.households:
+        ids = data.households["household_id"].to_numpy()
+        size = min(product_config.households, ids.size)
+        households = np.sort(np.random.default_rng(seed).choice(ids, size=size, replace=False))
+    pdata = product.build_product_data(data, depth, product_config, households=households)
+    pdata = pdata.restricted_to(selection.week_numbers)
+    model = product.build_model(pdata, product_config)
+    scored = int(product.scored_occasions(pdata).size)
+    say(
+        f"product: {pdata.households.size} households, {scored} scored occasions over {pdata.item_category.size} "
+        f"items; sampling with {sampler.method} ({sampler.chains} chains x {sampler.draws} draws)"
+    )
+    idata, sampling, verdict = _sample(model, sampler, seed=seed, stage=product.STAGE)
+    table = posterior_table(idata, PRODUCT_HYPERPRIORS)
+    provenance = _provenance(config, product_config, sampler, data, seed=seed, weeks=selection.weeks, verdict=verdict)
+    summary = _summary(
+        product.STAGE, provenance,
+        seconds={"sampling": sampling, "total": time.perf_counter() - t0},
+        households=int(pdata.households.size),
+        scored_occasions=scored,
+        items=int(pdata.item_category.size),
+        depth_panel=0,
+    )
+    _write_stage(
+        idata, out, module=product, provenance=provenance, hyperpriors=table,
+        keep_draws=sampler.keep_draws,
+        tables={
+            PROMO_FILENAME: product_promo_table(idata, data.categories),
+            ITEMS_FILENAME: product.item_table(data.choice_sets).drop(columns="g"),
+            CLASS_MEMBERSHIP_FILENAME: class_membership_table(pdata, idata.posterior),
+        },
+        documents={SUMMARY_FILENAME: summary},
+        say=say,
+        drop_vars=PRODUCT_PIECES,
         float32=True,
     )
     return summary

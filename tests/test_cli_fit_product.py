@@ -1,0 +1,110 @@
+"""``bayes-retail fit --stage product``: artifacts, provenance and tables (tiny data)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from tiny_data import write_internal
+
+from bayes_retail.cli import main
+from bayes_retail.data import load_data
+from bayes_retail.models import product
+from bayes_retail.models.artifacts import load_posterior
+from bayes_retail.models.stage import (
+    CLASS_MEMBERSHIP_FILENAME,
+    HYPERPRIORS_FILENAME,
+    ITEMS_FILENAME,
+    PRODUCT_HYPERPRIORS,
+    PRODUCT_PIECES,
+    PROMO_FILENAME,
+    SUMMARY_FILENAME,
+)
+
+CONFIG = """
+[sampler]
+chains = 2
+draws = 100
+tune = 150
+
+[product]
+n_classes = 2
+burn_in_weeks = 0
+"""
+
+
+def _fit(tmp, src, config, *extra):
+    return main(["--quiet", "--cache-dir", str(tmp / "cache"), "fit", "--data", str(src), "--out", str(tmp / "models"),
+                 "--config", str(config), *extra])
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("product")
+    src = write_internal(tmp / "src")
+    assert _fit(tmp, src, "quick", "--stage", "pricing") == 0
+    config = tmp / "small.toml"
+    config.write_text(CONFIG)
+    return tmp, src, _fit(tmp, src, config, "--stage", "product", "--seed", "5")
+
+
+def test_product_fit_writes_its_folder_with_provenance(fitted):
+    tmp, src, code = fitted
+    assert code == 0
+    out = tmp / "models" / product.STAGE
+    expected = ["trace.nc", HYPERPRIORS_FILENAME, PROMO_FILENAME, ITEMS_FILENAME, CLASS_MEMBERSHIP_FILENAME,
+                SUMMARY_FILENAME]
+    assert sorted(p.name for p in out.iterdir()) == sorted(expected)
+    data = load_data(src, cache_dir=tmp / "cache")
+    idata = load_posterior(tmp / "models", "product", data_hash=data.data_hash)
+    assert idata.attrs["seed"] == 5 and idata.attrs["method"] == "nutpie"
+    post = idata.posterior
+    assert post.sizes["chain"] == 2 and post.sizes["draw"] == 100
+    assert not set(PRODUCT_PIECES) & set(post.data_vars)
+    assert post["theta"].shape[2:] == (2, 6)  # classes x (price, discount, state, 3 attributes)
+    summary = json.loads((out / SUMMARY_FILENAME).read_text())
+    assert summary["stage"] == "product" and summary["households"] == 4 and summary["depth_panel"] == 0
+
+
+def test_product_tables(fitted):
+    tmp, src, _ = fitted
+    out = tmp / "models" / product.STAGE
+    data = load_data(src, cache_dir=tmp / "cache")
+    hyper = pd.read_csv(out / HYPERPRIORS_FILENAME)
+    assert set(hyper["variable"]) == set(PRODUCT_HYPERPRIORS)
+    promo = pd.read_csv(out / PROMO_FILENAME)
+    n_categories = data.choice_sets["category_id"].nunique()
+    assert sorted(promo["response"].unique()) == ["display", "mailer"] and len(promo) == 2 * n_categories
+    assert promo["product_category"].notna().all() and (promo["q0.05"] <= promo["q0.95"]).all()
+    membership = pd.read_csv(out / CLASS_MEMBERSHIP_FILENAME)
+    assert list(membership.columns) == ["household_id", "class_0", "class_1"]
+    assert sorted(membership["household_id"]) == sorted(data.households["household_id"])
+    np.testing.assert_allclose(membership[["class_0", "class_1"]].sum(axis=1), 1.0)
+    items = pd.read_csv(out / ITEMS_FILENAME)
+    assert list(items.columns) == ["category_id", "item", "product_id"]
+
+
+def test_a_household_subset_is_drawn_with_the_seed(fitted, tmp_path):
+    tmp, src, _ = fitted
+    shutil.copytree(tmp / "models" / "pricing", tmp_path / "models" / "pricing")
+    config = tmp_path / "subset.toml"
+    config.write_text(CONFIG.replace("[product]", "[product]\nhouseholds = 2"))
+    code = main(["--quiet", "--cache-dir", str(tmp / "cache"), "fit", "--data", str(src), "--out",
+                 str(tmp_path / "models"), "--config", str(config), "--stage", "product", "--seed", "5"])
+    assert code == 0
+    summary = json.loads((tmp_path / "models" / product.STAGE / SUMMARY_FILENAME).read_text())
+    membership = pd.read_csv(tmp_path / "models" / product.STAGE / CLASS_MEMBERSHIP_FILENAME)
+    assert summary["households"] == 2 and len(membership) == 2
+
+
+def test_without_the_pricing_stage_the_error_names_the_missing_file(tmp_path, capsys):
+    src = write_internal(tmp_path / "src")
+    config = tmp_path / "small.toml"
+    config.write_text(CONFIG)
+    assert _fit(tmp_path, src, config, "--stage", "product") != 0
+    err = capsys.readouterr().err
+    assert "fit --stage pricing" in err and "pricing" in err
+    assert not (tmp_path / "models" / product.STAGE).exists()
