@@ -140,6 +140,11 @@ def test_named_configurations_load_and_leave_defaults_to_the_dataclass():
 
     # the one departure: the default configuration fits the product stage on 300 households
     assert stage_config(load_config("default"), "product", ProductConfig) == ProductConfig(households=300)
+    # holdout and seasonal are default with other weeks
+    for name in ("holdout", "seasonal"):
+        for section, cls in (("pricing", PricingConfig), ("visit", VisitConfig), ("category", CategoryConfig),
+                             ("quantity", QuantityConfig), ("product", ProductConfig)):
+            assert stage_config(load_config(name), section, cls) == stage_config(load_config("default"), section, cls)
 
 
 def test_a_missing_section_gives_the_defaults(tmp_path):
