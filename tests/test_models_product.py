@@ -341,3 +341,10 @@ def test_without_heterogeneity_the_same_data_read_as_false_loyalty():
     pdata, _ = _state_study()
     state = _fit(pdata, heterogeneity=False).posterior["mu"].sel(core="state").values.ravel()
     assert np.quantile(state, 0.05) > 0.2
+
+
+def test_choice_kernel_returns_nan_not_an_exception_at_an_extreme_point():
+    # utilities so low that every choice-set sum underflows to 0: the sampler must get a value it can reject
+    pdata, params = _kernel_study()
+    value = _kernel(params, pdata, t=np.full_like(params["t"], -800.0))[0]
+    assert not np.isfinite(value)

@@ -48,7 +48,7 @@ _REMOVED, _G, _H, _G_BAR, _H_BAR, _P_BAR = range(6)
 _FAST = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
 
-@numba.njit(fastmath=_FAST, cache=True, inline="always")
+@numba.njit(fastmath=_FAST, cache=True, inline="always", error_model="numpy")
 def _set_exact(p, m, grad, work):
     """``g(S)`` such that ``P(S) = g(S) prod_S p`` (the sum over the m! orders); ``d log P / d log p`` into ``grad[:m]``.
 
@@ -102,7 +102,7 @@ def _set_exact(p, m, grad, work):
     return work[_G, full]
 
 
-@numba.njit(fastmath=_FAST, cache=True)
+@numba.njit(fastmath=_FAST, cache=True, error_model="numpy")
 def _set_quadrature(lp, m, grad, nodes, weights, a, ga, lt, u):
     """``log P(S)`` by Gauss-Laguerre quadrature of the exponential-clock integral (large sets).
 
@@ -160,7 +160,7 @@ def _set_quadrature(lp, m, grad, nodes, weights, a, ga, lt, u):
     return offset + np.log(norm)
 
 
-@numba.njit(fastmath=_FAST, cache=True)
+@numba.njit(fastmath=_FAST, cache=True, error_model="numpy")
 def _dense_forward(t, theta, display_c, mailer_c, active, item_category, price, discount, display, mailer,
                    attributes):
     """``exp(v)`` as ``(W, G, K)`` and the choice-set sums ``(W, C, K)`` of the ``active`` category-weeks.
@@ -194,7 +194,7 @@ def _dense_forward(t, theta, display_c, mailer_c, active, item_category, price, 
     return expv, sums
 
 
-@numba.njit(fastmath=_FAST, cache=True)
+@numba.njit(fastmath=_FAST, cache=True, error_model="numpy")
 def _occasions_forward(expv, sums, lam, n_households, occ_household, occ_category, occ_week, chosen_start,
                        chosen_item, chosen_is_last, last_start, last_item, nodes, weights):
     """Per household and class the summed log set probabilities ``(H, K)``.
@@ -276,7 +276,7 @@ def _occasions_forward(expv, sums, lam, n_households, occ_household, occ_categor
     return log_part, extra, g_chosen
 
 
-@numba.njit(fastmath=_FAST, cache=True)
+@numba.njit(fastmath=_FAST, cache=True, error_model="numpy")
 def _mixture(per_household):
     """Equal-weight class mixture per household: the log-likelihood, and the responsibilities in place."""
     n_h, n_k = per_household.shape
@@ -295,7 +295,7 @@ def _mixture(per_household):
     return total
 
 
-@numba.njit(fastmath=_FAST, cache=True)
+@numba.njit(fastmath=_FAST, cache=True, error_model="numpy")
 def _occasions_backward(resp, expv, sums, extra, g_chosen, lam, active, item_category, occ_household, occ_category,
                         occ_week, chosen_start, chosen_item, chosen_is_last, last_start, last_item):
     """Derivatives with respect to the choice-set sums ``(C, W, K)``, the utilities ``(G, W, K)`` and ``lambda``.
@@ -344,7 +344,7 @@ def _occasions_backward(resp, expv, sums, extra, g_chosen, lam, active, item_cat
     return d_sums, d_v, d_lam
 
 
-@numba.njit(fastmath=_FAST, cache=True)
+@numba.njit(fastmath=_FAST, cache=True, error_model="numpy")
 def _dense_backward(d_sums, d_v, expv, d_lam, active, item_category, price, discount, display, mailer, attributes):
     """Map the utilities' derivatives (through the sums for every item, plus the direct ones) to the parameters."""
     n_w, n_g, n_k = expv.shape
@@ -378,7 +378,7 @@ def _dense_backward(d_sums, d_v, expv, d_lam, active, item_category, price, disc
     return d_t, d_theta, d_display, d_mailer
 
 
-@numba.njit(fastmath=_FAST, cache=True)
+@numba.njit(fastmath=_FAST, cache=True, error_model="numpy")
 def choice_loglik(
     t, theta, display_c, mailer_c,
     item_category, price, discount, display, mailer, attributes,
@@ -435,7 +435,7 @@ def choice_loglik(
     return total, d_t, d_theta, d_display, d_mailer
 
 
-@numba.njit(fastmath=_FAST, cache=True)
+@numba.njit(fastmath=_FAST, cache=True, error_model="numpy")
 def household_class_loglik(
     t, theta, display_c, mailer_c,
     item_category, price, discount, display, mailer, attributes,

@@ -35,11 +35,16 @@ from pytensor.gradient import DisconnectedType
 from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
 
+# Every kernel compiles with numpy's error model: a division by zero at an extreme
+# point (an underflowed sum, a probability of exactly 1) gives inf or NaN, which the
+# sampler rejects, instead of raising ZeroDivisionError (Python's model, numba's
+# default) and stopping a fit.
+
 #: Rows longer than this could overflow the product of (1 + exp(-|eta|)) factors.
 MAX_ROW = 1000
 
 
-@numba.njit(fastmath=True, cache=True)
+@numba.njit(fastmath=True, cache=True, error_model="numpy")
 def logit_grid_loglik(a, g, rho, s, y, mask, x, lag):
     """Value and gradient of the masked Bernoulli-logit grid log-likelihood.
 
@@ -94,7 +99,7 @@ def logit_grid_loglik(a, g, rho, s, y, mask, x, lag):
     return total, d_a, d_g, d_rho, d_s
 
 
-@numba.njit(fastmath=True, cache=True)
+@numba.njit(fastmath=True, cache=True, error_model="numpy")
 def negbin_pattern_loglik(l, kappa, basket, log_alpha, item, item_category, household, depth, lines, extra):
     """Value and gradient of the pattern part of the aggregated negative-binomial log-likelihood.
 
@@ -155,7 +160,7 @@ def negbin_pattern_loglik(l, kappa, basket, log_alpha, item, item_category, hous
     return total, d_l, d_kappa, d_basket, d_log_alpha
 
 
-@numba.njit(fastmath=True, cache=True)
+@numba.njit(fastmath=True, cache=True, error_model="numpy")
 def cloglog_cells_loglik(b, u, pref, s, d, cell_household, cell_category, cell_week, cell_trips):
     """Value and gradient of the purchased-cell part of the cloglog log-likelihood.
 
