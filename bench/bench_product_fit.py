@@ -23,22 +23,10 @@ import json
 import time
 import warnings
 
+import _gradient
+
 HYPERPARAMETERS = ["mu", "sigma", "sigma_item", "mu_display", "tau_display", "mu_mailer", "tau_mailer",
                    "mu_log_extra_rate", "tau_log_extra_rate"]
-
-
-def _gradient_ms(model, repeats: int = 5) -> float:
-    import numpy as np
-
-    fn = model.logp_dlogp_function(ravel_inputs=True, mode="NUMBA")._pytensor_function
-    x = np.concatenate([v.ravel() for v in model.initial_point().values()])
-    fn(x)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn(x)
-        times.append(time.perf_counter() - t0)
-    return 1000 * float(np.median(times))
 
 
 def _steps(idata) -> dict:
@@ -88,12 +76,12 @@ def main() -> None:
     data = load_data()
     depth = load_imputations(f"{args.models}/pricing", PricingPanel.from_product_weeks(data.product_weeks))[0]
     config = product.ProductConfig()
-    full_ms = _gradient_ms(product.build_model(product.build_product_data(data, depth, config), config))
+    full_ms = _gradient.time_logp_dlogp(product.build_model(product.build_product_data(data, depth, config), config))["grad_ms"]
     ids = data.households["household_id"].to_numpy()
     chosen = np.random.default_rng(0).choice(ids, size=min(args.households, ids.size), replace=False)
     pdata = product.build_product_data(data, depth, config, households=chosen)
     model = product.build_model(pdata, config)
-    subset_ms = _gradient_ms(model)
+    subset_ms = _gradient.time_logp_dlogp(model)["grad_ms"]
     print(json.dumps({"gradient_ms_all_households": round(full_ms, 1), "gradient_ms_subset": round(subset_ms, 1),
                       "households": int(pdata.households.size)}), flush=True)
     t0 = time.perf_counter()

@@ -5,10 +5,10 @@
 Builds the stage's data from the cached panels and the first imputed depth
 panel of the shipped pricing model, compiles the PyMC model's log-density and
 gradient with numba (what nutpie runs: the fused choice kernel) and times it
-(median of 5 after a warm-up call). The baseline in the same run is the
-stage's own numpy log-likelihood (value only, no gradient), so the ratio says
-what the compiled value-and-gradient costs relative to one plain vectorised
-evaluation. Decides whether a full-data NUTS fit is affordable (it needs a
+(``bench/_gradient.py``: median of 5 at a jittered initial point). The
+baseline in the same run is the stage's own numpy log-likelihood (value only,
+no gradient), so the ratio says what the compiled value-and-gradient costs
+relative to one plain vectorised evaluation. Decides whether a full-data NUTS fit is affordable (it needs a
 few hundred thousand gradients).
 """
 
@@ -18,6 +18,8 @@ import argparse
 import json
 import time
 import warnings
+
+import _gradient
 
 
 def main() -> None:
@@ -41,17 +43,8 @@ def main() -> None:
     t0 = time.perf_counter()
     pdata = product.build_product_data(data, depth, config)
     build = time.perf_counter() - t0
-    t0 = time.perf_counter()
     model = product.build_model(pdata, config)
-    fn = model.logp_dlogp_function(ravel_inputs=True, mode="NUMBA")._pytensor_function
-    x = np.concatenate([v.ravel() for v in model.initial_point().values()])
-    fn(x)
-    compile_s = time.perf_counter() - t0
-    grad = []
-    for _ in range(5):
-        t0 = time.perf_counter()
-        fn(x)
-        grad.append(time.perf_counter() - t0)
+    timed = _gradient.time_logp_dlogp(model, repeats=5)
     rng = np.random.default_rng(0)
     params = product.draw_parameters(pdata, rng, n_classes=args.classes)
     value = []
@@ -65,13 +58,13 @@ def main() -> None:
         "scored_occasions": int(pdata.occasion_scored.sum()),
         "chosen_items": int(pdata.chosen_item.size),
         "state_pairs": int(pdata.last_item.size),
-        "free_parameters": int(x.size),
+        "free_parameters": int(sum(v.size for v in model.initial_point().values())),
         "classes": args.classes,
         "data_build_s": round(build, 1),
-        "compile_and_first_call_s": round(compile_s, 1),
-        "gradient_ms": round(1000 * float(np.median(grad)), 1),
+        "compile_and_first_call_s": timed["compile_s"],
+        "gradient_ms": timed["grad_ms"],
         "numpy_value_ms": round(1000 * float(np.median(value)), 1),
-        "ratio_gradient_to_value": round(float(np.median(grad) / np.median(value)), 2),
+        "ratio_gradient_to_value": round(timed["grad_ms"] / (1000 * float(np.median(value))), 2),
     }
     print(json.dumps(out, indent=2))
     if args.json:

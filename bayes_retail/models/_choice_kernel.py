@@ -379,6 +379,17 @@ def _dense_backward(d_sums, d_v, expv, d_lam, active, item_category, price, disc
 
 
 @numba.njit(fastmath=_FAST, cache=True, error_model="numpy")
+def _occasion_extent(occ_household, occ_week, occ_category, n_weeks, n_categories):
+    """The number of household rows the occasions need, and the ``(W, C)`` category-weeks that have one."""
+    n_households = 0
+    active = np.zeros((n_weeks, n_categories), dtype=np.bool_)
+    for o in range(occ_household.size):
+        n_households = max(n_households, occ_household[o] + 1)
+        active[occ_week[o], occ_category[o]] = True
+    return n_households, active
+
+
+@numba.njit(fastmath=_FAST, cache=True, error_model="numpy")
 def choice_loglik(
     t, theta, display_c, mailer_c,
     item_category, price, discount, display, mailer, attributes,
@@ -415,13 +426,8 @@ def choice_loglik(
     tuple
         ``(loglik, d_t, d_theta, d_display, d_mailer)``.
     """
-    n_households = 0
-    for o in range(occ_household.size):
-        n_households = max(n_households, occ_household[o] + 1)
+    n_households, active = _occasion_extent(occ_household, occ_week, occ_category, price.shape[0], display_c.size)
     lam = theta[:, 2].copy()
-    active = np.zeros((price.shape[0], display_c.size), dtype=np.bool_)
-    for o in range(occ_household.size):
-        active[occ_week[o], occ_category[o]] = True
     expv, sums = _dense_forward(t, theta, display_c, mailer_c, active, item_category, price, discount, display,
                                 mailer, attributes)
     occasions = (occ_household, occ_category, occ_week, chosen_start, chosen_item, chosen_is_last, last_start,
@@ -447,12 +453,7 @@ def household_class_loglik(
     The forward half of :func:`choice_loglik` without the mixture: what class
     membership posteriors are computed from.
     """
-    n_households = 0
-    for o in range(occ_household.size):
-        n_households = max(n_households, occ_household[o] + 1)
-    active = np.zeros((price.shape[0], display_c.size), dtype=np.bool_)
-    for o in range(occ_household.size):
-        active[occ_week[o], occ_category[o]] = True
+    n_households, active = _occasion_extent(occ_household, occ_week, occ_category, price.shape[0], display_c.size)
     expv, sums = _dense_forward(t, theta, display_c, mailer_c, active, item_category, price, discount, display,
                                 mailer, attributes)
     per_household, _, _ = _occasions_forward(

@@ -403,18 +403,20 @@ def household_loglik(occasion_ll: np.ndarray, occasion_index: np.ndarray, pdata:
     return float((logsumexp(per, axis=1) - np.log(n_classes)).sum())
 
 
-def class_membership(params: dict, pdata: ProductData) -> np.ndarray:
+def class_membership(params: dict, pdata: ProductData, *, inputs: tuple | None = None) -> np.ndarray:
     """``(H, K)`` posterior class probabilities of each household given parameter values.
 
     Equal prior class weights, so this is the softmax over classes of each
     household's choice log-likelihood. Averaged over posterior draws it is
     the class-membership posterior the simulator replays households with.
     Households without a scored occasion get the prior, 1/K each.
+    ``inputs`` is :func:`kernel_inputs` of ``pdata`` when a caller already has it
+    (one per many draws).
     """
     from scipy.special import softmax
 
-    loglik = household_class_loglik(params["t"], params["theta"], params["display"], params["mailer"],
-                                    *kernel_inputs(pdata))
+    inputs = kernel_inputs(pdata) if inputs is None else inputs
+    loglik = household_class_loglik(params["t"], params["theta"], params["display"], params["mailer"], *inputs)
     out = np.zeros((pdata.households.size, params["theta"].shape[0]))
     out[: loglik.shape[0]] = loglik
     return softmax(out, axis=1)

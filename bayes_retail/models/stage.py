@@ -391,8 +391,11 @@ def class_membership_table(pdata, posterior, *, draws: int = 20) -> pd.DataFrame
 
     chains, n_draws = posterior.sizes["chain"], posterior.sizes["draw"]
     picks = evenly_spaced(chains * n_draws, draws)
+    inputs = product.kernel_inputs(pdata)
     total = sum(
-        product.class_membership(product.posterior_params(posterior, pdata, int(i) // n_draws, int(i) % n_draws), pdata)
+        product.class_membership(
+            product.posterior_params(posterior, pdata, int(i) // n_draws, int(i) % n_draws), pdata, inputs=inputs
+        )
         for i in picks
     )
     membership = total / len(picks)
