@@ -1,0 +1,324 @@
+"""Compiled week steps of the simulator: the four stages' generative processes, one week at a time.
+
+Each step draws exactly what its stage's forward sampler in
+``bayes_retail.models`` draws (the tests compare their distributions); the
+difference is speed and the random numbers: every number comes from the
+customer's counter-based stream (:mod:`bayes_retail.simulate.streams`), so a
+customer's history does not depend on its batch. Inverse-CDF draws use one
+uniform each, so the counters stay simple.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+from bayes_retail.simulate.streams import (
+    CATEGORY,
+    ITEM,
+    ITEM_COUNT,
+    QUANTITY,
+    TAIL,
+    TRIP_OF_CATEGORY,
+    TRIP_OF_LINE,
+    TRIPS,
+    VISIT,
+    uniform,
+)
+
+#: Most items a customer's state remembers per category (the last occasion's set; 1 + Poisson rarely exceeds 3).
+MAX_STATE_ITEMS = 16
+#: Most trips a week can hold (a category's trips are a bit mask).
+MAX_TRIPS = 62
+#: Rejection attempts per item before drawing it from the explicit conditional (both exact).
+MAX_ATTEMPTS = 64
+_STATE = 2  # column of the state coefficient in the class coefficients
+
+
+@numba.njit(cache=True)
+def poisson_inverse(u, rate):
+    """Smallest k with P(K <= k) >= u for K ~ Poisson(rate)."""
+    p = math.exp(-rate)
+    cdf, k = p, 0
+    while cdf < u and k < 100_000:
+        k += 1
+        p *= rate / k
+        cdf += p
+        if p == 0.0 and cdf < u:  # the remaining tail underflowed: u sits in rounding error
+            break
+    return k
+
+
+@numba.njit(cache=True)
+def negative_binomial_inverse(u, mean, alpha):
+    """Smallest k with P(K <= k) >= u for K ~ NB(mean, alpha) (variance mean + mean^2 / alpha)."""
+    q = mean / (alpha + mean)
+    p = math.exp(alpha * math.log(alpha / (alpha + mean)))
+    cdf, k = p, 0
+    while cdf < u and k < 100_000:
+        p *= (k + alpha) / (k + 1) * q
+        k += 1
+        cdf += p
+        if p == 0.0 and cdf < u:
+            break
+    return k
+
+
+@numba.njit(cache=True)
+def visit_week(keys, week, visit, signal_w, previous, entry_week, rho, week_effect):
+    """``(n,)`` trips this week: a visit with logit ``a + g signal + rho last + s_w``, then ``1 + Poisson(exp(b))`` trips.
+
+    The entry week is always a visit; earlier weeks are empty.
+    """
+    n = keys.size
+    trips = np.zeros(n, dtype=np.int64)
+    for i in range(n):
+        if week < entry_week[i]:
+            continue
+        if week > entry_week[i]:
+            eta = visit[i, 0] + visit[i, 1] * signal_w[i] + rho * previous[i] + week_effect
+            if uniform(keys[i], week, VISIT, 0, 0) >= 1.0 / (1.0 + math.exp(-eta)):
+                continue
+        extra = poisson_inverse(uniform(keys[i], week, TRIPS, 0, 0), math.exp(visit[i, 2]))
+        trips[i] = min(1 + extra, MAX_TRIPS)
+    return trips
+
+
+@numba.njit(cache=True)
+def category_week(keys, week, trips, preference, category_base):
+    """Category purchases of the week's visiting customers, with the trips that bought.
+
+    A trip buys in category c with probability ``p = 1 - exp(-exp(eta))``; the
+    week buys if any of its ``n`` trips does (``1 - exp(-n exp(eta))``, the
+    fitted cloglog). Given that it does, the first buying trip follows the
+    truncated geometric law and each later trip buys with ``p``: the trips'
+    joint law given at least one purchase. Returns occasion customer,
+    category and trip bit mask.
+    """
+    n, n_c = preference.shape
+    total = 0
+    for i in range(n):
+        if trips[i] > 0:
+            total += n_c
+    occ_customer = np.empty(total, dtype=np.int64)
+    occ_category = np.empty(total, dtype=np.int64)
+    occ_trips = np.empty(total, dtype=np.int64)
+    o = 0
+    for i in range(n):
+        m = trips[i]
+        if m == 0:
+            continue
+        for c in range(n_c):
+            rate = math.exp(category_base[c] + preference[i, c])
+            p_week = -math.expm1(-m * rate)
+            if uniform(keys[i], week, CATEGORY, c, 0) >= p_week:
+                continue
+            p_trip = -math.expm1(-rate)
+            mask = np.int64(0)
+            if p_trip >= 1.0 or m == 1:
+                first = 0
+            else:
+                # inverse CDF of the first success among m trips, given one exists
+                v = uniform(keys[i], week, TRIP_OF_CATEGORY, c, 0) * p_week
+                first = min(int(math.log1p(-v) / math.log1p(-p_trip)), m - 1)
+            mask |= np.int64(1) << np.int64(first)
+            for j in range(first + 1, m):
+                if uniform(keys[i], week, TRIP_OF_CATEGORY, c, 1 + j) < p_trip:
+                    mask |= np.int64(1) << np.int64(j)
+            occ_customer[o], occ_category[o], occ_trips[o] = i, c, mask
+            o += 1
+    return occ_customer[:o], occ_category[:o], occ_trips[:o]
+
+
+@numba.njit(cache=True)
+def class_probabilities(utility, category_start, category_items):
+    """Within-category logit probabilities and their running sums, ``(K, G)`` each, from class utilities."""
+    n_k, g = utility.shape
+    prob = np.empty((n_k, g))
+    cum = np.empty((n_k, g))
+    for k in range(n_k):
+        for c in range(category_start.size):
+            s, e = category_start[c], category_start[c] + category_items[c]
+            top = -np.inf
+            for j in range(s, e):
+                top = max(top, utility[k, j])
+            z = 0.0
+            for j in range(s, e):
+                prob[k, j] = math.exp(utility[k, j] - top)
+                z += prob[k, j]
+            run = 0.0
+            for j in range(s, e):
+                prob[k, j] /= z
+                run += prob[k, j]
+                cum[k, j] = run
+            cum[k, e - 1] = 1.0
+    return prob, cum
+
+
+@numba.njit(cache=True)
+def item_counts(keys, week, occ_customer, occ_category, log_extra_rate, category_items):
+    """``(O,)`` distinct items per occasion: ``1 + Poisson(exp(log_extra_rate_c))``, capped at the choice-set size."""
+    out = np.empty(occ_customer.size, dtype=np.int64)
+    for o in range(occ_customer.size):
+        c = occ_category[o]
+        u = uniform(keys[occ_customer[o]], week, ITEM_COUNT, c, 0)
+        out[o] = min(1 + poisson_inverse(u, math.exp(log_extra_rate[c])), category_items[c])
+    return out
+
+
+@numba.njit(cache=True)
+def _search(cum, start, end, x):
+    """First index j in [start, end) with cum[j] >= x."""
+    lo, hi = start, end - 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if cum[mid] >= x:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+@numba.njit(cache=True)
+def _member(j, items, n):
+    for r in range(n):
+        if items[r] == j:
+            return True
+    return False
+
+
+@numba.njit(cache=True)
+def _draw_item(key, week, c, slot, prob_k, cum_k, start, end, lam, last, n_last, chosen, n_chosen):
+    """One item from the logit with ``lam`` added to the last occasion's items, excluding ``chosen``.
+
+    ``p'_j`` is proportional to ``p_j exp(lam [j in last])``. For ``lam >= 0`` it
+    is the base logit plus extra mass ``p_j (exp(lam) - 1)`` on the last items
+    (one uniform picks either); for ``lam < 0`` a base draw of a last item is
+    kept with probability ``exp(lam)``. Draws of an already chosen item are
+    rejected, which leaves exactly the sequential without-replacement law;
+    after ``MAX_ATTEMPTS`` the item is drawn from that law written out.
+    """
+    boost = math.exp(lam)
+    extra = 0.0
+    if lam >= 0.0:
+        for r in range(n_last):
+            extra += prob_k[last[r]] * (boost - 1.0)
+    base = slot * 2 * MAX_ATTEMPTS
+    for attempt in range(MAX_ATTEMPTS):
+        u = uniform(key, week, ITEM, c, base + 2 * attempt)
+        if lam >= 0.0:
+            x = u * (1.0 + extra)
+            if x < 1.0:
+                j = _search(cum_k, start, end, x)
+            else:
+                x -= 1.0
+                j = last[n_last - 1]
+                run = 0.0
+                for r in range(n_last):
+                    run += prob_k[last[r]] * (boost - 1.0)
+                    if run >= x:
+                        j = last[r]
+                        break
+        else:
+            j = _search(cum_k, start, end, u)
+            if _member(j, last, n_last) and uniform(key, week, ITEM, c, base + 2 * attempt + 1) >= boost:
+                continue
+        if not _member(j, chosen, n_chosen):
+            return j
+    # explicit conditional law over the items not yet chosen
+    total = 0.0
+    for j in range(start, end):
+        if not _member(j, chosen, n_chosen):
+            total += prob_k[j] * (boost if _member(j, last, n_last) else 1.0)
+    x = uniform(key, week, ITEM, c, base + 2 * MAX_ATTEMPTS - 1) * total
+    run, pick = 0.0, -1
+    for j in range(start, end):
+        if not _member(j, chosen, n_chosen):
+            run += prob_k[j] * (boost if _member(j, last, n_last) else 1.0)
+            pick = j
+            if run >= x:
+                break
+    return pick
+
+
+@numba.njit(cache=True)
+def choose_week(
+    keys, week, occ_customer, occ_category, occ_trips, counts, line_start,
+    customer_class, class_coefficients, prob, cum, category_start, category_items,
+    state_items, state_count,
+):
+    """Items of every occasion (sequential logit draws without replacement, with state), and each item's trip.
+
+    Updates ``state_items`` / ``state_count`` (``(n, C, MAX_STATE_ITEMS)`` / ``(n, C)``)
+    to each occasion's set. Returns the line item and trip arrays (lines of
+    occasion ``o`` start at ``line_start[o]``).
+    """
+    n_lines = line_start[-1] if line_start.size else 0
+    line_item = np.empty(n_lines, dtype=np.int64)
+    line_trip = np.empty(n_lines, dtype=np.int64)
+    chosen = np.empty(MAX_STATE_ITEMS + 64, dtype=np.int64)
+    for o in range(occ_customer.size):
+        i, c = occ_customer[o], occ_category[o]
+        k = customer_class[i]
+        start, end = category_start[c], category_start[c] + category_items[c]
+        m = counts[o]
+        if chosen.size < m:
+            chosen = np.empty(m, dtype=np.int64)
+        last = state_items[i, c]
+        n_last = state_count[i, c]
+        for r in range(m):
+            chosen[r] = _draw_item(
+                keys[i], week, c, r, prob[k], cum[k], start, end,
+                class_coefficients[k, _STATE], last, n_last, chosen, r,
+            )
+        keep = min(m, MAX_STATE_ITEMS)
+        for r in range(keep):
+            state_items[i, c, r] = chosen[r]
+        state_count[i, c] = keep
+        # each item goes to one of the trips that bought the category, uniformly
+        mask = occ_trips[o]
+        bits = 0
+        for b in range(MAX_TRIPS):
+            if (mask >> b) & 1:
+                bits += 1
+        for r in range(m):
+            line = line_start[o] + r
+            line_item[line] = chosen[r]
+            pick = int(uniform(keys[i], week, TRIP_OF_LINE, c, r) * bits)
+            seen = -1
+            for b in range(MAX_TRIPS):
+                if (mask >> b) & 1:
+                    seen += 1
+                    if seen == pick:
+                        line_trip[line] = b
+                        break
+    return line_item, line_trip
+
+
+@numba.njit(cache=True)
+def line_products_and_quantities(
+    keys, week, line_customer, line_item, item_category, item_product, tail_start, tail_product, tail_cumshare,
+    tail_count, depth_w, quantity_intercept, kappa, alpha, basket,
+):
+    """Each line's product (an "other" item becomes a tail product by its observed share) and quantity.
+
+    Quantity is ``1 + NB(exp(l_g + kappa_c depth + basket_h), alpha_c)`` with the
+    depth of the product actually bought.
+    """
+    n = line_item.size
+    product = np.empty(n, dtype=np.int64)
+    quantity = np.empty(n, dtype=np.int64)
+    for r in range(n):
+        i, g = line_customer[r], line_item[r]
+        c = item_category[g]
+        p = item_product[g]
+        if p < 0:
+            s = tail_start[c]
+            j = _search(tail_cumshare, s, s + tail_count[c], uniform(keys[i], week, TAIL, g, 0))
+            p = tail_product[j]
+        product[r] = p
+        mean = math.exp(quantity_intercept[g] + kappa[c] * depth_w[p] + basket[i])
+        quantity[r] = 1 + negative_binomial_inverse(uniform(keys[i], week, QUANTITY, g, 0), mean, alpha[c])
+    return product, quantity

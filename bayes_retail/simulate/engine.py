@@ -1,0 +1,149 @@
+"""The simulator's engine: one batch of customers under one posterior draw, week by week.
+
+Each week runs the four stages in order (visit and trips; category purchases
+and the trips that made them; distinct items with the customer's state;
+products behind "other" and quantities) and appends the week's lines.
+Memory is the batch's state (``customers x categories x 16`` item slots) plus
+its lines: nothing grows with customers x products x weeks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from bayes_retail.simulate import _kernels
+from bayes_retail.simulate.inputs import Catalogue, Customers, PriceGrid, StageDraw
+from bayes_retail.simulate.streams import customer_keys
+
+#: Columns of a batch's lines, in order.
+LINE_COLUMNS = ("customer", "household_id", "week", "trip", "product", "quantity")
+#: Columns of a batch's visits (customer-weeks with at least one trip), in order.
+VISIT_COLUMNS = ("customer", "household_id", "week", "trips")
+
+
+@dataclass(frozen=True)
+class Batch:
+    """What one batch produced: purchased lines and visited customer-weeks (a visit may buy nothing)."""
+
+    lines: pd.DataFrame
+    visits: pd.DataFrame
+
+
+def class_utilities_week(draw: StageDraw, catalogue: Catalogue, covariates: tuple[np.ndarray, ...], week: int) -> np.ndarray:
+    """``(K, G)`` utilities of every item for every latent class in one week (no state term)."""
+    price, discount, display, mailer = (x[:, week] for x in covariates)
+    theta = draw.class_coefficients
+    c = catalogue.item_category
+    common = draw.item_intercept + draw.display[c] * display + draw.mailer[c] * mailer
+    return (
+        common[None, :]
+        + theta[:, 0, None] * price[None, :]
+        + theta[:, 1, None] * discount[None, :]
+        + theta[:, 3:] @ catalogue.attributes.T
+    )
+
+
+def simulate_batch(
+    draw: StageDraw,
+    customers: Customers,
+    catalogue: Catalogue,
+    prices: PriceGrid,
+    *,
+    seed: int,
+    draw_index: int = 0,
+) -> Batch:
+    """Simulate one batch of customers over every week of ``prices``.
+
+    Parameters
+    ----------
+    draw
+        Population-level values of one posterior draw.
+    customers
+        The batch's customers and their own parameters under that draw.
+    catalogue, prices
+        Items and products; prices and promotions per product-week.
+    seed, draw_index
+        The run's seed and the draw's index: with a customer's global index
+        they key its random stream, so the result does not depend on the batch.
+
+    Returns
+    -------
+    Batch
+        ``lines`` with columns :data:`LINE_COLUMNS`: ``customer`` (global index),
+        ``household_id``, ``week`` (position), ``trip`` (0-based within the week),
+        ``product`` (row of ``catalogue.product_ids``) and ``quantity``, sorted by
+        customer, week, trip, product; ``visits`` with :data:`VISIT_COLUMNS`, sorted
+        by customer and week.
+    """
+    n_weeks = prices.n_weeks
+    draw.check(catalogue, n_weeks)
+    if customers.signal.shape[1] != n_weeks:
+        raise ValueError(f"signal must have {n_weeks} weeks, got {customers.signal.shape[1]}")
+    if customers.category_preference.shape[1] != catalogue.n_categories:
+        raise ValueError(f"category_preference must have {catalogue.n_categories} categories")
+    n_classes = draw.class_coefficients.shape[0]
+    if customers.size and (customers.product_class.min() < 0 or customers.product_class.max() >= n_classes):
+        raise ValueError(f"product_class must lie in 0..{n_classes - 1}")
+    keys = customer_keys(seed, draw_index, customers.index)
+    covariates = prices.item_covariates(catalogue)
+    n, n_c = customers.size, catalogue.n_categories
+    state_items = np.zeros((n, n_c, _kernels.MAX_STATE_ITEMS), dtype=np.int64)
+    state_count = np.zeros((n, n_c), dtype=np.int64)
+    previous = np.zeros(n)
+    visit = np.ascontiguousarray(customers.visit, dtype=float)
+    preference = np.ascontiguousarray(customers.category_preference, dtype=float)
+    entry = np.asarray(customers.entry_week, dtype=np.int64)
+    klass = np.asarray(customers.product_class, dtype=np.int64)
+    alpha = np.asarray(draw.alpha, dtype=float)
+    weeks, visits = [], []
+    for w in range(n_weeks):
+        trips = _kernels.visit_week(
+            keys, w, visit, np.ascontiguousarray(customers.signal[:, w], dtype=float), previous, entry,
+            float(draw.rho), float(draw.visit_week[w]),
+        )
+        previous = (trips > 0).astype(float)
+        visited = np.flatnonzero(trips)
+        visits.append((visited, np.full(visited.size, w), trips[visited]))
+        base = draw.category_intercept + draw.category_week[w] + draw.category_season[:, w]
+        occ_customer, occ_category, occ_trips = _kernels.category_week(keys, w, trips, preference, base)
+        counts = _kernels.item_counts(
+            keys, w, occ_customer, occ_category, draw.log_extra_rate, catalogue.category_items
+        )
+        line_start = np.concatenate([[0], np.cumsum(counts)])
+        prob, cum = _kernels.class_probabilities(
+            class_utilities_week(draw, catalogue, covariates, w), catalogue.category_start, catalogue.category_items
+        )
+        line_item, line_trip = _kernels.choose_week(
+            keys, w, occ_customer, occ_category, occ_trips, counts, line_start, klass,
+            draw.class_coefficients, prob, cum, catalogue.category_start, catalogue.category_items,
+            state_items, state_count,
+        )
+        line_customer = np.repeat(occ_customer, counts)
+        product, quantity = _kernels.line_products_and_quantities(
+            keys, w, line_customer, line_item, catalogue.item_category, catalogue.item_product,
+            catalogue.tail_start, catalogue.tail_product, catalogue.tail_cumshare, catalogue.tail_count,
+            np.ascontiguousarray(prices.depth[:, w]), draw.quantity_intercept, draw.kappa, alpha,
+            np.asarray(customers.basket, dtype=float),
+        )
+        weeks.append((line_customer, np.full(line_item.size, w), line_trip, product, quantity))
+    customer, week, trip, product, quantity = (np.concatenate(parts) for parts in zip(*weeks))
+    visit_customer, visit_week, visit_trips = (np.concatenate(parts) for parts in zip(*visits))
+    visit_table = pd.DataFrame({
+        "customer": customers.index[visit_customer],
+        "household_id": customers.household_id[visit_customer],
+        "week": visit_week,
+        "trips": visit_trips,
+    }).sort_values(["customer", "week"], ignore_index=True)
+    lines = pd.DataFrame({
+        "customer": customers.index[customer],
+        "household_id": customers.household_id[customer],
+        "week": week,
+        "trip": trip,
+        "product": product,
+        "quantity": quantity,
+    })
+    lines = lines.sort_values(["customer", "week", "trip", "product"], ignore_index=True)
+    return Batch(lines=lines, visits=visit_table)

@@ -1,0 +1,233 @@
+"""What one simulation batch reads: a posterior draw's population values, the customers, the catalogue, the prices.
+
+Plain dataclasses of numpy arrays with validated shapes, so the engine's
+compiled loops never see a ragged or mistyped input. Index conventions follow
+the fitted stages: categories ``c`` in ``0..C-1``, items ``g`` in the shared
+item space (:func:`bayes_retail.models.product.item_table`: each category's
+choice-set products, then its "other" item), weeks as positions ``0..W-1``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+#: Columns of ``StageDraw.class_coefficients`` before the attribute weights (as in the product stage).
+PRICE, DISCOUNT, STATE = 0, 1, 2
+
+
+def _shape(name: str, value: np.ndarray, shape: tuple) -> None:
+    if value.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {value.shape}")
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """Items, categories and the real products the simulator names.
+
+    Attributes
+    ----------
+    item_category
+        ``(G,)`` category of each item, sorted (items of a category are contiguous).
+    item_product
+        ``(G,)`` row in the product table of each choice-set item; -1 for a category's "other" item.
+    attributes
+        ``(G, A)`` item attributes (0 for "other"), as in the product stage.
+    tail_start, tail_count
+        ``(C,)`` each category's slice of ``tail_product`` / ``tail_cumshare`` (count 0: no "other" item).
+    tail_product
+        Product rows of the tail products behind "other", grouped by category.
+    tail_cumshare
+        Cumulative observed line shares of the tail products within their category (each group ends at 1).
+    product_ids
+        ``(P,)`` product id of each product row.
+    """
+
+    item_category: np.ndarray
+    item_product: np.ndarray
+    attributes: np.ndarray
+    tail_start: np.ndarray
+    tail_count: np.ndarray
+    tail_product: np.ndarray
+    tail_cumshare: np.ndarray
+    product_ids: np.ndarray
+    category_start: np.ndarray = field(init=False)
+    category_items: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        g = self.item_category.size
+        if np.any(np.diff(self.item_category) < 0):
+            raise ValueError("items must be sorted by category")
+        _shape("item_product", self.item_product, (g,))
+        if self.attributes.ndim != 2 or self.attributes.shape[0] != g:
+            raise ValueError(f"attributes must have shape ({g}, A), got {self.attributes.shape}")
+        n_c = int(self.item_category.max()) + 1 if g else 0
+        items = np.bincount(self.item_category, minlength=n_c)
+        object.__setattr__(self, "category_items", items)
+        object.__setattr__(self, "category_start", np.cumsum(items) - items)
+        _shape("tail_start", self.tail_start, (n_c,))
+        _shape("tail_count", self.tail_count, (n_c,))
+        other = np.zeros(n_c, dtype=bool)
+        other[self.item_category[self.item_product < 0]] = True
+        if np.any(other != (self.tail_count > 0)):
+            raise ValueError("a category has an 'other' item exactly when it has tail products")
+        if np.any(self.item_product >= self.product_ids.size) or np.any(self.tail_product >= self.product_ids.size):
+            raise ValueError("a product row lies outside product_ids")
+        ends = self.tail_cumshare[self.tail_start[other] + self.tail_count[other] - 1]
+        if not np.allclose(ends, 1.0):
+            raise ValueError("each category's tail_cumshare must end at 1")
+
+    @property
+    def n_categories(self) -> int:
+        return int(self.category_items.size)
+
+    def product_item(self) -> np.ndarray:
+        """``(P,)`` item of each product row: its choice-set item, or its category's "other" item (-1: neither)."""
+        out = np.full(self.product_ids.size, -1, dtype=np.int64)
+        real = self.item_product >= 0
+        out[self.item_product[real]] = np.flatnonzero(real)
+        for g in np.flatnonzero(~real):
+            c = self.item_category[g]
+            out[self.tail_product[self.tail_start[c]:self.tail_start[c] + self.tail_count[c]]] = g
+        return out
+
+
+@dataclass(frozen=True)
+class PriceGrid:
+    """Prices and promotions per product-week, and the product stage's price covariate per item-week.
+
+    Attributes
+    ----------
+    shelf, depth, display, mailer
+        ``(P, W)`` offered shelf price, discount depth in [0, 1), display and mailer flags of every product row.
+    log_shelf_centre
+        ``(G,)`` the centre the product stage subtracted from each item's log shelf price when it was fitted
+        (fitted values, so simulated prices move the covariate exactly as the data did).
+    """
+
+    shelf: np.ndarray
+    depth: np.ndarray
+    display: np.ndarray
+    mailer: np.ndarray
+    log_shelf_centre: np.ndarray
+
+    def __post_init__(self) -> None:
+        for name in ("depth", "display", "mailer"):
+            _shape(name, getattr(self, name), self.shelf.shape)
+        if np.any(~(self.shelf > 0)):
+            raise ValueError("shelf prices must be positive")
+        if np.any((self.depth < 0) | (self.depth >= 1)):
+            raise ValueError("depths must lie in [0, 1)")
+
+    @property
+    def n_weeks(self) -> int:
+        return int(self.shelf.shape[1])
+
+    def item_covariates(self, catalogue: Catalogue) -> tuple[np.ndarray, ...]:
+        """``(G, W)`` centred log price, ``log(1 - depth)``, display, mailer of each item (0 for "other")."""
+        real = catalogue.item_product >= 0
+        rows = catalogue.item_product[real]
+        out = [np.zeros((catalogue.item_product.size, self.n_weeks)) for _ in range(4)]
+        out[0][real] = np.log(self.shelf[rows]) - self.log_shelf_centre[real, None]
+        out[1][real] = np.log1p(-self.depth[rows])
+        out[2][real] = self.display[rows]
+        out[3][real] = self.mailer[rows]
+        return tuple(out)
+
+
+@dataclass(frozen=True)
+class StageDraw:
+    """Population-level values of one posterior draw, shared by every customer.
+
+    Attributes
+    ----------
+    rho, visit_week
+        Visit stage: state dependence on last week's visit and ``(W,)`` week effects.
+    category_intercept, category_week, category_season
+        Category stage: ``(C,)`` intercepts ``b``, ``(W,)`` global week effects ``s``, ``(C, W)`` deviations ``d``.
+    item_intercept, class_coefficients, display, mailer, log_extra_rate
+        Product stage: ``(G,)`` intercepts ``t``, ``(K, 3 + A)`` coefficients of each latent class
+        (price, discount, state, attribute weights), ``(C,)`` display and mailer effects, ``(C,)`` log rate of
+        extra distinct items.
+    quantity_intercept, kappa, alpha
+        Quantity stage: ``(G,)`` item intercepts ``l``, ``(C,)`` stockpiling response, ``(C,)`` NB dispersion.
+    """
+
+    rho: float
+    visit_week: np.ndarray
+    category_intercept: np.ndarray
+    category_week: np.ndarray
+    category_season: np.ndarray
+    item_intercept: np.ndarray
+    class_coefficients: np.ndarray
+    display: np.ndarray
+    mailer: np.ndarray
+    log_extra_rate: np.ndarray
+    quantity_intercept: np.ndarray
+    kappa: np.ndarray
+    alpha: np.ndarray
+
+    def check(self, catalogue: Catalogue, n_weeks: int) -> None:
+        """Raise ``ValueError`` naming the first array whose shape disagrees with the catalogue or weeks."""
+        n_c, g = catalogue.n_categories, catalogue.item_category.size
+        n_coef = 3 + catalogue.attributes.shape[1]
+        expected = {
+            "visit_week": (n_weeks,), "category_intercept": (n_c,), "category_week": (n_weeks,),
+            "category_season": (n_c, n_weeks), "item_intercept": (g,), "display": (n_c,), "mailer": (n_c,),
+            "log_extra_rate": (n_c,), "quantity_intercept": (g,), "kappa": (n_c,), "alpha": (n_c,),
+        }
+        for name, shape in expected.items():
+            _shape(name, np.asarray(getattr(self, name)), shape)
+        if self.class_coefficients.ndim != 2 or self.class_coefficients.shape[1] != n_coef:
+            raise ValueError(f"class_coefficients must have shape (K, {n_coef}), got {self.class_coefficients.shape}")
+        if np.any(~(np.asarray(self.alpha) > 0)):
+            raise ValueError("alpha (NB dispersion) must be positive")
+
+
+@dataclass(frozen=True)
+class Customers:
+    """The customers of one batch and their own parameters under one posterior draw.
+
+    Attributes
+    ----------
+    index
+        ``(n,)`` global customer indices (they key the random streams).
+    entry_week
+        ``(n,)`` week position of each customer's first visit (nothing happens before it).
+    visit
+        ``(n, 3)`` visit propensity ``a``, marketing-signal response ``g`` and log extra-trip rate ``b``.
+    signal
+        ``(n, W)`` standardised marketing signal (as the visit stage defines it).
+    category_preference
+        ``(n, C)`` household propensity plus preference factors, ``u_h + f_h . l_c``.
+    product_class
+        ``(n,)`` latent class of each customer in the product stage.
+    basket
+        ``(n,)`` basket-size effect of the quantity stage.
+    household_id
+        ``(n,)`` id written to the output (the customer's own id; e.g. its template household for replay).
+    """
+
+    index: np.ndarray
+    entry_week: np.ndarray
+    visit: np.ndarray
+    signal: np.ndarray
+    category_preference: np.ndarray
+    product_class: np.ndarray
+    basket: np.ndarray
+    household_id: np.ndarray
+
+    def __post_init__(self) -> None:
+        n = self.index.size
+        for name in ("entry_week", "product_class", "basket", "household_id"):
+            _shape(name, np.asarray(getattr(self, name)), (n,))
+        _shape("visit", self.visit, (n, 3))
+        if self.signal.ndim != 2 or self.signal.shape[0] != n:
+            raise ValueError(f"signal must have shape ({n}, W), got {self.signal.shape}")
+        if self.category_preference.ndim != 2 or self.category_preference.shape[0] != n:
+            raise ValueError(f"category_preference must have shape ({n}, C), got {self.category_preference.shape}")
+
+    @property
+    def size(self) -> int:
+        return int(self.index.size)

@@ -1,0 +1,262 @@
+"""The simulator's engine: random streams, batch invariance, and each stage's law against its analytic form."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from bayes_retail.models import visit as visit_stage
+from bayes_retail.simulate import _kernels, simulate_batch
+from bayes_retail.simulate.streams import ITEM, QUANTITY, VISIT, customer_keys, uniforms
+from bayes_retail.simulate.synthetic import synthetic_catalogue, synthetic_customers, synthetic_draw, synthetic_prices
+
+N_WEEKS = 20
+
+
+@pytest.fixture(scope="module")
+def world():
+    rng = np.random.default_rng(11)
+    catalogue = synthetic_catalogue(rng, n_categories=4, items=5, tail=3)
+    prices = synthetic_prices(rng, catalogue, N_WEEKS)
+    draw = synthetic_draw(rng, catalogue, N_WEEKS)
+    customers = synthetic_customers(rng, 1500, catalogue.n_categories, N_WEEKS)
+    batch = simulate_batch(draw, customers, catalogue, prices, seed=5)
+    return catalogue, prices, draw, customers, batch
+
+
+def _z(observed_sum, expected_sum, variance_sum) -> float:
+    return (observed_sum - expected_sum) / np.sqrt(variance_sum)
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+# --------------------------------------------------------------------------- streams
+
+
+def test_customer_keys_are_the_seed_sequence_children_of_seed_draw_and_customer():
+    keys = customer_keys(7, 2, np.array([0, 5]))
+    child = np.random.SeedSequence(7).spawn(3)[2].spawn(6)
+    assert keys[0] == child[0].generate_state(1, np.uint64)[0]
+    assert keys[1] == child[5].generate_state(1, np.uint64)[0]
+    assert customer_keys(7, 3, np.array([5]))[0] != keys[1]
+    with pytest.raises(ValueError, match="seed"):
+        customer_keys(-1, 0, np.array([0]))
+
+
+def test_counter_uniforms_are_uniform_and_independent_across_keys_and_counters():
+    keys = customer_keys(3, 0, np.arange(50_000))
+    a = uniforms(keys, 4, VISIT, 0, 0)
+    b = uniforms(keys, 4, VISIT, 0, 1)  # next slot
+    c = uniforms(keys, 5, VISIT, 0, 0)  # next week
+    d = uniforms(keys, 4, ITEM, 0, 0)  # other purpose
+    for u in (a, b, c, d):
+        assert 0 < u.min() and u.max() < 1
+        assert stats.kstest(u, "uniform").statistic < 0.01
+    for x, y in itertools.combinations((a, b, c, d), 2):
+        assert abs(np.corrcoef(x, y)[0, 1]) < 0.02
+    # one key along many counters
+    one = np.array([uniforms(keys[:1], w, QUANTITY, g, 0)[0] for w in range(50) for g in range(400)])
+    assert stats.kstest(one, "uniform").statistic < 0.015
+
+
+# --------------------------------------------------------------------------- reproducibility
+
+
+def test_same_seed_same_output_whatever_the_batches(world):
+    catalogue, prices, draw, customers, batch = world
+    again = simulate_batch(draw, customers, catalogue, prices, seed=5)
+    assert batch.lines.equals(again.lines) and batch.visits.equals(again.visits)
+
+    def part(rows):
+        fields = {f.name: getattr(customers, f.name)[rows] for f in dataclasses.fields(customers)}
+        return simulate_batch(draw, type(customers)(**fields), catalogue, prices, seed=5)
+
+    first, second = part(slice(0, 400)), part(slice(400, None))
+    for name in ("lines", "visits"):
+        joined = np.concatenate([getattr(first, name).to_numpy(), getattr(second, name).to_numpy()])
+        np.testing.assert_array_equal(joined, getattr(batch, name).to_numpy())
+    other = simulate_batch(draw, customers, catalogue, prices, seed=6)
+    assert len(other.lines) != len(batch.lines) or not other.lines.equals(batch.lines)
+    other_draw = simulate_batch(draw, customers, catalogue, prices, seed=5, draw_index=1)
+    assert not other_draw.visits.equals(batch.visits)
+
+
+# --------------------------------------------------------------------------- stage laws
+
+
+def _trips_grid(batch, customers):
+    grid = np.zeros((customers.size, N_WEEKS), dtype=np.int64)
+    grid[batch.visits["customer"].to_numpy(), batch.visits["week"].to_numpy()] = batch.visits["trips"].to_numpy()
+    return grid
+
+
+def test_visits_follow_the_visit_stage_logit_with_state(world):
+    catalogue, prices, draw, customers, batch = world
+    trips = _trips_grid(batch, customers)
+    visited = trips > 0
+    week = np.arange(N_WEEKS)[None, :]
+    entry = customers.entry_week[:, None]
+    assert not visited[week < entry].any() and visited[week == entry].all()
+    previous = np.zeros_like(visited)
+    previous[:, 1:] = visited[:, :-1]
+    eta = (customers.visit[:, [0]] + customers.visit[:, [1]] * customers.signal + draw.rho * previous
+           + draw.visit_week[None, :])
+    p = _sigmoid(eta)[week > entry]
+    # a martingale: observed minus predicted visits given the simulated past
+    assert abs(_z(visited[week > entry].sum(), p.sum(), (p * (1 - p)).sum())) < 4
+    rate = np.broadcast_to(np.exp(customers.visit[:, [2]]), trips.shape)[visited]
+    assert abs(_z((trips[visited] - 1).sum(), rate.sum(), rate.sum())) < 4
+
+
+def test_visit_rate_matches_the_visit_stage_sampler(world):
+    catalogue, prices, draw, customers, batch = world
+    ours = (_trips_grid(batch, customers) > 0).mean()
+    theirs = np.mean([
+        (visit_stage.simulate(customers.visit, draw.rho, draw.visit_week, customers.signal, np.random.default_rng(s),
+                              start=customers.entry_week) > 0).mean()
+        for s in range(4)
+    ])
+    se = np.sqrt(ours * (1 - ours) / (customers.size * N_WEEKS))
+    assert abs(ours - theirs) < 5 * se
+
+
+def test_category_purchases_follow_the_cloglog_with_the_trips_offset(world):
+    catalogue, prices, draw, customers, batch = world
+    trips = _trips_grid(batch, customers)
+    item = catalogue.product_item()[batch.lines["product"].to_numpy()]
+    category = catalogue.item_category[item]
+    bought = np.zeros((customers.size, catalogue.n_categories, N_WEEKS), dtype=bool)
+    bought[batch.lines["customer"].to_numpy(), category, batch.lines["week"].to_numpy()] = True
+    eta = (draw.category_intercept[None, :, None] + customers.category_preference[:, :, None]
+           + draw.category_week[None, None, :] + draw.category_season[None, :, :])
+    p = -np.expm1(-trips[:, None, :] * np.exp(eta))
+    assert not bought[np.broadcast_to(trips[:, None, :] == 0, bought.shape)].any()
+    assert abs(_z(bought.sum(), p.sum(), (p * (1 - p)).sum())) < 4
+
+
+def test_the_trips_that_buy_a_category_follow_their_joint_law_given_a_purchase():
+    n, m, rate = 40_000, 3, 0.5
+    keys = customer_keys(1, 0, np.arange(n))
+    occ_customer, occ_category, mask = _kernels.category_week(
+        keys, 0, np.full(n, m), np.zeros((n, 1)), np.array([np.log(rate)])
+    )
+    p = -np.expm1(-rate)
+    assert abs(_z(occ_customer.size, n * -np.expm1(-m * rate), n * p)) < 5
+    for s in range(1, 2**m):
+        k = bin(s).count("1")
+        expected = p**k * (1 - p) ** (m - k) / (1 - (1 - p) ** m)
+        share = np.mean(mask == s)
+        assert abs(share - expected) < 4 * np.sqrt(expected * (1 - expected) / mask.size)
+
+
+def _choose(n, prob, lam, last, m, *, seed=2):
+    """``n`` occasions in one category (items 0..len(prob)-1), each with state ``last`` and ``m`` items."""
+    g = prob.size
+    keys = customer_keys(seed, 0, np.arange(n))
+    state_items = np.zeros((n, 1, _kernels.MAX_STATE_ITEMS), dtype=np.int64)
+    state_items[:, 0, : len(last)] = last
+    state_count = np.full((n, 1), len(last), dtype=np.int64)
+    theta = np.array([[0.0, 0.0, lam]])
+    items, _ = _kernels.choose_week(
+        keys, 0, np.arange(n), np.zeros(n, np.int64), np.ones(n, np.int64), np.full(n, m),
+        np.arange(n + 1) * m, np.zeros(n, np.int64), theta, prob[None, :], np.cumsum(prob)[None, :],
+        np.array([0]), np.array([g]), state_items, state_count,
+    )
+    return items.reshape(n, m), state_items, state_count
+
+
+def _set_probability(prob, lam, last, chosen):
+    """Exact probability of the unordered set ``chosen``: sum over orders of sequential draws without replacement."""
+    w = prob * np.where(np.isin(np.arange(prob.size), last), np.exp(lam), 1.0)
+    w = w / w.sum()
+    total = 0.0
+    for order in itertools.permutations(chosen):
+        left, p = 1.0, 1.0
+        for j in order:
+            p *= w[j] / left
+            left -= w[j]
+        total += p
+    return total
+
+
+@pytest.mark.parametrize("lam", [1.2, -1.5])
+def test_item_sets_follow_the_logit_drawn_without_replacement_with_state(lam):
+    prob = np.array([0.4, 0.25, 0.15, 0.12, 0.08])
+    n, last = 60_000, [1, 3]
+    items, state_items, state_count = _choose(n, prob, lam, last, 2)
+    assert np.all(items[:, 0] != items[:, 1])
+    pairs = np.sort(items, axis=1)
+    for pair in itertools.combinations(range(5), 2):
+        expected = _set_probability(prob, lam, last, pair)
+        share = np.mean((pairs[:, 0] == pair[0]) & (pairs[:, 1] == pair[1]))
+        assert abs(share - expected) < 4.5 * np.sqrt(expected * (1 - expected) / n), pair
+    # the state now holds each occasion's own set
+    assert np.all(state_count == 2) and np.array_equal(state_items[:, 0, :2], items)
+
+
+def test_a_dominant_item_still_gives_the_exact_law_when_rejection_gives_up():
+    prob = np.array([0.995, 0.002, 0.002, 0.001])
+    n = 20_000
+    items, _, _ = _choose(n, prob, 0.0, [], 3, seed=4)
+    sets = np.sort(items, axis=1)
+    assert np.all(sets[:, 0] == 0)  # item 0 is in every set of 3 out of 4 (only {1, 2, 3} lacks it)
+    for rest in itertools.combinations(range(1, 4), 2):
+        expected = _set_probability(prob, 0.0, [], (0, *rest))
+        share = np.mean((sets[:, 1] == rest[0]) & (sets[:, 2] == rest[1]))
+        assert abs(share - expected) < 4.5 * np.sqrt(expected * (1 - expected) / n), rest
+
+
+def test_quantities_and_tail_products_follow_their_laws(world):
+    catalogue, prices, draw, customers, batch = world
+    lines = batch.lines
+    product, week = lines["product"].to_numpy(), lines["week"].to_numpy()
+    item = catalogue.product_item()[product]
+    category = catalogue.item_category[item]
+    mean = np.exp(draw.quantity_intercept[item] + draw.kappa[category] * prices.depth[product, week]
+                  + customers.basket[lines["customer"].to_numpy()])
+    variance = mean + mean**2 / draw.alpha[category]
+    assert lines["quantity"].min() >= 1
+    assert abs(_z((lines["quantity"] - 1).sum(), mean.sum(), variance.sum())) < 4
+    tail = catalogue.item_product[item] < 0
+    for c in range(catalogue.n_categories):
+        rows = catalogue.tail_product[catalogue.tail_start[c]:catalogue.tail_start[c] + catalogue.tail_count[c]]
+        share = np.diff(np.r_[0.0, catalogue.tail_cumshare[catalogue.tail_start[c]:][: rows.size]])
+        got = product[tail & (category == c)]
+        counts = np.array([(got == r).sum() for r in rows])
+        assert counts.sum() > 50
+        assert stats.chisquare(counts, share * counts.sum()).pvalue > 1e-4
+
+
+def test_state_dependence_repeats_the_last_items(world):
+    catalogue, prices, draw, customers, _ = world
+    sticky = dataclasses.replace(draw, class_coefficients=draw.class_coefficients.copy(),
+                                 log_extra_rate=np.full(catalogue.n_categories, -30.0))
+    sticky.class_coefficients[:, 2] = 8.0
+    loose = dataclasses.replace(sticky, class_coefficients=sticky.class_coefficients.copy())
+    loose.class_coefficients[:, 2] = 0.0
+
+    def repeat_share(d):
+        lines = simulate_batch(d, customers, catalogue, prices, seed=9).lines
+        item = catalogue.product_item()[lines["product"].to_numpy()]
+        frame = lines.assign(item=item, category=catalogue.item_category[item]).sort_values(["customer", "category", "week"])
+        same = (frame["customer"].diff() == 0) & (frame["category"].diff() == 0)
+        return (frame["item"].diff() == 0)[same].mean()
+
+    assert repeat_share(sticky) > 0.97 and repeat_share(loose) < 0.6
+
+
+def test_inputs_with_wrong_shapes_are_named(world):
+    catalogue, prices, draw, customers, _ = world
+    with pytest.raises(ValueError, match="kappa"):
+        simulate_batch(dataclasses.replace(draw, kappa=np.zeros(2)), customers, catalogue, prices, seed=1)
+    with pytest.raises(ValueError, match="product_class"):
+        bad = dataclasses.replace(customers, product_class=np.full(customers.size, 99))
+        simulate_batch(draw, bad, catalogue, prices, seed=1)
+    with pytest.raises(ValueError, match="depths"):
+        dataclasses.replace(prices, depth=prices.depth + 1.0)
