@@ -14,6 +14,7 @@ from bayes_retail.data import load_data
 from bayes_retail.models import category
 from bayes_retail.models.artifacts import load_posterior
 from bayes_retail.models.stage import (
+    household_subset,
     CATEGORY_EFFECTS_FILENAME,
     HYPERPRIORS_FILENAME,
     PRIOR_CHECK_FILENAME,
@@ -91,3 +92,29 @@ def test_category_predictive_checks(fitted):
     assert 0 < rate["observed"] < 1 and rate["prior_q05"] <= rate["prior_median"] <= rate["prior_q95"]
     post = summary["posterior_predictive"]["statistics"]["purchase_rate"]
     assert post["observed"] == rate["observed"] and post["posterior_q05"] <= post["posterior_q95"]
+
+
+def test_a_household_subset_keeps_only_those_households_purchases(fitted, tmp_path):
+    tmp, src, _ = fitted
+    config = tmp_path / "subset.toml"
+    config.write_text(CONFIG + "households = 2\n")
+    code = main(["--quiet", "--cache-dir", str(tmp / "cache"), "fit", "--stage", "category", "--data", str(src),
+                 "--out", str(tmp_path / "models"), "--config", str(config), "--seed", "5"])
+    assert code == 0
+    data = load_data(src, cache_dir=tmp / "cache")
+    chosen = household_subset(data, 2, seed=5)
+    idata = load_posterior(tmp_path / "models", "category", data_hash=data.data_hash)
+    assert idata.posterior["u"].sizes["household"] == 2
+    np.testing.assert_array_equal(idata.posterior["household"].to_numpy(), chosen)
+    summary = json.loads((tmp_path / "models" / category.STAGE / SUMMARY_FILENAME).read_text())
+    cw = data.category_weeks
+    assert summary["households"] == 2
+    assert summary["purchased_cells"] == int(cw["household_id"].isin(chosen).sum())
+
+
+def test_household_subsets_are_seeded_and_shared_across_stages():
+    data = type("Data", (), {"households": pd.DataFrame({"household_id": np.arange(10, 30)})})()
+    first = household_subset(data, 5, seed=3)
+    assert np.array_equal(first, household_subset(data, 5, seed=3)) and np.all(np.diff(first) > 0)
+    assert not np.array_equal(first, household_subset(data, 5, seed=4))
+    assert household_subset(data, 0, seed=3) is None and household_subset(data, 50, seed=3).size == 20

@@ -68,6 +68,10 @@ class CategoryConfig:
         seasonal-deviation sd.
     intercept_mean
         Prior mean of the category intercepts (log purchases per trip).
+    households
+        Fit on this many households drawn at random with the fit's seed (0 =
+        all). The same seed and size draw the same households as the product
+        stage's ``households``, so both stages' posteriors describe one panel.
     """
 
     rank: int = 2
@@ -77,10 +81,13 @@ class CategoryConfig:
     loading_sigma: float = 1.0
     week_sigma: float = 0.5
     season_sigma: float = 0.3
+    households: int = 0
 
     def __post_init__(self) -> None:
-        if isinstance(self.rank, bool) or not isinstance(self.rank, int) or self.rank < 0:
-            raise ValueError(f"rank must be a non-negative integer, got {self.rank!r}")
+        for name in ("rank", "households"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
         for name in ("intercept_sigma", "household_sigma", "loading_sigma", "week_sigma", "season_sigma"):
             if not float(getattr(self, name)) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
@@ -143,9 +150,14 @@ class CategoryData:
 
 
 def build_category_data(data, trips: np.ndarray, households: np.ndarray, weeks: np.ndarray) -> CategoryData:
-    """Category-stage data from a :class:`~bayes_retail.data.RetailData` and the visit stage's trips grid."""
+    """Category-stage data from a :class:`~bayes_retail.data.RetailData` and the visit stage's trips grid.
+
+    ``households`` (the rows of ``trips``) may be a subset of the data's
+    households: the others' purchases are left out.
+    """
     cw = data.category_weeks
     rows = pd.Index(households).get_indexer(cw["household_id"])
+    cw, rows = cw[rows >= 0], rows[rows >= 0]
     cols = np.searchsorted(weeks, cw["week"].to_numpy())
     categories = np.arange(len(data.categories))
     return CategoryData(

@@ -309,6 +309,18 @@ def category_effects_table(idata, categories: pd.DataFrame) -> pd.DataFrame:
     return with_category_names(posterior_table(idata, names).rename(columns={"category": "category_id"}), categories)
 
 
+def household_subset(data, size: int, *, seed: int) -> np.ndarray | None:
+    """Sorted ids of ``size`` households drawn at random with ``seed`` (``None`` when ``size`` is 0: every household).
+
+    The category and product stages draw their subsets here, so equal sizes
+    and seeds give both stages the same households.
+    """
+    if not size:
+        return None
+    ids = data.households["household_id"].to_numpy()
+    return np.sort(np.random.default_rng(seed).choice(ids, size=min(size, ids.size), replace=False))
+
+
 def run_category_stage(
     data,
     *,
@@ -325,7 +337,8 @@ def run_category_stage(
     ``hyperpriors.csv``, ``category_effects.csv`` (intercepts and loadings),
     ``seasonal_indices.csv`` (per category-week, posterior predictive), the
     prior and posterior predictive checks and the summary. ``weeks`` scores
-    only those weeks (the others count as unvisited).
+    only those weeks (the others count as unvisited). ``[category]
+    households`` > 0 fits a random subset of households (drawn with ``seed``).
     """
     say = progress or (lambda _m: None)
     category_config = stage_config(config, "category", category.CategoryConfig)
@@ -334,7 +347,10 @@ def run_category_stage(
     selection = data_selection(config, weeks=weeks)
     t0 = time.perf_counter()
     vd = visit.build_visit_data(data, visit_config)
-    cd = category.build_category_data(data, vd.trips, vd.households, vd.weeks).restricted_to(selection.week_numbers)
+    subset = household_subset(data, category_config.households, seed=seed)
+    rows = slice(None) if subset is None else pd.Index(vd.households).get_indexer(subset)
+    cd = category.build_category_data(data, vd.trips[rows], vd.households[rows], vd.weeks)
+    cd = cd.restricted_to(selection.week_numbers)
     model = category.build_model(cd, category_config)
     say(
         f"category: {cd.households.size} households x {cd.categories.size} categories x {cd.weeks.size} weeks, "
@@ -438,11 +454,7 @@ def run_product_stage(
     selection = data_selection(config, weeks=weeks)
     t0 = time.perf_counter()
     depth = product_depth_panel(data, out)
-    households = None
-    if product_config.households:
-        ids = data.households["household_id"].to_numpy()
-        size = min(product_config.households, ids.size)
-        households = np.sort(np.random.default_rng(seed).choice(ids, size=size, replace=False))
+    households = household_subset(data, product_config.households, seed=seed)
     pdata = product.build_product_data(data, depth, product_config, households=households)
     pdata = pdata.restricted_to(selection.week_numbers)
     model = product.build_model(pdata, product_config)
