@@ -134,11 +134,12 @@ def test_named_configurations_load_and_leave_defaults_to_the_dataclass():
     from bayes_retail.models.quantity import QuantityConfig
     from bayes_retail.models.visit import VisitConfig
 
-    for section, cls in (("visit", VisitConfig), ("category", CategoryConfig), ("quantity", QuantityConfig)):
+    for section, cls in (("visit", VisitConfig), ("quantity", QuantityConfig)):
         assert stage_config(load_config("default"), section, cls) == cls(), section
     from bayes_retail.models.product import ProductConfig
 
-    # the one departure: the default configuration fits the product stage on 300 households
+    # the one departure: the default configuration fits the category and product stages on 300 households
+    assert stage_config(load_config("default"), "category", CategoryConfig) == CategoryConfig(households=300)
     assert stage_config(load_config("default"), "product", ProductConfig) == ProductConfig(households=300)
     # holdout and seasonal are default with other weeks
     for name in ("holdout", "seasonal"):
