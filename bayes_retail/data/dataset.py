@@ -347,5 +347,8 @@ def _select_draw(side, draw: int | None):
     if draw not in draws:
         raise DataError(f"draw {draw} not found (draws: {draws[:10].tolist()})", file=f"{side.name} transactions", column="draw")
     side.transactions = lines.loc[lines["draw"] == draw].reset_index(drop=True)
+    calendar = getattr(side, "promo_weeks", None)
+    if calendar is not None and "draw" in calendar.columns:  # a simulator's calendar: one per draw
+        side.promo_weeks = calendar.loc[calendar["draw"] == draw].drop(columns="draw").reset_index(drop=True)
     side.meta["draw"] = int(draw)
     return side

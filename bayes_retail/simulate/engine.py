@@ -46,6 +46,21 @@ def class_utilities_week(draw: StageDraw, catalogue: Catalogue, covariates: tupl
     )
 
 
+def choice_tables(draw: StageDraw, catalogue: Catalogue, prices: PriceGrid) -> tuple[np.ndarray, np.ndarray]:
+    """``(W, K, G)`` within-category choice probabilities of every class and week, and their running sums.
+
+    They depend on the draw and the prices only: computed once and shared by every batch.
+    """
+    covariates = prices.item_covariates(catalogue)
+    tables = [
+        _kernels.class_probabilities(
+            class_utilities_week(draw, catalogue, covariates, w), catalogue.category_start, catalogue.category_items
+        )
+        for w in range(prices.n_weeks)
+    ]
+    return np.stack([p for p, _ in tables]), np.stack([c for _, c in tables])
+
+
 def simulate_batch(
     draw: StageDraw,
     customers: Customers,
@@ -54,6 +69,7 @@ def simulate_batch(
     *,
     seed: int,
     draw_index: int = 0,
+    tables: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Batch:
     """Simulate one batch of customers over every week of ``prices``.
 
@@ -68,6 +84,9 @@ def simulate_batch(
     seed, draw_index
         The run's seed and the draw's index: with a customer's global index
         they key its random stream, so the result does not depend on the batch.
+    tables
+        :func:`choice_tables` of this draw and these prices, when the caller
+        shares them between batches (computed here otherwise).
 
     Returns
     -------
@@ -88,7 +107,7 @@ def simulate_batch(
     if customers.size and (customers.product_class.min() < 0 or customers.product_class.max() >= n_classes):
         raise ValueError(f"product_class must lie in 0..{n_classes - 1}")
     keys = customer_keys(seed, draw_index, customers.index)
-    covariates = prices.item_covariates(catalogue)
+    prob_weeks, cum_weeks = choice_tables(draw, catalogue, prices) if tables is None else tables
     n, n_c = customers.size, catalogue.n_categories
     state_items = np.zeros((n, n_c, _kernels.MAX_STATE_ITEMS), dtype=np.int64)
     state_count = np.zeros((n, n_c), dtype=np.int64)
@@ -113,12 +132,9 @@ def simulate_batch(
             keys, w, occ_customer, occ_category, draw.log_extra_rate, catalogue.category_items
         )
         line_start = np.concatenate([[0], np.cumsum(counts)])
-        prob, cum = _kernels.class_probabilities(
-            class_utilities_week(draw, catalogue, covariates, w), catalogue.category_start, catalogue.category_items
-        )
         line_item, line_trip = _kernels.choose_week(
             keys, w, occ_customer, occ_category, occ_trips, counts, line_start, klass,
-            draw.class_coefficients, prob, cum, catalogue.category_start, catalogue.category_items,
+            draw.class_coefficients, prob_weeks[w], cum_weeks[w], catalogue.category_start, catalogue.category_items,
             state_items, state_count,
         )
         line_customer = np.repeat(occ_customer, counts)

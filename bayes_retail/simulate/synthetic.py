@@ -87,3 +87,21 @@ def synthetic_customers(
         basket=rng.normal(0, 0.3, n),
         household_id=np.arange(start, start + n) + 1,
     )
+
+
+def synthetic_templates(rng: np.random.Generator, n: int, n_categories: int, n_weeks: int, *, n_classes: int = 4):
+    """``n`` template households (what the fitted households provide) with simple population laws."""
+    from bayes_retail.simulate.population import Templates
+
+    weights = rng.dirichlet(np.ones(n_categories), size=n)
+    return Templates(
+        household_id=np.arange(n) * 3 + 7,
+        entry_week=rng.integers(0, max(1, n_weeks // 4), n),
+        visit=np.column_stack([rng.normal(0.5, 1.0, n), rng.normal(0.2, 0.1, n), rng.normal(0.0, 0.5, n)]),
+        category_preference=rng.normal(0, 0.5, (n, 1)) + rng.normal(0, 0.5, (n, n_categories)),
+        class_probabilities=rng.dirichlet(np.ones(n_classes), size=n),
+        basket=rng.normal(0, 0.3, n),
+        category_weights=weights,
+        signal_household_mean=np.full(n, 0.2),
+        store_id=rng.integers(300, 310, n),
+    )

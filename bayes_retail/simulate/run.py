@@ -1,0 +1,377 @@
+"""Simulation runs: batches of customers per posterior draw, written as partitioned parquet with a manifest.
+
+Layout of an output folder::
+
+    manifest.json                     what was asked (seed, draws, customers, mode, prices, batch size, ...)
+    transactions/draw-D/part-BBBBB.parquet   one file per (draw, batch), written atomically (with a draw column)
+    calendar/draw-D.parquet           each draw's promoted product-weeks, written when its batches are done
+    promo_weeks.parquet               all draws' promoted product-weeks (display / mailer), with ``draw``
+
+A rerun with the same arguments skips the batches already written (a batch
+file exists only once complete), so an interrupted run resumes; a rerun with
+other arguments into the same folder is refused. Customers' random streams
+are keyed by their global index, so the lines do not depend on the batch size
+(which only names the files).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from bayes_retail._io import write_json, write_parquet
+from bayes_retail._version import __version__
+from bayes_retail.errors import ArtifactError
+from bayes_retail.simulate.engine import Batch, choice_tables, simulate_batch
+from bayes_retail.simulate.inputs import Catalogue, PriceGrid, StageDraw
+from bayes_retail.simulate.population import Templates, assemble_customers
+
+MANIFEST_FILENAME = "manifest.json"
+TRANSACTIONS_FOLDER = "transactions"
+PROMO_WEEKS_FILENAME = "promo_weeks.parquet"
+CALENDAR_FOLDER = "calendar"
+#: Columns of the synthetic transactions, in order: the data's internal schema, then the simulator's extras.
+TRANSACTION_COLUMNS = (
+    "household_id", "store_id", "basket_id", "product_id", "quantity", "sales_value", "retail_disc",
+    "coupon_disc", "coupon_match_disc", "week", "base_price", "depth", "display", "mailer", "customer", "draw",
+)
+MODES = ("new", "replay")
+
+
+@dataclass(frozen=True)
+class SimulationSpec:
+    """What a run simulates (stored in the manifest; a resumed run must ask for the same).
+
+    Attributes
+    ----------
+    customers
+        Customers per draw (``replay``: at most the number of fitted households).
+    draws
+        Posterior draw indices, one synthetic panel per draw.
+    mode
+        ``new`` (Bayesian bootstrap of the fitted households) or ``replay`` (the fitted households themselves).
+    prices
+        ``hmm`` (a price path per draw from the pricing HMMs) or ``observed`` (the data's prices; draw d uses
+        imputed depth panel d mod M).
+    seed
+        The run's seed.
+    batch_size
+        Customers per batch (memory and file size; the lines do not depend on it).
+    """
+
+    customers: int
+    draws: tuple[int, ...]
+    mode: str = "new"
+    prices: str = "hmm"
+    seed: int = 0
+    batch_size: int = 1000
+
+    def __post_init__(self) -> None:
+        for name in ("customers", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+        if not self.draws or any(int(d) < 0 for d in self.draws):
+            raise ValueError(f"draws must be non-negative indices, got {self.draws!r}")
+        object.__setattr__(self, "draws", tuple(int(d) for d in self.draws))
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.prices not in ("hmm", "observed"):
+            raise ValueError(f"prices must be 'hmm' or 'observed', got {self.prices!r}")
+
+    def batches(self) -> list[np.ndarray]:
+        """Global customer indices of each batch."""
+        return [np.arange(s, min(s + self.batch_size, self.customers)) for s in range(0, self.customers, self.batch_size)]
+
+
+@dataclass(frozen=True)
+class DrawWorld:
+    """What every batch of one posterior draw shares.
+
+    Attributes
+    ----------
+    index
+        The posterior draw.
+    draw, templates, prices
+        Its population values, template households and prices.
+    tables
+        :func:`~bayes_retail.simulate.engine.choice_tables` of ``draw`` and ``prices``.
+    intensity, signal_sd
+        ``(C, W)`` promotion intensity of the prices and the visit stage's signal scale.
+    entry_weeks
+        Observed entry-week positions of all households (new customers' entries are drawn from them).
+    week_numbers
+        ``(W,)`` the week numbers behind the positions.
+    """
+
+    index: int
+    draw: StageDraw
+    templates: Templates
+    prices: PriceGrid
+    tables: tuple[np.ndarray, np.ndarray]
+    intensity: np.ndarray
+    signal_sd: float
+    entry_weeks: np.ndarray
+    week_numbers: np.ndarray
+
+
+def promo_intensity(prices: PriceGrid, catalogue: Catalogue) -> np.ndarray:
+    """``(C, W)`` share of each category's choice-set products on display or in the mailer (the visit stage's definition)."""
+    real = np.flatnonzero(catalogue.item_product >= 0)
+    rows = catalogue.item_product[real]
+    on = (prices.display[rows] > 0) | (prices.mailer[rows] > 0)
+    category = catalogue.item_category[real]
+    counts = np.bincount(category, minlength=catalogue.n_categories)
+    out = np.zeros((catalogue.n_categories, prices.n_weeks))
+    np.add.at(out, category, on.astype(float))
+    return out / np.maximum(counts, 1)[:, None]
+
+
+def draw_world(
+    index: int, draw: StageDraw, templates: Templates, prices: PriceGrid, catalogue: Catalogue, *,
+    signal_sd: float, entry_weeks: np.ndarray, week_numbers: np.ndarray,
+) -> DrawWorld:
+    """A :class:`DrawWorld`, computing what depends on the draw and prices once."""
+    return DrawWorld(
+        index=index, draw=draw, templates=templates, prices=prices, tables=choice_tables(draw, catalogue, prices),
+        intensity=promo_intensity(prices, catalogue), signal_sd=signal_sd, entry_weeks=np.asarray(entry_weeks),
+        week_numbers=np.asarray(week_numbers),
+    )
+
+
+def basket_ids(draw: int, customer: np.ndarray, week: np.ndarray, trip: np.ndarray) -> np.ndarray:
+    """Unique basket ids: ``((draw * 2^30 + customer) * 64 + week) * 64 + trip`` (customers < 2^30, weeks and trips < 64)."""
+    return ((np.int64(draw) * 2**30 + customer.astype(np.int64)) * 64 + week) * 64 + trip
+
+
+def transactions_table(batch: Batch, world: DrawWorld, catalogue: Catalogue, store_id: np.ndarray) -> pd.DataFrame:
+    """The batch's lines in the data's transactions schema plus prices, promotions, customer and draw.
+
+    ``store_id`` is per line (the customer's template's store).
+    """
+    lines = batch.lines
+    product, week = lines["product"].to_numpy(), lines["week"].to_numpy()
+    quantity = lines["quantity"].to_numpy()
+    shelf, depth = world.prices.shelf[product, week], world.prices.depth[product, week]
+    return pd.DataFrame({
+        "household_id": lines["household_id"].to_numpy(np.int64),
+        "store_id": np.asarray(store_id, dtype=np.int64),
+        "basket_id": basket_ids(world.index, lines["customer"].to_numpy(), week, lines["trip"].to_numpy()),
+        "product_id": catalogue.product_ids[product].astype(np.int64),
+        "quantity": quantity.astype(np.int64),
+        "sales_value": np.round(quantity * shelf * (1.0 - depth), 2),
+        "retail_disc": np.round(quantity * shelf * depth, 2),
+        "coupon_disc": 0.0,
+        "coupon_match_disc": 0.0,
+        "week": world.week_numbers[week].astype(np.int64),
+        "base_price": shelf,
+        "depth": depth,
+        "display": world.prices.display[product, week] > 0,
+        "mailer": world.prices.mailer[product, week] > 0,
+        "customer": lines["customer"].to_numpy(np.int64),
+        "draw": np.int64(world.index),
+    }, columns=list(TRANSACTION_COLUMNS))
+
+
+def simulate_customers(world: DrawWorld, catalogue: Catalogue, customers: np.ndarray, spec: SimulationSpec) -> pd.DataFrame:
+    """The transactions of the given customers (global indices) under one draw."""
+    batch_customers, rows = assemble_customers(
+        world.templates, customers, mode=spec.mode, seed=spec.seed, draw=world.index,
+        intensity=world.intensity, signal_sd=world.signal_sd, entry_weeks=world.entry_weeks,
+    )
+    batch = simulate_batch(
+        world.draw, batch_customers, catalogue, world.prices, seed=spec.seed, draw_index=world.index, tables=world.tables
+    )
+    position = pd.Index(batch_customers.index).get_indexer(batch.lines["customer"].to_numpy())
+    return transactions_table(batch, world, catalogue, world.templates.store_id[rows][position])
+
+
+def promo_weeks_table(world: DrawWorld, catalogue: Catalogue) -> pd.DataFrame:
+    """Promoted product-weeks (display or mailer) of one draw's prices."""
+    p, w = np.nonzero((world.prices.display > 0) | (world.prices.mailer > 0))
+    return pd.DataFrame({
+        "product_id": catalogue.product_ids[p].astype(np.int64),
+        "week": world.week_numbers[w].astype(np.int64),
+        "display": world.prices.display[p, w] > 0,
+        "mailer": world.prices.mailer[p, w] > 0,
+        "draw": np.int64(world.index),
+    })
+
+
+def part_path(out: Path, draw: int, batch: int) -> Path:
+    return out / TRANSACTIONS_FOLDER / f"draw-{draw}" / f"part-{batch:05d}.parquet"
+
+
+def calendar_path(out: Path, draw: int) -> Path:
+    return out / CALENDAR_FOLDER / f"draw-{draw}.parquet"
+
+
+def _check_manifest(out: Path, manifest: dict) -> None:
+    path = out / MANIFEST_FILENAME
+    if path.exists():
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise ArtifactError(f"unreadable manifest ({exc}): choose another output folder", file=str(path)) from exc
+        if old.get("spec") != manifest["spec"] or old.get("provenance") != manifest["provenance"]:
+            raise ArtifactError(
+                "this folder holds a simulation with other arguments or posteriors: choose another output folder",
+                file=str(path),
+            )
+    elif out.exists() and any(out.iterdir()):
+        raise ArtifactError("the output folder is not empty and holds no simulation manifest", file=str(out))
+
+
+def run_simulation(
+    worlds: Callable[[int], DrawWorld],
+    catalogue: Catalogue,
+    spec: SimulationSpec,
+    out: str | os.PathLike,
+    *,
+    provenance: dict | None = None,
+    progress: bool = False,
+) -> dict:
+    """Simulate ``spec`` into ``out`` (resuming a run with the same arguments) and return the manifest.
+
+    Parameters
+    ----------
+    worlds
+        Builds the :class:`DrawWorld` of a posterior draw (called once per draw with work left).
+    catalogue
+        The catalogue the worlds' indices refer to.
+    spec
+        What to simulate.
+    out
+        Output folder (created; must be empty or hold a run of the same ``spec`` and ``provenance``).
+    provenance
+        JSON-able facts the manifest records and a resumed run must match (trace hashes, data hash, config).
+    progress
+        Show a progress bar over batches.
+    """
+    from tqdm import tqdm
+
+    out = Path(out)
+    manifest = {
+        "kind": "bayes_retail simulation",
+        "bayes_retail_version": __version__,
+        "spec": json.loads(json.dumps(asdict(spec))),
+        "provenance": json.loads(json.dumps(provenance or {}, default=str)),
+    }
+    _check_manifest(out, manifest)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise ArtifactError(f"cannot write the output folder ({exc.strerror or exc})", file=str(out)) from exc
+    write_json({**manifest, "complete": False}, out / MANIFEST_FILENAME)
+    batches = spec.batches()
+    with tqdm(total=len(spec.draws) * len(batches), disable=not progress, unit="batch", desc="simulate") as bar:
+        for d in spec.draws:
+            todo = [b for b in range(len(batches)) if not part_path(out, d, b).exists()]
+            bar.update(len(batches) - len(todo))
+            if not todo and calendar_path(out, d).exists():
+                continue
+            world = worlds(d)
+            for b in todo:
+                write_parquet(simulate_customers(world, catalogue, batches[b], spec), part_path(out, d, b))
+                bar.update(1)
+            write_parquet(promo_weeks_table(world, catalogue), calendar_path(out, d))
+    calendars = [pd.read_parquet(calendar_path(out, d)) for d in spec.draws]
+    write_parquet(pd.concat(calendars, ignore_index=True), out / PROMO_WEEKS_FILENAME)
+    lines = sum(pq.ParquetFile(part_path(out, d, b)).metadata.num_rows for d in spec.draws for b in range(len(batches)))
+    manifest.update(complete=True, lines=int(lines))
+    write_json(manifest, out / MANIFEST_FILENAME)
+    return manifest
+
+
+def _trace_hashes(folder: Path) -> dict[str, str | None]:
+    """Digest of each stage's artifact files (``None`` when a stage folder is missing)."""
+    from bayes_retail._io import hash_files
+    from bayes_retail.simulate.population import STAGES
+
+    out = {}
+    for stage in (*STAGES, "pricing"):
+        files = sorted(p for p in (folder / stage).glob("*") if p.is_file()) if (folder / stage).is_dir() else []
+        out[stage] = hash_files(files) if files else None
+    return out
+
+
+def posterior_worlds(
+    posteriors, data, catalogue: Catalogue, *, seed: int, prices: str, pricing_model=None, depth_panels=None,
+) -> Callable[[int], DrawWorld]:
+    """Build each draw's :class:`DrawWorld` from fitted posteriors and the data they were fitted on.
+
+    ``prices="hmm"`` draws one price path per posterior draw from ``pricing_model``
+    (its own stream, so the path does not depend on the batches);
+    ``"observed"`` uses the data's prices with imputed depth panel ``draw mod M``
+    of ``depth_panels`` (``(M, T, N)``): the imputations are pooled over draws.
+    """
+    from bayes_retail.models import visit
+    from bayes_retail.simulate.population import DRAW_PRICES, draw_rng, modal_stores, stage_draw, templates
+    from bayes_retail.simulate.world import hmm_prices, observed_prices
+
+    if prices == "hmm" and pricing_model is None:
+        raise ValueError("HMM prices need the fitted pricing model")
+    if prices == "observed" and depth_panels is None:
+        raise ValueError("observed prices need the imputed depth panels")
+    config = json.loads(posteriors.visit.attrs.get("stage_config", "{}"))
+    vd = visit.build_visit_data(data, visit.VisitConfig(**config))
+    stores = modal_stores(data.transactions)
+    entry_weeks = np.searchsorted(vd.weeks, vd.entry_week)
+
+    def build(d: int) -> DrawWorld:
+        rng = draw_rng(seed, d, DRAW_PRICES)
+        grid = (
+            hmm_prices(data, catalogue, pricing_model, rng) if prices == "hmm"
+            else observed_prices(data, catalogue, depth_panels[d % len(depth_panels)], rng)
+        )
+        return draw_world(
+            d, stage_draw(posteriors, catalogue, d), templates(posteriors, vd, d, stores=stores), grid, catalogue,
+            signal_sd=vd.signal_sd, entry_weeks=entry_weeks, week_numbers=vd.weeks,
+        )
+
+    return build
+
+
+def simulate_from_folder(
+    posterior: str | os.PathLike, data, spec: SimulationSpec, out: str | os.PathLike, *, progress: bool = False,
+) -> dict:
+    """Simulate from the fitted artifacts in ``posterior`` (all four shopper stages and pricing) into ``out``.
+
+    Every trace must have been fitted on ``data`` (checked by data hash).
+    """
+    from bayes_retail.pricing.artifacts import load_imputations, load_pricing
+    from bayes_retail.pricing.model import PricingPanel
+    from bayes_retail.simulate.population import Posteriors, template_ids
+    from bayes_retail.simulate.world import catalogue_from_data
+
+    folder = Path(posterior)
+    posteriors = Posteriors.load(folder, data_hash=data.data_hash)
+    n_templates = template_ids(posteriors).size
+    if spec.mode == "replay" and spec.customers > n_templates:
+        raise ValueError(f"replay simulates the {n_templates} households fitted in every stage; asked for {spec.customers}")
+    if max(spec.draws) >= posteriors.n_draws:
+        raise ValueError(f"the posteriors hold {posteriors.n_draws} draws; asked for draw {max(spec.draws)}")
+    catalogue = catalogue_from_data(data)
+    pricing_model = load_pricing(folder / "pricing") if spec.prices == "hmm" else None
+    depth_panels = (
+        load_imputations(folder / "pricing", PricingPanel.from_product_weeks(data.product_weeks))
+        if spec.prices == "observed" else None
+    )
+    worlds = posterior_worlds(
+        posteriors, data, catalogue, seed=spec.seed, prices=spec.prices, pricing_model=pricing_model,
+        depth_panels=depth_panels,
+    )
+    provenance = {"data_hash": data.data_hash, "posterior": str(folder.resolve()), "traces": _trace_hashes(folder)}
+    return run_simulation(worlds, catalogue, spec, out, provenance=provenance, progress=progress)

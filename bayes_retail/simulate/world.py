@@ -1,0 +1,150 @@
+"""The simulated world from the real data: the catalogue and the prices customers face.
+
+Product rows: the choice-set products in item order (the pricing panel's
+products), then the tail products behind each category's "other" item.
+Choice-set products get their prices from the pricing HMMs (``hmm``) or from
+the observed panel completed with one imputation of the missing depths
+(``observed``). Tail products have no price panel (they are too sparse for
+one): each keeps its median observed shelf price, and in each week it is
+discounted with its observed share of discounted purchases, at its mean
+observed depth. That is an approximation: tail products carry no display or
+mailer (the choice stage gives "other" none either) and their promotions are
+independent of the HMMs' calendar.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from bayes_retail.models.product import item_table
+from bayes_retail.pricing.model import PricingPanel
+from bayes_retail.simulate.inputs import Catalogue, PriceGrid
+
+
+def catalogue_from_data(data) -> Catalogue:
+    """The catalogue of a :class:`~bayes_retail.data.RetailData`: its choice sets and tail products by observed share.
+
+    Choice-set item attributes come from the product stage's definitions
+    (:func:`bayes_retail.models.product.build_product_data`), so the
+    simulator's utilities are the fitted ones.
+    """
+    from bayes_retail.models.product import _item_attributes
+
+    items = item_table(data.choice_sets)
+    panel = PricingPanel.from_product_weeks(data.product_weeks)
+    real = items["product_id"].notna().to_numpy()
+    top_ids = items.loc[real, "product_id"].astype(np.int64).to_numpy()
+    if not np.array_equal(np.sort(top_ids), np.sort(panel.products["product_id"].to_numpy())):
+        raise ValueError("the choice-set products and the pricing panel's products differ")
+    tail = data.choice_sets.loc[data.choice_sets["is_other"], ["category_id", "product_id", "tail_share"]]
+    tail = tail.sort_values(["category_id", "tail_share"], ascending=[True, False], ignore_index=True)
+    n_c = len(data.categories)
+    counts = np.bincount(tail["category_id"].to_numpy(), minlength=n_c)
+    starts = np.cumsum(counts) - counts
+    share = tail["tail_share"] / tail.groupby("category_id")["tail_share"].transform("sum")
+    cumshare = share.groupby(tail["category_id"]).cumsum().to_numpy(copy=True)
+    cumshare[(starts + counts - 1)[counts > 0]] = 1.0
+    item_product = np.full(len(items), -1, dtype=np.int64)
+    item_product[real] = np.arange(real.sum())
+    log_shelf = np.log(panel.shelf)
+    column = pd.Index(panel.products["product_id"]).get_indexer(top_ids)
+    mean_log_shelf = np.zeros(len(items))
+    mean_log_shelf[real] = log_shelf[:, column].mean(axis=0)
+    return Catalogue(
+        item_category=items["category_id"].to_numpy(np.int64),
+        item_product=item_product,
+        attributes=_item_attributes(items, data.products, mean_log_shelf, real),
+        tail_start=starts.astype(np.int64),
+        tail_count=counts.astype(np.int64),
+        tail_product=real.sum() + np.arange(len(tail), dtype=np.int64),
+        tail_cumshare=cumshare,
+        product_ids=np.concatenate([top_ids, tail["product_id"].to_numpy(np.int64)]),
+    )
+
+
+def tail_price_table(data, catalogue: Catalogue) -> pd.DataFrame:
+    """Per tail product (in catalogue order): median observed shelf price, share of discounted purchases, mean depth."""
+    ids = catalogue.product_ids[catalogue.tail_product]
+    ch = data.choices.loc[data.choices["product_id"].isin(ids)]
+    shelf = (ch["spend"] + ch["retail_disc"]) / ch["units"]
+    depth = np.where(shelf > 0, ch["retail_disc"] / (ch["spend"] + ch["retail_disc"]), 0.0)
+    frame = pd.DataFrame({"product_id": ch["product_id"].to_numpy(), "shelf": shelf.to_numpy(), "depth": depth})
+    frame["discounted"] = frame["depth"] > 0
+    table = frame.groupby("product_id").agg(
+        shelf=("shelf", "median"), discounted=("discounted", "mean"),
+        depth=("depth", lambda d: d[d > 0].mean() if (d > 0).any() else 0.0),
+    )
+    table = table.reindex(ids)
+    if table["shelf"].isna().any():
+        missing = table.index[table["shelf"].isna()][:5].tolist()
+        raise ValueError(f"tail products without purchases in the choices panel: {missing}")
+    table["depth"] = table["depth"].clip(0.0, 0.99)
+    return table.reset_index()
+
+
+def _with_tail(top: dict, data, catalogue: Catalogue, n_weeks: int, rng: np.random.Generator) -> dict:
+    tail = tail_price_table(data, catalogue)
+    n_tail = len(tail)
+    discounted = rng.random((n_tail, n_weeks)) < tail["discounted"].to_numpy()[:, None]
+    extra = {
+        "shelf": np.repeat(tail["shelf"].to_numpy()[:, None], n_weeks, axis=1),
+        "depth": np.where(discounted, tail["depth"].to_numpy()[:, None], 0.0),
+        "display": np.zeros((n_tail, n_weeks)),
+        "mailer": np.zeros((n_tail, n_weeks)),
+    }
+    return {name: np.vstack([top[name], extra[name]]) for name in extra}
+
+
+def _log_shelf_centre(panel: PricingPanel, catalogue: Catalogue) -> np.ndarray:
+    """The product stage's centre: each choice-set product's mean observed-panel log shelf price."""
+    centre = np.zeros(catalogue.item_product.size)
+    real = catalogue.item_product >= 0
+    column = pd.Index(panel.products["product_id"]).get_indexer(catalogue.product_ids[catalogue.item_product[real]])
+    centre[real] = np.log(panel.shelf[:, column]).mean(axis=0)
+    return centre
+
+
+def _top_rows(panel: PricingPanel, catalogue: Catalogue) -> np.ndarray:
+    """Panel columns of the catalogue's choice-set product rows (rows ``0..N-1``)."""
+    n_top = int((catalogue.item_product >= 0).sum())
+    return pd.Index(panel.products["product_id"]).get_indexer(catalogue.product_ids[:n_top])
+
+
+def observed_prices(data, catalogue: Catalogue, depth: np.ndarray, rng: np.random.Generator) -> PriceGrid:
+    """Prices as observed: the panel's shelf prices and flags, ``depth`` a completed ``(T, N)`` depth panel.
+
+    ``depth`` is the observed depths with one imputation of the missing ones
+    (``load_imputations(...)[m]``), in the pricing panel's product order.
+    ``rng`` draws the tail products' discounted weeks.
+    """
+    panel = PricingPanel.from_product_weeks(data.product_weeks)
+    if depth.shape != panel.depth.shape or np.isnan(depth).any():
+        raise ValueError(f"depth must be a completed panel of shape {panel.depth.shape}")
+    cols = _top_rows(panel, catalogue)
+    top = {
+        "shelf": panel.shelf[:, cols].T, "depth": np.clip(depth[:, cols].T, 0.0, 0.99),
+        "display": panel.display[:, cols].T.astype(float), "mailer": panel.mailer[:, cols].T.astype(float),
+    }
+    grids = _with_tail(top, data, catalogue, panel.weeks.size, rng)
+    return PriceGrid(**grids, log_shelf_centre=_log_shelf_centre(panel, catalogue))
+
+
+def hmm_prices(data, catalogue: Catalogue, pricing_model, rng: np.random.Generator) -> PriceGrid:
+    """Prices drawn from the fitted pricing HMMs over the data's weeks (one path per call)."""
+    panel = PricingPanel.from_product_weeks(data.product_weeks)
+    sim = pricing_model.simulate(panel.weeks, rng)
+    n_w = panel.weeks.size
+    order = pd.Index(sim["product_id"].to_numpy()[::n_w])
+    n_top = int((catalogue.item_product >= 0).sum())
+    rows = order.get_indexer(catalogue.product_ids[:n_top])
+    if np.any(rows < 0):
+        raise ValueError("the pricing model does not price every choice-set product (fit it on the same data)")
+
+    def grid(name):
+        return sim[name].to_numpy(dtype=float).reshape(-1, n_w)[rows]
+
+    top = {"shelf": grid("base_price"), "depth": np.clip(grid("depth"), 0.0, 0.99),
+           "display": grid("display"), "mailer": grid("mailer")}
+    grids = _with_tail(top, data, catalogue, n_w, rng)
+    return PriceGrid(**grids, log_shelf_centre=_log_shelf_centre(panel, catalogue))

@@ -1,0 +1,151 @@
+"""Simulation runs: the output folder, its schema, batch-size and resume invariance, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bayes_retail.errors import ArtifactError
+from bayes_retail.simulate.population import bootstrap_weights, choose_templates
+from bayes_retail.simulate.run import (
+    MANIFEST_FILENAME,
+    PROMO_WEEKS_FILENAME,
+    TRANSACTION_COLUMNS,
+    SimulationSpec,
+    draw_world,
+    part_path,
+    run_simulation,
+)
+from bayes_retail.simulate.synthetic import synthetic_catalogue, synthetic_draw, synthetic_prices, synthetic_templates
+
+N_WEEKS = 12
+
+
+@pytest.fixture(scope="module")
+def setting():
+    rng = np.random.default_rng(4)
+    catalogue = synthetic_catalogue(rng, n_categories=4, items=5, tail=3)
+    templates = synthetic_templates(rng, 40, catalogue.n_categories, N_WEEKS)
+    draws = {d: (synthetic_draw(np.random.default_rng(100 + d), catalogue, N_WEEKS),
+                 synthetic_prices(np.random.default_rng(200 + d), catalogue, N_WEEKS)) for d in range(3)}
+    calls = []
+
+    def worlds(d):
+        calls.append(d)
+        draw, prices = draws[d]
+        return draw_world(d, draw, templates, prices, catalogue, signal_sd=1.0,
+                          entry_weeks=np.arange(4), week_numbers=np.arange(N_WEEKS) + 2)
+
+    return catalogue, templates, worlds, calls
+
+
+def _read(out):
+    table = pd.read_parquet(out / "transactions")
+    return table.sort_values(["draw", "customer", "week", "basket_id", "product_id"], ignore_index=True)
+
+
+def test_a_run_writes_the_transactions_schema_a_calendar_and_a_manifest(setting, tmp_path):
+    catalogue, templates, worlds, _ = setting
+    spec = SimulationSpec(customers=90, draws=(0, 2), seed=3, batch_size=40)
+    manifest = run_simulation(worlds, catalogue, spec, tmp_path / "sim", provenance={"data_hash": "abc"})
+    table = _read(tmp_path / "sim")
+    assert manifest["complete"] and manifest["lines"] == len(table) > 0
+    assert json.loads((tmp_path / "sim" / MANIFEST_FILENAME).read_text()) == json.loads(json.dumps(manifest))
+    assert set(table.columns) == set(TRANSACTION_COLUMNS)
+    direct = pd.read_parquet(part_path(tmp_path / "sim", 0, 0))
+    assert list(direct.columns) == [c for c in TRANSACTION_COLUMNS if c != "draw"] + ["draw"]
+    assert sorted(table["draw"].astype(int).unique()) == [0, 2]
+    assert table["week"].between(2, N_WEEKS + 1).all() and table["quantity"].min() >= 1
+    assert set(table["product_id"]) <= set(catalogue.product_ids)
+    np.testing.assert_allclose(table["sales_value"], (table["quantity"] * table["base_price"] * (1 - table["depth"])).round(2))
+    np.testing.assert_allclose(table["retail_disc"], (table["quantity"] * table["base_price"] * table["depth"]).round(2))
+    # new customers get ids of their own; their store is their template's
+    assert table["household_id"].between(1, 90).all()
+    assert set(table["store_id"]) <= set(templates.store_id)
+    # one basket id per (draw, customer, week, trip): never shared across customers or draws
+    assert table.groupby("basket_id")[["customer", "week", "draw"]].nunique().max().max() == 1
+    calendar = pd.read_parquet(tmp_path / "sim" / PROMO_WEEKS_FILENAME)
+    assert list(calendar.columns) == ["product_id", "week", "display", "mailer", "draw"]
+    assert (calendar["display"] | calendar["mailer"]).all() and sorted(calendar["draw"].unique()) == [0, 2]
+
+
+def test_the_lines_do_not_depend_on_the_batch_size(setting, tmp_path):
+    catalogue, _, worlds, _ = setting
+    a = run_simulation(worlds, catalogue, SimulationSpec(customers=70, draws=(1,), seed=8, batch_size=70), tmp_path / "a")
+    b = run_simulation(worlds, catalogue, SimulationSpec(customers=70, draws=(1,), seed=8, batch_size=9), tmp_path / "b")
+    assert a["lines"] == b["lines"]
+    pd.testing.assert_frame_equal(_read(tmp_path / "a"), _read(tmp_path / "b"))
+    c = run_simulation(worlds, catalogue, SimulationSpec(customers=70, draws=(1,), seed=9, batch_size=70), tmp_path / "c")
+    assert not _read(tmp_path / "c").equals(_read(tmp_path / "a")) or c["lines"] != a["lines"]
+
+
+def test_an_interrupted_run_resumes_to_the_same_result(setting, tmp_path):
+    catalogue, _, worlds, calls = setting
+    spec = SimulationSpec(customers=60, draws=(0, 1), seed=2, batch_size=25)
+    run_simulation(worlds, catalogue, spec, tmp_path / "whole")
+
+    def failing(d):
+        if d == 1:
+            raise KeyboardInterrupt
+        return worlds(d)
+
+    with pytest.raises(KeyboardInterrupt):
+        run_simulation(failing, catalogue, spec, tmp_path / "cut")
+    manifest = json.loads((tmp_path / "cut" / MANIFEST_FILENAME).read_text())
+    assert manifest["complete"] is False
+    assert part_path(tmp_path / "cut", 0, 2).exists() and not part_path(tmp_path / "cut", 1, 0).exists()
+    assert not [p for p in (tmp_path / "cut").rglob("*.tmp")]
+    calls.clear()
+    resumed = run_simulation(worlds, catalogue, spec, tmp_path / "cut")
+    assert calls == [1]  # the finished draw is not simulated again
+    assert resumed["complete"]
+    pd.testing.assert_frame_equal(_read(tmp_path / "cut"), _read(tmp_path / "whole"))
+
+
+def test_a_folder_with_another_run_or_other_files_is_refused(setting, tmp_path):
+    catalogue, _, worlds, _ = setting
+    run_simulation(worlds, catalogue, SimulationSpec(customers=10, draws=(0,)), tmp_path / "sim")
+    with pytest.raises(ArtifactError, match="other arguments"):
+        run_simulation(worlds, catalogue, SimulationSpec(customers=11, draws=(0,)), tmp_path / "sim")
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("mine")
+    with pytest.raises(ArtifactError, match="not empty"):
+        run_simulation(worlds, catalogue, SimulationSpec(customers=10, draws=(0,)), tmp_path / "busy")
+    assert (tmp_path / "busy" / "notes.txt").read_text() == "mine"
+
+
+def test_a_folder_that_cannot_be_made_is_named(setting, tmp_path):
+    catalogue, _, worlds, _ = setting
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(ArtifactError, match="cannot write") as err:
+        run_simulation(worlds, catalogue, SimulationSpec(customers=10, draws=(0,)), blocker / "sim")
+    assert str(blocker / "sim") in str(err.value)
+
+
+def test_bad_specs_are_named():
+    for kwargs, word in (({"customers": 0}, "customers"), ({"mode": "clone"}, "mode"), ({"prices": "guess"}, "prices"),
+                         ({"draws": ()}, "draws"), ({"seed": -2}, "seed"), ({"batch_size": 0}, "batch_size")):
+        with pytest.raises(ValueError, match=word):
+            SimulationSpec(**{"customers": 5, "draws": (0,), **kwargs})
+
+
+def test_new_customers_are_a_bayesian_bootstrap_of_the_templates(setting):
+    _, templates, _, _ = setting
+    customers = np.arange(20_000)
+    rows, entry, klass = choose_templates(templates, customers, mode="new", seed=1, draw=0, entry_weeks=np.array([0, 0, 3]))
+    weights = bootstrap_weights(1, 0, templates.size)
+    share = np.bincount(rows, minlength=templates.size) / customers.size
+    assert np.max(np.abs(share - weights)) < 5 * np.sqrt(weights.max() / customers.size)
+    assert abs(np.mean(entry == 3) - 1 / 3) < 0.02 and set(np.unique(entry)) == {0, 3}
+    expected = templates.class_probabilities[rows].mean(axis=0)
+    assert np.max(np.abs(np.bincount(klass, minlength=expected.size) / customers.size - expected)) < 0.015
+    # another draw resamples the weights
+    assert not np.allclose(bootstrap_weights(1, 1, templates.size), weights)
+    rows_replay, entry_replay, _ = choose_templates(templates, np.arange(5), mode="replay", seed=1, draw=0)
+    assert np.array_equal(rows_replay, np.arange(5)) and np.array_equal(entry_replay, templates.entry_week[:5])
+    with pytest.raises(ValueError, match="replay"):
+        choose_templates(templates, np.array([templates.size]), mode="replay", seed=1, draw=0)
