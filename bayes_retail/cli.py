@@ -17,6 +17,7 @@ from bayes_retail.errors import BayesRetailError
 
 DEFAULT_REPORT_DIR = "reports"
 DEFAULT_MODELS_DIR = "models"
+DEFAULT_SYNTHETIC_DIR = "synthetic"
 FIT_STAGES = ("visit", "category", "product", "quantity", "pricing", "all")
 
 
@@ -60,6 +61,20 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--seed", type=int, default=1, help="seed of the fit (default 1)")
     fit.add_argument("--out", default=DEFAULT_MODELS_DIR, help="folder for the artifacts (default: models/)")
     fit.set_defaults(func=cmd_fit)
+
+    sim = sub.add_parser("simulate", help="synthetic shoppers from the fitted posteriors (partitioned parquet)")
+    sim.add_argument("--posterior", default=DEFAULT_MODELS_DIR, help="folder of fitted artifacts (default: models/)")
+    sim.add_argument("--data", default=None, help="the data the posteriors were fitted on (default: the embedded data)")
+    sim.add_argument("--customers", type=int, default=1000, help="customers per posterior draw (default 1000)")
+    sim.add_argument("--draws", type=int, default=1, help="posterior draws, evenly spaced over the stored ones (default 1)")
+    sim.add_argument("--mode", choices=("new", "replay"), default="new",
+                     help="new: Bayesian bootstrap of the fitted households (default); replay: the fitted households")
+    sim.add_argument("--prices", choices=("hmm", "observed"), default="hmm",
+                     help="hmm: a price path per draw from the pricing HMMs (default); observed: the data's prices")
+    sim.add_argument("--seed", type=int, default=0, help="seed of the run (default 0)")
+    sim.add_argument("--batch-size", type=int, default=1000, help="customers per batch and file (default 1000)")
+    sim.add_argument("--out", default=DEFAULT_SYNTHETIC_DIR, help="output folder (default: synthetic/)")
+    sim.set_defaults(func=cmd_simulate)
 
     check = sub.add_parser("check", help="tiered KS metric suite: synthetic against real data")
     check.add_argument("--synthetic", required=True, help="synthetic data: any data source or simulator output folder")
@@ -142,6 +157,24 @@ def cmd_fit(args: argparse.Namespace, progress: Progress) -> int:
             data, config=config, seed=args.seed, out=args.out, method=args.method, weeks=args.weeks, progress=progress
         )
         print(f"quantity: {summary['seconds']['total']} s; see {Path(args.out) / 'quantity'}")
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace, progress: Progress) -> int:
+    from bayes_retail.config import ConfigError
+    from bayes_retail.data import load_data
+    from bayes_retail.simulate.run import simulate_from_folder
+
+    data = load_data(args.data, cache_dir=args.cache_dir, progress=progress)
+    progress(f"simulating {args.customers} {args.mode} customers x {args.draws} draw(s) with {args.prices} prices")
+    try:
+        manifest = simulate_from_folder(
+            args.posterior, data, args.out, customers=args.customers, draws=args.draws, mode=args.mode,
+            prices=args.prices, seed=args.seed, batch_size=args.batch_size, progress=not args.quiet,
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    progress(f"{manifest['lines']} lines over draws {manifest['spec']['draws']} written to {args.out}")
     return 0
 
 

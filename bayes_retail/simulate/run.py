@@ -2,7 +2,7 @@
 
 Layout of an output folder::
 
-    manifest.json                     what was asked (seed, draws, customers, mode, prices, batch size, ...)
+    simulation.json                   what was asked (seed, draws, customers, mode, prices, batch size, ...)
     transactions/draw-D/part-BBBBB.parquet   one file per (draw, batch), written atomically (with a draw column)
     calendar/draw-D.parquet           each draw's promoted product-weeks, written when its batches are done
     promo_weeks.parquet               all draws' promoted product-weeks (display / mailer), with ``draw``
@@ -33,7 +33,7 @@ from bayes_retail.simulate.engine import Batch, choice_tables, simulate_batch
 from bayes_retail.simulate.inputs import Catalogue, PriceGrid, StageDraw
 from bayes_retail.simulate.population import Templates, assemble_customers
 
-MANIFEST_FILENAME = "manifest.json"
+MANIFEST_FILENAME = "simulation.json"  # not manifest.json: that names a panels folder
 TRANSACTIONS_FOLDER = "transactions"
 PROMO_WEEKS_FILENAME = "promo_weeks.parquet"
 CALENDAR_FOLDER = "calendar"
@@ -345,12 +345,25 @@ def posterior_worlds(
 
 
 def simulate_from_folder(
-    posterior: str | os.PathLike, data, spec: SimulationSpec, out: str | os.PathLike, *, progress: bool = False,
+    posterior: str | os.PathLike,
+    data,
+    out: str | os.PathLike,
+    *,
+    customers: int,
+    draws: int | tuple[int, ...] = 1,
+    mode: str = "new",
+    prices: str = "hmm",
+    seed: int = 0,
+    batch_size: int = 1000,
+    progress: bool = False,
 ) -> dict:
-    """Simulate from the fitted artifacts in ``posterior`` (all four shopper stages and pricing) into ``out``.
+    """Simulate from the fitted artifacts in ``posterior`` (the four shopper stages and pricing) into ``out``.
 
-    Every trace must have been fitted on ``data`` (checked by data hash).
+    ``draws`` is a number of posterior draws (evenly spaced over the stored
+    draws) or explicit draw indices. Every trace must have been fitted on
+    ``data`` (checked by data hash). Returns the manifest.
     """
+    from bayes_retail.models.artifacts import evenly_spaced
     from bayes_retail.pricing.artifacts import load_imputations, load_pricing
     from bayes_retail.pricing.model import PricingPanel
     from bayes_retail.simulate.population import Posteriors, template_ids
@@ -358,11 +371,17 @@ def simulate_from_folder(
 
     folder = Path(posterior)
     posteriors = Posteriors.load(folder, data_hash=data.data_hash)
+    available = posteriors.n_draws
+    if isinstance(draws, (int, np.integer)):
+        if not 1 <= draws <= available:
+            raise ValueError(f"draws must be between 1 and the {available} stored posterior draws, got {draws}")
+        draws = tuple(int(d) for d in evenly_spaced(available, int(draws)))
+    spec = SimulationSpec(customers=customers, draws=tuple(draws), mode=mode, prices=prices, seed=seed, batch_size=batch_size)
+    if max(spec.draws) >= available:
+        raise ValueError(f"the posteriors hold {available} draws; asked for draw {max(spec.draws)}")
     n_templates = template_ids(posteriors).size
     if spec.mode == "replay" and spec.customers > n_templates:
         raise ValueError(f"replay simulates the {n_templates} households fitted in every stage; asked for {spec.customers}")
-    if max(spec.draws) >= posteriors.n_draws:
-        raise ValueError(f"the posteriors hold {posteriors.n_draws} draws; asked for draw {max(spec.draws)}")
     catalogue = catalogue_from_data(data)
     pricing_model = load_pricing(folder / "pricing") if spec.prices == "hmm" else None
     depth_panels = (
