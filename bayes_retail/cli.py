@@ -73,6 +73,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="hmm: a price path per draw from the pricing HMMs (default); observed: the data's prices")
     sim.add_argument("--seed", type=int, default=0, help="seed of the run (default 0)")
     sim.add_argument("--batch-size", type=int, default=1000, help="customers per batch and file (default 1000)")
+    sim.add_argument("--policy", default=None,
+                     help="promotion policy (CSV or parquet: product_id, week and any of depth, display, mailer) "
+                          "overriding the promotions of those product-weeks")
     sim.add_argument("--out", default=DEFAULT_SYNTHETIC_DIR, help="output folder (default: synthetic/)")
     sim.set_defaults(func=cmd_simulate)
 
@@ -163,14 +166,17 @@ def cmd_fit(args: argparse.Namespace, progress: Progress) -> int:
 def cmd_simulate(args: argparse.Namespace, progress: Progress) -> int:
     from bayes_retail.config import ConfigError
     from bayes_retail.data import load_data
+    from bayes_retail.simulate.policy import read_policy
     from bayes_retail.simulate.run import simulate_from_folder
 
+    policy = read_policy(args.policy) if args.policy else None
     data = load_data(args.data, cache_dir=args.cache_dir, progress=progress)
-    progress(f"simulating {args.customers} {args.mode} customers x {args.draws} draw(s) with {args.prices} prices")
+    progress(f"simulating {args.customers} {args.mode} customers x {args.draws} draw(s) with {args.prices} prices"
+             + (f" under the policy {args.policy}" if policy is not None else ""))
     try:
         manifest = simulate_from_folder(
             args.posterior, data, args.out, customers=args.customers, draws=args.draws, mode=args.mode,
-            prices=args.prices, seed=args.seed, batch_size=args.batch_size, progress=not args.quiet,
+            prices=args.prices, seed=args.seed, batch_size=args.batch_size, policy=policy, progress=not args.quiet,
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc

@@ -106,3 +106,24 @@ def test_simulate_refuses_bad_requests_with_clear_errors(fitted, tmp_path, capsy
     code = _cli(tmp, "simulate", "--posterior", str(partial), "--data", str(src), "--out", str(tmp_path / "c"))
     assert code == 2 and "fit --stage product" in capsys.readouterr().err
     assert not (tmp_path / "a").exists() and not (tmp_path / "c").exists()
+
+
+def test_a_policy_file_overrides_promotions_and_a_bad_one_writes_nothing(fitted, tmp_path, capsys):
+    tmp, src = fitted
+    data = load_data(src, cache_dir=tmp / "cache")
+    product = int(data.product_weeks["product_id"].iloc[0])
+    weeks = np.asarray(data.weeks)
+    policy = tmp_path / "policy.csv"
+    pd.DataFrame({"product_id": product, "week": weeks, "depth": 0.4, "display": 1}).to_csv(policy, index=False)
+    out = tmp_path / "with-policy"
+    assert _simulate(tmp, src, out, "--customers", "30", "--policy", str(policy)) == 0
+    calendar = pd.read_parquet(out / "promo_weeks.parquet")
+    assert set(calendar.loc[calendar["product_id"] == product, "week"]) == set(weeks)
+    lines = pd.read_parquet(out / "transactions")
+    assert (lines.loc[lines["product_id"] == product, "depth"] == 0.4).all()
+    manifest = json.loads((out / MANIFEST_FILENAME).read_text())
+    assert manifest["provenance"]["policy"] is not None
+    bad = tmp_path / "bad.csv"
+    pd.DataFrame({"product_id": [product], "week": [99], "depth": [0.4]}).to_csv(bad, index=False)
+    assert _simulate(tmp, src, tmp_path / "bad-out", "--policy", str(bad)) == 2
+    assert "week 99" in capsys.readouterr().err and not (tmp_path / "bad-out").exists()

@@ -16,6 +16,7 @@ are keyed by their global index, so the lines do not depend on the batch size
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import asdict, dataclass
@@ -309,6 +310,7 @@ def _trace_hashes(folder: Path) -> dict[str, str | None]:
 
 def posterior_worlds(
     posteriors, data, catalogue: Catalogue, *, seed: int, prices: str, pricing_model=None, depth_panels=None,
+    policy=None,
 ) -> Callable[[int], DrawWorld]:
     """Build each draw's :class:`DrawWorld` from fitted posteriors and the data they were fitted on.
 
@@ -316,8 +318,10 @@ def posterior_worlds(
     (its own stream, so the path does not depend on the batches);
     ``"observed"`` uses the data's prices with imputed depth panel ``draw mod M``
     of ``depth_panels`` (``(M, T, N)``): the imputations are pooled over draws.
+    ``policy`` (:mod:`~bayes_retail.simulate.policy`) overrides promotions on top of either.
     """
     from bayes_retail.models import visit
+    from bayes_retail.simulate.policy import apply_policy
     from bayes_retail.simulate.population import DRAW_PRICES, draw_rng, modal_stores, stage_draw, templates
     from bayes_retail.simulate.world import hmm_prices, observed_prices
 
@@ -336,6 +340,8 @@ def posterior_worlds(
             hmm_prices(data, catalogue, pricing_model, rng) if prices == "hmm"
             else observed_prices(data, catalogue, depth_panels[d % len(depth_panels)], rng)
         )
+        if policy is not None:
+            grid = apply_policy(grid, catalogue, vd.weeks, policy)
         return draw_world(
             d, stage_draw(posteriors, catalogue, d), templates(posteriors, vd, d, stores=stores), grid, catalogue,
             signal_sd=vd.signal_sd, entry_weeks=entry_weeks, week_numbers=vd.weeks,
@@ -344,25 +350,8 @@ def posterior_worlds(
     return build
 
 
-def simulate_from_folder(
-    posterior: str | os.PathLike,
-    data,
-    out: str | os.PathLike,
-    *,
-    customers: int,
-    draws: int | tuple[int, ...] = 1,
-    mode: str = "new",
-    prices: str = "hmm",
-    seed: int = 0,
-    batch_size: int = 1000,
-    progress: bool = False,
-) -> dict:
-    """Simulate from the fitted artifacts in ``posterior`` (the four shopper stages and pricing) into ``out``.
-
-    ``draws`` is a number of posterior draws (evenly spaced over the stored
-    draws) or explicit draw indices. Every trace must have been fitted on
-    ``data`` (checked by data hash). Returns the manifest.
-    """
+def _folder_worlds(posterior, data, *, customers, draws, mode, prices, seed, batch_size, policy=None):
+    """Load a folder's artifacts; return the spec, catalogue, world builder and provenance of a run."""
     from bayes_retail.models.artifacts import evenly_spaced
     from bayes_retail.pricing.artifacts import load_imputations, load_pricing
     from bayes_retail.pricing.model import PricingPanel
@@ -383,6 +372,7 @@ def simulate_from_folder(
     if spec.mode == "replay" and spec.customers > n_templates:
         raise ValueError(f"replay simulates the {n_templates} households fitted in every stage; asked for {spec.customers}")
     catalogue = catalogue_from_data(data)
+    _check_policy(policy, catalogue, np.asarray(data.weeks))
     pricing_model = load_pricing(folder / "pricing") if spec.prices == "hmm" else None
     depth_panels = (
         load_imputations(folder / "pricing", PricingPanel.from_product_weeks(data.product_weeks))
@@ -390,7 +380,114 @@ def simulate_from_folder(
     )
     worlds = posterior_worlds(
         posteriors, data, catalogue, seed=spec.seed, prices=spec.prices, pricing_model=pricing_model,
-        depth_panels=depth_panels,
+        depth_panels=depth_panels, policy=policy,
     )
-    provenance = {"data_hash": data.data_hash, "posterior": str(folder.resolve()), "traces": _trace_hashes(folder)}
+    provenance = {"data_hash": data.data_hash, "posterior": str(folder.resolve()), "traces": _trace_hashes(folder),
+                  "policy": _policy_digest(policy)}
+    return spec, catalogue, worlds, provenance
+
+
+def _check_policy(policy, catalogue: Catalogue, weeks: np.ndarray) -> None:
+    """Check a policy table's products, weeks and values before anything is simulated or written."""
+    if policy is None or callable(policy):
+        return
+    from bayes_retail.simulate.policy import apply_policy
+    from bayes_retail.simulate.synthetic import placeholder_prices
+
+    apply_policy(placeholder_prices(catalogue, weeks), catalogue, weeks, policy)
+
+
+def _policy_digest(policy) -> str | None:
+    import hashlib
+
+    if policy is None:
+        return None
+    if callable(policy):
+        return f"callable {getattr(policy, '__module__', '?')}.{getattr(policy, '__qualname__', repr(policy))}"
+    return hashlib.blake2b(pd.DataFrame(policy).to_csv(index=False).encode(), digest_size=16).hexdigest()
+
+
+def simulate_from_folder(
+    posterior: str | os.PathLike,
+    data,
+    out: str | os.PathLike,
+    *,
+    customers: int,
+    draws: int | tuple[int, ...] = 1,
+    mode: str = "new",
+    prices: str = "hmm",
+    seed: int = 0,
+    batch_size: int = 1000,
+    policy=None,
+    progress: bool = False,
+) -> dict:
+    """Simulate from the fitted artifacts in ``posterior`` (the four shopper stages and pricing) into ``out``.
+
+    ``draws`` is a number of posterior draws (evenly spaced over the stored
+    draws) or explicit draw indices. Every trace must have been fitted on
+    ``data`` (checked by data hash). ``policy`` overrides promotions
+    (:mod:`~bayes_retail.simulate.policy`). Returns the manifest.
+    """
+    spec, catalogue, worlds, provenance = _folder_worlds(
+        posterior, data, customers=customers, draws=draws, mode=mode, prices=prices, seed=seed,
+        batch_size=batch_size, policy=policy,
+    )
     return run_simulation(worlds, catalogue, spec, out, provenance=provenance, progress=progress)
+
+
+def with_prices(world: DrawWorld, prices: PriceGrid, catalogue: Catalogue) -> DrawWorld:
+    """The same draw under other prices (choice tables and promotion intensity recomputed)."""
+    return dataclasses.replace(
+        world, prices=prices, tables=choice_tables(world.draw, catalogue, prices),
+        intensity=promo_intensity(prices, catalogue),
+    )
+
+
+def what_if(
+    worlds: Callable[[int], DrawWorld],
+    catalogue: Catalogue,
+    spec: SimulationSpec,
+    policy,
+    *,
+    prob: float = 0.9,
+    progress: bool = False,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Revenue, units and visits under ``policy`` against the baseline, over posterior draws.
+
+    Both arms simulate the same customers with the same random streams.
+    Returns the summary (:func:`~bayes_retail.simulate.policy.compare_totals`)
+    and the per-draw totals.
+    """
+    from tqdm import tqdm
+
+    from bayes_retail.simulate.policy import apply_policy, compare_totals, summarise_totals
+
+    rows = []
+    batches = spec.batches()
+    with tqdm(total=len(spec.draws) * len(batches), disable=not progress, unit="batch", desc="what-if") as bar:
+        for d in spec.draws:
+            base = worlds(d)
+            alt = with_prices(base, apply_policy(base.prices, catalogue, base.week_numbers, policy), catalogue)
+            totals = {"baseline": {}, "policy": {}}
+            for customers in batches:
+                for arm, world in (("baseline", base), ("policy", alt)):
+                    for metric, value in summarise_totals(simulate_customers(world, catalogue, customers, spec)).items():
+                        totals[arm][metric] = totals[arm].get(metric, 0.0) + value
+                bar.update(1)
+            rows += [{"draw": d, "metric": m, "baseline": totals["baseline"][m], "policy": totals["policy"][m]}
+                     for m in totals["baseline"]]
+    per_draw = pd.DataFrame(rows)
+    return compare_totals(per_draw, prob=prob), per_draw
+
+
+def what_if_from_folder(
+    posterior: str | os.PathLike, data, policy, *, customers: int, draws: int | tuple[int, ...] = 20,
+    mode: str = "new", prices: str = "hmm", seed: int = 0, batch_size: int = 1000, prob: float = 0.9,
+    progress: bool = False,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`what_if` with the fitted artifacts in ``posterior`` (see :func:`simulate_from_folder`)."""
+    spec, catalogue, worlds, _ = _folder_worlds(
+        posterior, data, customers=customers, draws=draws, mode=mode, prices=prices, seed=seed, batch_size=batch_size,
+    )
+    _check_policy(policy, catalogue, np.asarray(data.weeks))
+    return what_if(worlds, catalogue, spec, policy, prob=prob, progress=progress)

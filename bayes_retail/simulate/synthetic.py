@@ -60,7 +60,8 @@ def synthetic_draw(
     """Population values of plausible size (a visit most weeks, a few categories per visit, small quantities)."""
     n_c, g = catalogue.n_categories, catalogue.item_category.size
     theta = np.column_stack([
-        rng.normal(-2.0, 0.5, n_classes), rng.normal(2.0, 0.5, n_classes), np.full(n_classes, state),
+        # negative on log(1 - depth): a deeper discount raises utility, as the fitted stage finds
+        rng.normal(-2.0, 0.5, n_classes), rng.normal(-2.0, 0.5, n_classes), np.full(n_classes, state),
         rng.normal(0, 0.3, (n_classes, catalogue.attributes.shape[1])),
     ])
     return StageDraw(
@@ -105,3 +106,11 @@ def synthetic_templates(rng: np.random.Generator, n: int, n_categories: int, n_w
         signal_household_mean=np.full(n, 0.2),
         store_id=rng.integers(300, 310, n),
     )
+
+
+def placeholder_prices(catalogue: Catalogue, week_numbers: np.ndarray) -> PriceGrid:
+    """Unit prices, no promotions: a grid of the right shape to check a policy's products and weeks against."""
+    shape = (catalogue.product_ids.size, np.asarray(week_numbers).size)
+    zeros = np.zeros(shape)
+    return PriceGrid(shelf=np.ones(shape), depth=zeros, display=zeros, mailer=zeros,
+                     log_shelf_centre=np.zeros(catalogue.item_product.size))
