@@ -76,6 +76,9 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--policy", default=None,
                      help="promotion policy (CSV or parquet: product_id, week and any of depth, display, mailer) "
                           "overriding the promotions of those product-weeks")
+    sim.add_argument("--scheduler", default=None,
+                     help="run the batches on Dask: 'local' (a LocalCluster, one worker per core) or a scheduler "
+                          "address; default: in this process (same output either way)")
     sim.add_argument("--out", default=DEFAULT_SYNTHETIC_DIR, help="output folder (default: synthetic/)")
     sim.set_defaults(func=cmd_simulate)
 
@@ -177,6 +180,7 @@ def cmd_simulate(args: argparse.Namespace, progress: Progress) -> int:
         manifest = simulate_from_folder(
             args.posterior, data, args.out, customers=args.customers, draws=args.draws, mode=args.mode,
             prices=args.prices, seed=args.seed, batch_size=args.batch_size, policy=policy, progress=not args.quiet,
+            scheduler=args.scheduler,
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc

@@ -149,3 +149,19 @@ def test_new_customers_are_a_bayesian_bootstrap_of_the_templates(setting):
     assert np.array_equal(rows_replay, np.arange(5)) and np.array_equal(entry_replay, templates.entry_week[:5])
     with pytest.raises(ValueError, match="replay"):
         choose_templates(templates, np.array([templates.size]), mode="replay", seed=1, draw=0)
+
+
+def test_dask_workers_write_the_same_files_as_the_in_process_run(setting, tmp_path):
+    pytest.importorskip("dask.distributed")
+    from dask.distributed import LocalCluster
+
+    catalogue, _, worlds, _ = setting
+    spec = SimulationSpec(customers=80, draws=(0, 1), seed=6, batch_size=15)
+    run_simulation(worlds, catalogue, spec, tmp_path / "here")
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        run_simulation(worlds, catalogue, spec, tmp_path / "dask", scheduler=cluster.scheduler_address)
+    pd.testing.assert_frame_equal(_read(tmp_path / "dask"), _read(tmp_path / "here"))
+    for d in spec.draws:
+        for b in range(len(spec.batches())):
+            pd.testing.assert_frame_equal(pd.read_parquet(part_path(tmp_path / "dask", d, b)),
+                                          pd.read_parquet(part_path(tmp_path / "here", d, b)))

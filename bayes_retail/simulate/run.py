@@ -16,6 +16,7 @@ are keyed by their global index, so the lines do not depend on the batch size
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -232,6 +233,47 @@ def _check_manifest(out: Path, manifest: dict) -> None:
         raise ArtifactError("the output folder is not empty and holds no simulation manifest", file=str(out))
 
 
+def _write_batch(world: DrawWorld, catalogue: Catalogue, customers: np.ndarray, spec: SimulationSpec, path: str) -> str:
+    """Simulate one batch and write its file atomically (what a Dask worker runs)."""
+    write_parquet(simulate_customers(world, catalogue, customers, spec), path)
+    return path
+
+
+@contextlib.contextmanager
+def dask_client(scheduler: str | None):
+    """``None``: no client (in-process); ``"local"``: a LocalCluster of one single-threaded worker per core;
+    otherwise the address of a running scheduler."""
+    if scheduler is None:
+        yield None
+        return
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError as exc:  # an optional dependency
+        raise ValueError("--scheduler needs dask.distributed: pip install 'bayes_retail[dist]'") from exc
+    if scheduler == "local":
+        with LocalCluster(n_workers=os.cpu_count() or 1, threads_per_worker=1, dashboard_address=None) as cluster, \
+                Client(cluster) as client:
+            yield client
+    else:
+        with Client(scheduler) as client:
+            yield client
+
+
+def _batches_with_dask(client, world, catalogue, spec, out, d, todo, batches, bar) -> None:
+    from dask.distributed import as_completed
+
+    # every worker gets the draw's shared tables once, not once per batch; random keys (hash=False): a key
+    # derived from the content would be shared with the previous draw's catalogue while it is being released
+    world_future, catalogue_future = client.scatter([world, catalogue], broadcast=True, hash=False)
+    futures = [
+        client.submit(_write_batch, world_future, catalogue_future, batches[b], spec, str(part_path(out, d, b)), pure=False)
+        for b in todo
+    ]
+    for future in as_completed(futures):
+        future.result()
+        bar.update(1)
+
+
 def run_simulation(
     worlds: Callable[[int], DrawWorld],
     catalogue: Catalogue,
@@ -240,6 +282,7 @@ def run_simulation(
     *,
     provenance: dict | None = None,
     progress: bool = False,
+    scheduler: str | None = None,
 ) -> dict:
     """Simulate ``spec`` into ``out`` (resuming a run with the same arguments) and return the manifest.
 
@@ -257,6 +300,10 @@ def run_simulation(
         JSON-able facts the manifest records and a resumed run must match (trace hashes, data hash, config).
     progress
         Show a progress bar over batches.
+    scheduler
+        ``None`` runs the batches in this process; ``"local"`` on a Dask
+        LocalCluster; an address on a running Dask scheduler. The files are the
+        same whichever runs them.
     """
     from tqdm import tqdm
 
@@ -277,16 +324,20 @@ def run_simulation(
         raise ArtifactError(f"cannot write the output folder ({exc.strerror or exc})", file=str(out)) from exc
     write_json({**manifest, "complete": False}, out / MANIFEST_FILENAME)
     batches = spec.batches()
-    with tqdm(total=len(spec.draws) * len(batches), disable=not progress, unit="batch", desc="simulate") as bar:
+    with dask_client(scheduler) as client, \
+            tqdm(total=len(spec.draws) * len(batches), disable=not progress, unit="batch", desc="simulate") as bar:
         for d in spec.draws:
             todo = [b for b in range(len(batches)) if not part_path(out, d, b).exists()]
             bar.update(len(batches) - len(todo))
             if not todo and calendar_path(out, d).exists():
                 continue
             world = worlds(d)
-            for b in todo:
-                write_parquet(simulate_customers(world, catalogue, batches[b], spec), part_path(out, d, b))
-                bar.update(1)
+            if client is None:
+                for b in todo:
+                    _write_batch(world, catalogue, batches[b], spec, str(part_path(out, d, b)))
+                    bar.update(1)
+            else:
+                _batches_with_dask(client, world, catalogue, spec, out, d, todo, batches, bar)
             write_parquet(promo_weeks_table(world, catalogue), calendar_path(out, d))
     calendars = [pd.read_parquet(calendar_path(out, d)) for d in spec.draws]
     write_parquet(pd.concat(calendars, ignore_index=True), out / PROMO_WEEKS_FILENAME)
@@ -420,19 +471,21 @@ def simulate_from_folder(
     batch_size: int = 1000,
     policy=None,
     progress: bool = False,
+    scheduler: str | None = None,
 ) -> dict:
     """Simulate from the fitted artifacts in ``posterior`` (the four shopper stages and pricing) into ``out``.
 
     ``draws`` is a number of posterior draws (evenly spaced over the stored
     draws) or explicit draw indices. Every trace must have been fitted on
     ``data`` (checked by data hash). ``policy`` overrides promotions
-    (:mod:`~bayes_retail.simulate.policy`). Returns the manifest.
+    (:mod:`~bayes_retail.simulate.policy`). ``scheduler``: see :func:`run_simulation`.
+    Returns the manifest.
     """
     spec, catalogue, worlds, provenance = _folder_worlds(
         posterior, data, customers=customers, draws=draws, mode=mode, prices=prices, seed=seed,
         batch_size=batch_size, policy=policy,
     )
-    return run_simulation(worlds, catalogue, spec, out, provenance=provenance, progress=progress)
+    return run_simulation(worlds, catalogue, spec, out, provenance=provenance, progress=progress, scheduler=scheduler)
 
 
 def with_prices(world: DrawWorld, prices: PriceGrid, catalogue: Catalogue) -> DrawWorld:
