@@ -116,6 +116,7 @@ def cmd_fit(args: argparse.Namespace, progress: Progress) -> int:
     from bayes_retail.models.product import ProductConfig
     from bayes_retail.models.quantity import QuantityConfig
     from bayes_retail.models.stage import (
+        SAMPLER_STAGES,
         data_selection,
         run_category_stage,
         run_product_stage,
@@ -135,7 +136,8 @@ def cmd_fit(args: argparse.Namespace, progress: Progress) -> int:
     stage_config(config, "category", CategoryConfig)
     stage_config(config, "quantity", QuantityConfig)
     stage_config(config, "product", ProductConfig)
-    sampler_config(config, method=args.method)
+    for name in SAMPLER_STAGES:
+        sampler_config(config, method=args.method, stage=name)
     data_selection(config, weeks=args.weeks)
     data = load_data(args.data, cache_dir=args.cache_dir, progress=progress)
     if "pricing" in stages:

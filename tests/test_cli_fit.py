@@ -197,3 +197,17 @@ def test_quick_fit_on_the_embedded_data_reproduces_its_price_panel(tmp_path):
     assert check["promo_discount_score"] > 0.9
     assert abs(check["promo_frequency_diff"]) < 0.05
     assert abs(check["promoted_share"]["simulated"] - check["promoted_share"]["observed"]) < 0.05
+
+
+def test_a_stage_sampler_table_overrides_only_that_stage(tmp_path):
+    from bayes_retail.models.stage import sampler_config
+
+    config = _config(tmp_path, "[sampler]\ndraws = 1000\nchains = 4\n\n[sampler.product]\ndraws = 200\ntune = 150\n")
+    product = sampler_config(config, stage="product")
+    assert (product.draws, product.tune, product.chains) == (200, 150, 4)
+    assert sampler_config(config, stage="visit").draws == 1000 and sampler_config(config).draws == 1000
+    assert sampler_config(config, stage="product", method="pymc").method == "pymc"
+    with pytest.raises(ConfigError, match="unknown key"):
+        sampler_config(_config(tmp_path, "[sampler]\n[sampler.basket]\ndraws = 5\n"), stage="visit")
+    with pytest.raises(ConfigError, match="draws"):
+        sampler_config(_config(tmp_path, "[sampler.quantity]\ndraws = -5\n"), stage="quantity")

@@ -35,9 +35,21 @@ SEASONAL_FILENAME = "seasonal_indices.csv"
 VISIT_HYPERPRIORS = ["mu", "sigma", "corr_visit_trips", "rho", "sigma_week"]
 
 
-def sampler_config(config: dict, *, method: str | None = None) -> SamplerConfig:
-    """The ``[sampler]`` section, with the method overridden when given."""
-    base = stage_config(config, "sampler", SamplerConfig)
+#: Stages whose ``[sampler.STAGE]`` table may override ``[sampler]`` keys.
+SAMPLER_STAGES = ("visit", "category", "product", "quantity")
+
+
+def sampler_config(config: dict, *, method: str | None = None, stage: str | None = None) -> SamplerConfig:
+    """The ``[sampler]`` section, with ``[sampler.STAGE]`` overrides for ``stage`` and the method when given.
+
+    A stage table (e.g. ``[sampler.product]`` with fewer draws) changes only
+    that stage's sampler, so one named configuration can give a costly stage
+    a shorter run.
+    """
+    section = dict(config["sections"].get("sampler", {}))
+    overrides = {name: section.pop(name) for name in SAMPLER_STAGES if isinstance(section.get(name), dict)}
+    section.update(overrides.get(stage, {}))
+    base = stage_config({**config, "sections": {**config["sections"], "sampler": section}}, "sampler", SamplerConfig)
     if method is None:
         return base
     try:
@@ -188,7 +200,7 @@ def run_visit_stage(
     """
     say = progress or (lambda _m: None)
     visit_config = stage_config(config, "visit", visit.VisitConfig)
-    sampler = sampler_config(config, method=method)
+    sampler = sampler_config(config, method=method, stage="visit")
     selection = data_selection(config, weeks=weeks)
     t0 = time.perf_counter()
     vd = visit.build_visit_data(data, visit_config).restricted_to(selection.week_numbers)
@@ -260,7 +272,7 @@ def run_quantity_stage(
     """
     say = progress or (lambda _m: None)
     quantity_config = stage_config(config, "quantity", quantity.QuantityConfig)
-    sampler = sampler_config(config, method=method)
+    sampler = sampler_config(config, method=method, stage="quantity")
     selection = data_selection(config, weeks=weeks)
     t0 = time.perf_counter()
     qd, items, _ = quantity.build_quantity_data(data, weeks=selection.week_numbers)
@@ -343,7 +355,7 @@ def run_category_stage(
     say = progress or (lambda _m: None)
     category_config = stage_config(config, "category", category.CategoryConfig)
     visit_config = stage_config(config, "visit", visit.VisitConfig)
-    sampler = sampler_config(config, method=method)
+    sampler = sampler_config(config, method=method, stage="category")
     selection = data_selection(config, weeks=weeks)
     t0 = time.perf_counter()
     vd = visit.build_visit_data(data, visit_config)
@@ -450,7 +462,7 @@ def run_product_stage(
     """
     say = progress or (lambda _m: None)
     product_config = stage_config(config, "product", product.ProductConfig)
-    sampler = sampler_config(config, method=method)
+    sampler = sampler_config(config, method=method, stage="product")
     selection = data_selection(config, weeks=weeks)
     t0 = time.perf_counter()
     depth = product_depth_panel(data, out)
