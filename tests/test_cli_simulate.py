@@ -127,3 +127,16 @@ def test_a_policy_file_overrides_promotions_and_a_bad_one_writes_nothing(fitted,
     pd.DataFrame({"product_id": [product], "week": [99], "depth": [0.4]}).to_csv(bad, index=False)
     assert _simulate(tmp, src, tmp_path / "bad-out", "--policy", str(bad)) == 2
     assert "week 99" in capsys.readouterr().err and not (tmp_path / "bad-out").exists()
+
+
+def test_a_trace_of_another_stage_or_other_data_is_refused(fitted, tmp_path, capsys):
+    tmp, src = fitted
+    swapped = tmp_path / "swapped"
+    shutil.copytree(tmp / "models", swapped)
+    shutil.copy(swapped / "category" / "trace.nc", swapped / "visit" / "trace.nc")
+    code = _cli(tmp, "simulate", "--posterior", str(swapped), "--data", str(src), "--out", str(tmp_path / "a"))
+    assert code == 2 and "a 'category' trace, not 'visit'" in capsys.readouterr().err
+    # the embedded data are not the data these posteriors were fitted on
+    code = _cli(tmp, "simulate", "--posterior", str(tmp / "models"), "--out", str(tmp_path / "b"))
+    assert code == 2 and "fitted on other data" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
