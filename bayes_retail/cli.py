@@ -67,8 +67,9 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--data", default=None, help="the data the posteriors were fitted on (default: the embedded data)")
     sim.add_argument("--customers", type=int, default=1000, help="customers per posterior draw (default 1000)")
     sim.add_argument("--draws", type=int, default=1, help="posterior draws, evenly spaced over the stored ones (default 1)")
-    sim.add_argument("--mode", choices=("new", "replay"), default="new",
-                     help="new: Bayesian bootstrap of the fitted households (default); replay: the fitted households")
+    sim.add_argument("--mode", choices=("new", "population", "replay"), default="new",
+                     help="new: Bayesian bootstrap of the fitted households (default); population: each parameter "
+                          "from its stage's population distribution; replay: the fitted households")
     sim.add_argument("--prices", choices=("hmm", "observed"), default="hmm",
                      help="hmm: a price path per draw from the pricing HMMs (default); observed: the data's prices")
     sim.add_argument("--seed", type=int, default=0, help="seed of the run (default 0)")

@@ -165,3 +165,24 @@ def test_dask_workers_write_the_same_files_as_the_in_process_run(setting, tmp_pa
         for b in range(len(spec.batches())):
             pd.testing.assert_frame_equal(pd.read_parquet(part_path(tmp_path / "dask", d, b)),
                                           pd.read_parquet(part_path(tmp_path / "here", d, b)))
+
+
+def test_population_customers_follow_the_population_distributions(setting):
+    from bayes_retail.simulate.population import assemble_customers
+
+    _, templates, _, _ = setting
+    pop = templates.population
+    n = 40_000
+    customers, _ = assemble_customers(templates, np.arange(n), mode="population", seed=3, draw=1,
+                                      intensity=np.zeros((4, N_WEEKS)), signal_sd=1.0, entry_weeks=np.arange(4))
+    visit = customers.visit
+    np.testing.assert_allclose(visit.mean(axis=0), pop["visit_mu"], atol=0.03)
+    np.testing.assert_allclose(visit.std(axis=0), pop["visit_sigma"], rtol=0.03)
+    assert abs(np.corrcoef(visit[:, 0], visit[:, 2])[0, 1] - pop["visit_corr"]) < 0.02
+    assert abs(np.corrcoef(visit[:, 0], visit[:, 1])[0, 1]) < 0.02
+    # preference covariance: household_sd^2 + L L^T
+    expected = pop["household_sd"] ** 2 + pop["loadings"] @ pop["loadings"].T
+    np.testing.assert_allclose(np.cov(customers.category_preference.T), expected, atol=0.03)
+    assert abs(customers.basket.std() - pop["basket_sd"]) < 0.01
+    share = np.bincount(customers.product_class, minlength=4) / n
+    np.testing.assert_allclose(share, 0.25, atol=0.01)

@@ -308,10 +308,14 @@ def draw_households(mu: np.ndarray, sigma: np.ndarray, corr: float, n: int, rng:
 
     (a, b) bivariate normal with correlation ``corr``, g independent normal.
     """
+    return households_from_normals(mu, sigma, corr, rng.standard_normal((n, 3)))
+
+
+def households_from_normals(mu: np.ndarray, sigma: np.ndarray, corr: float, z: np.ndarray) -> np.ndarray:
+    """``(n, 3)`` household (a, g, b) from ``(n, 3)`` standard normals ``z`` (see :func:`draw_households`)."""
     mu, sigma = np.asarray(mu, dtype=float), np.asarray(sigma, dtype=float)
     if mu.shape != (3,) or sigma.shape != (3,) or np.any(sigma <= 0) or not -1 < corr < 1:
         raise ValueError("mu and sigma must be 3 numbers (sigma > 0) and corr in (-1, 1)")
-    z = rng.standard_normal((n, 3))
     a = mu[0] + sigma[0] * z[:, 0]
     g = mu[1] + sigma[1] * z[:, 1]
     b = mu[2] + sigma[2] * (corr * z[:, 0] + np.sqrt(1.0 - corr**2) * z[:, 2])

@@ -20,7 +20,7 @@ does not follow the draw.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +28,7 @@ import pandas as pd
 
 from bayes_retail.errors import ArtifactError
 from bayes_retail.simulate.inputs import Catalogue, Customers, StageDraw
-from bayes_retail.simulate.streams import CLASS, ENTRY, TEMPLATE, customer_keys, uniforms
+from bayes_retail.simulate.streams import CLASS, ENTRY, POPULATION, TEMPLATE, customer_keys, uniforms
 
 STAGES = ("visit", "category", "product", "quantity")
 
@@ -112,6 +112,9 @@ class Templates:
         ``(H, C)`` and ``(H,)``: the visit stage's marketing-signal definition per household.
     store_id
         ``(H,)`` the store of most of the household's lines (-1 when unknown): written on its synthetic lines.
+    population
+        The draw's population distributions (``visit_mu``, ``visit_sigma`` (3,), ``visit_corr``,
+        ``household_sd``, ``loadings`` (C, R), ``basket_sd``) for ``population`` customers; empty when unknown.
     """
 
     household_id: np.ndarray
@@ -123,6 +126,7 @@ class Templates:
     category_weights: np.ndarray
     signal_household_mean: np.ndarray
     store_id: np.ndarray
+    population: dict = field(default_factory=dict)
 
     @property
     def size(self) -> int:
@@ -183,6 +187,14 @@ def templates(posteriors: Posteriors, visit_data, index: int, *, stores: pd.Seri
         category_weights=visit_data.category_weights[vrows],
         signal_household_mean=visit_data.signal_household_mean[vrows],
         store_id=np.full(ids.size, -1) if stores is None else stores.reindex(ids).fillna(-1).to_numpy(np.int64),
+        population={
+            "visit_mu": _flat(posteriors.visit, "mu", index),
+            "visit_sigma": _flat(posteriors.visit, "sigma", index),
+            "visit_corr": float(_flat(posteriors.visit, "corr_visit_trips", index)),
+            "household_sd": float(_flat(posteriors.category, "sigma_household", index)),
+            "loadings": params["loadings"],
+            "basket_sd": float(_flat(posteriors.quantity, "sigma_basket", index)),
+        },
     )
 
 
@@ -229,15 +241,18 @@ def choose_templates(
         if customers.size and customers.max() >= templates_.size:
             raise ValueError(f"replay has {templates_.size} customers (the fitted households), asked for index {customers.max()}")
         rows, entry = customers, templates_.entry_week[customers]
-    elif mode == "new":
+    elif mode in ("new", "population"):
         if entry_weeks is None or np.size(entry_weeks) == 0:
-            raise ValueError("new customers need the observed entry weeks")
+            raise ValueError(f"{mode} customers need the observed entry weeks")
         rows = _pick(uniforms(keys, 0, TEMPLATE, 0, 0), bootstrap_weights(seed, draw, templates_.size))
         observed = np.sort(np.asarray(entry_weeks, dtype=np.int64))
         entry = observed[np.minimum((uniforms(keys, 0, ENTRY, 0, 0) * observed.size).astype(np.int64), observed.size - 1)]
     else:
-        raise ValueError(f"mode must be 'new' or 'replay', got {mode!r}")
+        raise ValueError(f"mode must be 'new', 'population' or 'replay', got {mode!r}")
     u = uniforms(keys, 0, CLASS, 0, 0)
+    if mode == "population":  # the prior class weights: equal
+        n_classes = templates_.class_probabilities.shape[1]
+        return rows, entry, np.minimum((u * n_classes).astype(np.int64), n_classes - 1)
     cumulative = np.cumsum(templates_.class_probabilities[rows], axis=1)
     klass = np.minimum((u[:, None] * cumulative[:, -1:] >= cumulative).sum(axis=1), cumulative.shape[1] - 1)
     return rows, entry, klass
@@ -249,14 +264,43 @@ def assemble_customers(
 ) -> tuple[Customers, np.ndarray]:
     """The :class:`Customers` of one batch under one draw, and their template rows (see :func:`choose_templates`)."""
     rows, entry, klass = choose_templates(templates_, customers, mode=mode, seed=seed, draw=draw, entry_weeks=entry_weeks)
+    if mode == "population":
+        visit, preference, basket = population_parameters(templates_.population, customers, seed=seed, draw=draw)
+    else:
+        visit, preference, basket = templates_.visit[rows], templates_.category_preference[rows], templates_.basket[rows]
     customers_ = Customers(
         index=np.asarray(customers, dtype=np.int64),
         entry_week=entry,
-        visit=templates_.visit[rows],
+        visit=visit,
         signal=marketing_signal(templates_, rows, intensity, signal_sd),
-        category_preference=templates_.category_preference[rows],
+        category_preference=preference,
         product_class=klass,
-        basket=templates_.basket[rows],
+        basket=basket,
         household_id=templates_.household_id[rows] if mode == "replay" else np.asarray(customers, dtype=np.int64) + 1,
     )
     return customers_, rows
+
+
+def population_parameters(population: dict, customers: np.ndarray, *, seed: int, draw: int):
+    """Each customer's own parameters drawn from the draw's population distributions, stage by stage.
+
+    Visit ``(a, g, b)`` from the visit stage's population law (``a, b``
+    correlated); category preference ``u + f . l_c`` with ``u ~ N(0, sigma)``,
+    ``f ~ N(0, I)``; basket ``~ N(0, sigma_basket)``. Stages are independent of
+    each other here (the bootstrap keeps their dependence). Normals come from
+    the customer's stream by the inverse normal CDF.
+    """
+    from scipy.special import ndtri
+
+    from bayes_retail.models.visit import households_from_normals
+
+    if not population:
+        raise ValueError("these templates carry no population distributions")
+    keys = customer_keys(seed, draw, np.asarray(customers, dtype=np.int64))
+    rank = population["loadings"].shape[1]
+    z = ndtri(np.column_stack([uniforms(keys, 0, POPULATION, j, 0) for j in range(5 + rank)]))
+
+    visit = households_from_normals(population["visit_mu"], population["visit_sigma"], population["visit_corr"], z[:, :3])
+    u = population["household_sd"] * z[:, 3]
+    preference = u[:, None] + z[:, 5:5 + rank] @ population["loadings"].T
+    return visit, preference, population["basket_sd"] * z[:, 4]

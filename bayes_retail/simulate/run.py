@@ -44,7 +44,7 @@ TRANSACTION_COLUMNS = (
     "household_id", "store_id", "basket_id", "product_id", "quantity", "sales_value", "retail_disc",
     "coupon_disc", "coupon_match_disc", "week", "base_price", "depth", "display", "mailer", "customer", "draw",
 )
-MODES = ("new", "replay")
+MODES = ("new", "population", "replay")
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,8 @@ class SimulationSpec:
     draws
         Posterior draw indices, one synthetic panel per draw.
     mode
-        ``new`` (Bayesian bootstrap of the fitted households) or ``replay`` (the fitted households themselves).
+        ``new`` (Bayesian bootstrap of the fitted households), ``population`` (each parameter drawn from its
+        stage's population distribution) or ``replay`` (the fitted households themselves).
     prices
         ``hmm`` (a price path per draw from the pricing HMMs) or ``observed`` (the data's prices; draw d uses
         imputed depth panel d mod M).

@@ -105,6 +105,8 @@ def synthetic_templates(rng: np.random.Generator, n: int, n_categories: int, n_w
         category_weights=weights,
         signal_household_mean=np.full(n, 0.2),
         store_id=rng.integers(300, 310, n),
+        population={"visit_mu": np.array([0.5, 0.2, 0.0]), "visit_sigma": np.array([1.0, 0.1, 0.5]), "visit_corr": 0.4,
+                    "household_sd": 0.5, "loadings": rng.normal(0, 0.5, (n_categories, 2)), "basket_sd": 0.3},
     )
 
 
