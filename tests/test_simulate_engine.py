@@ -144,7 +144,7 @@ def test_the_trips_that_buy_a_category_follow_their_joint_law_given_a_purchase()
     n, m, rate = 40_000, 3, 0.5
     keys = customer_keys(1, 0, np.arange(n))
     occ_customer, occ_category, mask = _kernels.category_week(
-        keys, 0, np.full(n, m), np.zeros((n, 1)), np.array([np.log(rate)])
+        keys, 0, np.full(n, m), np.ones((n, 1)), np.array([rate])
     )
     p = -np.expm1(-rate)
     assert abs(_z(occ_customer.size, n * -np.expm1(-m * rate), n * p)) < 5

@@ -87,17 +87,20 @@ def visit_week(keys, week, visit, signal_w, previous, entry_week, rho, week_effe
 
 
 @numba.njit(cache=True)
-def category_week(keys, week, trips, preference, category_base):
+def category_week(keys, week, trips, preference_rate, category_rate):
     """Category purchases of the week's visiting customers, with the trips that bought.
 
     A trip buys in category c with probability ``p = 1 - exp(-exp(eta))``; the
     week buys if any of its ``n`` trips does (``1 - exp(-n exp(eta))``, the
     fitted cloglog). Given that it does, the first buying trip follows the
     truncated geometric law and each later trip buys with ``p``: the trips'
-    joint law given at least one purchase. Returns occasion customer,
-    category and trip bit mask.
+    joint law given at least one purchase. ``preference_rate`` is
+    ``exp(u_h + f_h . l_c)`` ``(n, C)`` and ``category_rate`` the week's
+    ``exp(b_c + s_w + d_cw)`` ``(C,)``: their product is ``exp(eta)`` (exponentials
+    taken once per batch and once per week, not per cell). Returns occasion
+    customer, category and trip bit mask.
     """
-    n, n_c = preference.shape
+    n, n_c = preference_rate.shape
     total = 0
     for i in range(n):
         if trips[i] > 0:
@@ -111,7 +114,7 @@ def category_week(keys, week, trips, preference, category_base):
         if m == 0:
             continue
         for c in range(n_c):
-            rate = math.exp(category_base[c] + preference[i, c])
+            rate = category_rate[c] * preference_rate[i, c]
             p_week = -math.expm1(-m * rate)
             if uniform(keys[i], week, CATEGORY, c, 0) >= p_week:
                 continue

@@ -26,10 +26,22 @@ VISIT_COLUMNS = ("customer", "household_id", "week", "trips")
 
 @dataclass(frozen=True)
 class Batch:
-    """What one batch produced: purchased lines and visited customer-weeks (a visit may buy nothing)."""
+    """What one batch produced: purchased lines and visited customer-weeks (a visit may buy nothing).
 
-    lines: pd.DataFrame
-    visits: pd.DataFrame
+    Columns are kept as numpy arrays (``line_columns``, ``visit_columns``);
+    ``lines`` and ``visits`` build the tables on demand.
+    """
+
+    line_columns: dict
+    visit_columns: dict
+
+    @property
+    def lines(self) -> pd.DataFrame:
+        return pd.DataFrame(self.line_columns, columns=list(LINE_COLUMNS))
+
+    @property
+    def visits(self) -> pd.DataFrame:
+        return pd.DataFrame(self.visit_columns, columns=list(VISIT_COLUMNS))
 
 
 def class_utilities_week(draw: StageDraw, catalogue: Catalogue, covariates: tuple[np.ndarray, ...], week: int) -> np.ndarray:
@@ -93,9 +105,9 @@ def simulate_batch(
     Batch
         ``lines`` with columns :data:`LINE_COLUMNS`: ``customer`` (global index),
         ``household_id``, ``week`` (position), ``trip`` (0-based within the week),
-        ``product`` (row of ``catalogue.product_ids``) and ``quantity``, sorted by
-        customer, week, trip, product; ``visits`` with :data:`VISIT_COLUMNS`, sorted
-        by customer and week.
+        ``product`` (row of ``catalogue.product_ids``) and ``quantity``, ordered by
+        customer, week, category and draw order; ``visits`` with :data:`VISIT_COLUMNS`,
+        ordered by customer and week.
     """
     n_weeks = prices.n_weeks
     draw.check(catalogue, n_weeks)
@@ -113,7 +125,7 @@ def simulate_batch(
     state_count = np.zeros((n, n_c), dtype=np.int64)
     previous = np.zeros(n)
     visit = np.ascontiguousarray(customers.visit, dtype=float)
-    preference = np.ascontiguousarray(customers.category_preference, dtype=float)
+    preference_rate = np.exp(np.ascontiguousarray(customers.category_preference, dtype=float))
     entry = np.asarray(customers.entry_week, dtype=np.int64)
     klass = np.asarray(customers.product_class, dtype=np.int64)
     alpha = np.asarray(draw.alpha, dtype=float)
@@ -126,8 +138,8 @@ def simulate_batch(
         previous = (trips > 0).astype(float)
         visited = np.flatnonzero(trips)
         visits.append((visited, np.full(visited.size, w), trips[visited]))
-        base = draw.category_intercept + draw.category_week[w] + draw.category_season[:, w]
-        occ_customer, occ_category, occ_trips = _kernels.category_week(keys, w, trips, preference, base)
+        rate = np.exp(draw.category_intercept + draw.category_week[w] + draw.category_season[:, w])
+        occ_customer, occ_category, occ_trips = _kernels.category_week(keys, w, trips, preference_rate, rate)
         counts = _kernels.item_counts(
             keys, w, occ_customer, occ_category, draw.log_extra_rate, catalogue.category_items
         )
@@ -147,19 +159,22 @@ def simulate_batch(
         weeks.append((line_customer, np.full(line_item.size, w), line_trip, product, quantity))
     customer, week, trip, product, quantity = (np.concatenate(parts) for parts in zip(*weeks))
     visit_customer, visit_week, visit_trips = (np.concatenate(parts) for parts in zip(*visits))
-    visit_table = pd.DataFrame({
-        "customer": customers.index[visit_customer],
-        "household_id": customers.household_id[visit_customer],
-        "week": visit_week,
-        "trips": visit_trips,
-    }).sort_values(["customer", "week"], ignore_index=True)
-    lines = pd.DataFrame({
-        "customer": customers.index[customer],
-        "household_id": customers.household_id[customer],
-        "week": week,
-        "trip": trip,
-        "product": product,
-        "quantity": quantity,
-    })
-    lines = lines.sort_values(["customer", "week", "trip", "product"], ignore_index=True)
-    return Batch(lines=lines, visits=visit_table)
+    # week-major as generated; a stable sort by customer makes the order (customer, week, category, draw order),
+    # which does not depend on the other customers of the batch
+    order = np.argsort(customers.index[customer], kind="stable")
+    visit_order = np.argsort(customers.index[visit_customer], kind="stable")
+    line_columns = {
+        "customer": customers.index[customer][order],
+        "household_id": customers.household_id[customer][order],
+        "week": week[order],
+        "trip": trip[order],
+        "product": product[order],
+        "quantity": quantity[order],
+    }
+    visit_columns = {
+        "customer": customers.index[visit_customer][visit_order],
+        "household_id": customers.household_id[visit_customer][visit_order],
+        "week": visit_week[visit_order],
+        "trips": visit_trips[visit_order],
+    }
+    return Batch(line_columns=line_columns, visit_columns=visit_columns)

@@ -26,9 +26,10 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
-from bayes_retail._io import write_json, write_parquet
+from bayes_retail._io import atomic_path, write_json, write_parquet
 from bayes_retail._version import __version__
 from bayes_retail.errors import ArtifactError
 from bayes_retail.simulate.engine import Batch, choice_tables, simulate_batch
@@ -156,37 +157,39 @@ def basket_ids(draw: int, customer: np.ndarray, week: np.ndarray, trip: np.ndarr
     return ((np.int64(draw) * 2**30 + customer.astype(np.int64)) * 64 + week) * 64 + trip
 
 
-def transactions_table(batch: Batch, world: DrawWorld, catalogue: Catalogue, store_id: np.ndarray) -> pd.DataFrame:
+def transactions_table(batch: Batch, world: DrawWorld, catalogue: Catalogue, store_id: np.ndarray) -> pa.Table:
     """The batch's lines in the data's transactions schema plus prices, promotions, customer and draw.
 
-    ``store_id`` is per line (the customer's template's store).
+    ``store_id`` is per line (the customer's template's store). An Arrow
+    table: it goes to parquet without pandas' block consolidation.
     """
-    lines = batch.lines
-    product, week = lines["product"].to_numpy(), lines["week"].to_numpy()
-    quantity = lines["quantity"].to_numpy()
+    lines = batch.line_columns
+    product, week, quantity = lines["product"], lines["week"], lines["quantity"]
     shelf, depth = world.prices.shelf[product, week], world.prices.depth[product, week]
-    return pd.DataFrame({
-        "household_id": lines["household_id"].to_numpy(np.int64),
+    n = product.size
+    columns = {
+        "household_id": lines["household_id"].astype(np.int64),
         "store_id": np.asarray(store_id, dtype=np.int64),
-        "basket_id": basket_ids(world.index, lines["customer"].to_numpy(), week, lines["trip"].to_numpy()),
+        "basket_id": basket_ids(world.index, lines["customer"], week, lines["trip"]),
         "product_id": catalogue.product_ids[product].astype(np.int64),
         "quantity": quantity.astype(np.int64),
         "sales_value": np.round(quantity * shelf * (1.0 - depth), 2),
         "retail_disc": np.round(quantity * shelf * depth, 2),
-        "coupon_disc": 0.0,
-        "coupon_match_disc": 0.0,
+        "coupon_disc": np.zeros(n),
+        "coupon_match_disc": np.zeros(n),
         "week": world.week_numbers[week].astype(np.int64),
         "base_price": shelf,
         "depth": depth,
         "display": world.prices.display[product, week] > 0,
         "mailer": world.prices.mailer[product, week] > 0,
-        "customer": lines["customer"].to_numpy(np.int64),
-        "draw": np.int64(world.index),
-    }, columns=list(TRANSACTION_COLUMNS))
+        "customer": lines["customer"].astype(np.int64),
+        "draw": np.full(n, world.index, dtype=np.int64),
+    }
+    return pa.table({name: columns[name] for name in TRANSACTION_COLUMNS})
 
 
-def simulate_customers(world: DrawWorld, catalogue: Catalogue, customers: np.ndarray, spec: SimulationSpec) -> pd.DataFrame:
-    """The transactions of the given customers (global indices) under one draw."""
+def simulate_table(world: DrawWorld, catalogue: Catalogue, customers: np.ndarray, spec: SimulationSpec) -> pa.Table:
+    """The transactions of the given customers (global indices) under one draw, as an Arrow table."""
     batch_customers, rows = assemble_customers(
         world.templates, customers, mode=spec.mode, seed=spec.seed, draw=world.index,
         intensity=world.intensity, signal_sd=world.signal_sd, entry_weeks=world.entry_weeks,
@@ -194,8 +197,13 @@ def simulate_customers(world: DrawWorld, catalogue: Catalogue, customers: np.nda
     batch = simulate_batch(
         world.draw, batch_customers, catalogue, world.prices, seed=spec.seed, draw_index=world.index, tables=world.tables
     )
-    position = pd.Index(batch_customers.index).get_indexer(batch.lines["customer"].to_numpy())
+    position = np.searchsorted(batch_customers.index, batch.line_columns["customer"])
     return transactions_table(batch, world, catalogue, world.templates.store_id[rows][position])
+
+
+def simulate_customers(world: DrawWorld, catalogue: Catalogue, customers: np.ndarray, spec: SimulationSpec) -> pd.DataFrame:
+    """:func:`simulate_table` as a pandas DataFrame."""
+    return simulate_table(world, catalogue, customers, spec).to_pandas()
 
 
 def promo_weeks_table(world: DrawWorld, catalogue: Catalogue) -> pd.DataFrame:
@@ -236,7 +244,8 @@ def _check_manifest(out: Path, manifest: dict) -> None:
 
 def _write_batch(world: DrawWorld, catalogue: Catalogue, customers: np.ndarray, spec: SimulationSpec, path: str) -> str:
     """Simulate one batch and write its file atomically (what a Dask worker runs)."""
-    write_parquet(simulate_customers(world, catalogue, customers, spec), path)
+    with atomic_path(path) as tmp:
+        pq.write_table(simulate_table(world, catalogue, customers, spec), tmp)
     return path
 
 
@@ -525,7 +534,7 @@ def what_if(
             totals = {"baseline": {}, "policy": {}}
             for customers in batches:
                 for arm, world in (("baseline", base), ("policy", alt)):
-                    for metric, value in summarise_totals(simulate_customers(world, catalogue, customers, spec)).items():
+                    for metric, value in summarise_totals(simulate_table(world, catalogue, customers, spec)).items():
                         totals[arm][metric] = totals[arm].get(metric, 0.0) + value
                 bar.update(1)
             rows += [{"draw": d, "metric": m, "baseline": totals["baseline"][m], "policy": totals["policy"][m]}
