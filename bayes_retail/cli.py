@@ -92,9 +92,11 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--seed", type=int, default=0, help="seed of household subsampling and the split (default 0)")
     check.set_defaults(func=cmd_check)
 
-    run = sub.add_parser("run", help="the whole pipeline on the embedded data (for now: data and the metric floor)")
+    run = sub.add_parser("run", help="the whole pipeline on the embedded data: fit (or reuse models/), simulate, check")
     run.add_argument("--out", default=DEFAULT_REPORT_DIR, help="folder for metrics.json (default: reports/)")
-    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--models", default=DEFAULT_MODELS_DIR, help="fitted artifacts to reuse or write (default: models/)")
+    run.add_argument("--synthetic", default=DEFAULT_SYNTHETIC_DIR, help="where the synthetic panel goes (default: synthetic/)")
+    run.add_argument("--seed", type=int, default=0, help="seed of the simulation and the check (default 0)")
     run.set_defaults(func=cmd_run)
     return parser
 
@@ -206,14 +208,13 @@ def cmd_check(args: argparse.Namespace, progress: Progress) -> int:
 
 
 def cmd_run(args: argparse.Namespace, progress: Progress) -> int:
-    from bayes_retail.data import load_data
-    from bayes_retail.metrics import floor_suite
+    from bayes_retail.pipeline import run_pipeline
 
-    data = load_data(None, cache_dir=args.cache_dir, progress=progress)
-    print(format_data_summary(data.report))
-    progress("real-vs-real floor (split halves of the households)")
-    floor = floor_suite(data.metric_tables("real"), seed=args.seed)
-    return _write_result(floor, args.out, progress)
+    result, path = run_pipeline(models=args.models, synthetic=args.synthetic, reports=args.out, seed=args.seed,
+                                cache_dir=args.cache_dir, progress=progress)
+    print(result.format_table())
+    progress(f"metrics written to {path}")
+    return 0
 
 
 def _write_result(result, out: str, progress: Progress) -> int:

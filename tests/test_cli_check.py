@@ -110,17 +110,3 @@ def test_a_products_less_folder_without_reference_is_a_clear_error(tmp_path):
     tiny_tables()["transactions"].to_parquet(folder / "transactions.parquet", index=False)
     with pytest.raises(DataError, match="no products table"):
         load_side(folder, name="synthetic")
-
-
-@pytest.mark.slow
-def test_run_on_the_embedded_data_writes_the_floor(tmp_path, capsys):
-    out = tmp_path / "report"
-    assert _cli(tmp_path, "run", "--out", str(out)) == 0
-    result = json.loads((out / "metrics.json").read_text())
-    assert set(result["metrics"]) == set(METRICS)
-    for name, m in result["metrics"].items():
-        # the split-half floor: small, and reported as its own floor
-        assert 0.0 <= m["ks"] < 0.1, name
-        assert m["floor_ks"] == m["ks"]
-    assert 0.9 < result["overall"] <= 1.0
-    assert "overall" in capsys.readouterr().out

@@ -1,0 +1,119 @@
+"""The whole pipeline on the embedded data (``bayes-retail run``, ``make run``).
+
+data -> fit (or reuse the artifacts in ``models/`` when they were fitted on
+these data with this configuration) -> simulate -> metric suite beside the
+real-vs-real floor. The HTML report is not built yet.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Callable
+
+import xarray as xr
+
+from bayes_retail.errors import ArtifactError
+
+#: Fitting order: pricing first (the product stage reads its imputed depths).
+PIPELINE_STAGES = ("pricing", "visit", "category", "product", "quantity")
+
+
+def stage_is_current(models: str | Path, stage: str, data, config: dict) -> tuple[bool, str]:
+    """Whether ``models/<stage>`` was fitted on ``data`` with ``config``'s name and stage settings; and why not."""
+    from bayes_retail.models.artifacts import load_posterior
+
+    folder = Path(models) / stage
+    if not folder.exists():
+        return False, "not fitted"
+    try:
+        if stage == "pricing":
+            with xr.open_dataset(folder / "pricing.nc", engine="h5netcdf") as ds:
+                provenance = json.loads(ds.attrs.get("provenance", "{}"))
+                attrs = {"data_hash": provenance.get("data_hash"), "config_name": provenance.get("config_name"),
+                         "stage_config": ds.attrs.get("config")}
+        else:
+            attrs = load_posterior(models, stage, data_hash=data.data_hash).attrs
+    except (ArtifactError, OSError, ValueError) as exc:
+        return False, str(exc)
+    if attrs.get("data_hash") != data.data_hash:
+        return False, "fitted on other data"
+    if attrs.get("config_name") != config["name"]:
+        return False, f"fitted with configuration {attrs.get('config_name')!r}, not {config['name']!r}"
+    wanted = json.loads(json.dumps(config["sections"].get(stage, {})))
+    fitted = json.loads(attrs.get("stage_config") or "{}")
+    differing = sorted(k for k, v in wanted.items() if fitted.get(k) != v)
+    if differing:
+        return False, f"fitted with other [{stage}] settings ({', '.join(differing)})"
+    return True, "current"
+
+
+def fit_stage(stage: str, data, config: dict, *, models: str | Path, seed: int, progress: Callable[[str], None]) -> None:
+    """Fit one stage with ``config`` into ``models``."""
+    from bayes_retail.config import stage_config
+    from bayes_retail.models import stage as runners
+    from bayes_retail.pricing import PricingConfig
+    from bayes_retail.pricing.stage import run_pricing_stage
+
+    if stage == "pricing":
+        run_pricing_stage(data, config=stage_config(config, "pricing", PricingConfig), seed=seed, out=models,
+                          config_name=config["name"], progress=progress)
+        return
+    runner = getattr(runners, f"run_{stage}_stage")
+    runner(data, config=config, seed=seed, out=models, progress=progress)
+
+
+def run_pipeline(
+    *,
+    source: str | Path | None = None,
+    models: str | Path = "models",
+    synthetic: str | Path = "synthetic",
+    reports: str | Path = "reports",
+    config_name: str = "default",
+    fit_seed: int = 1,
+    seed: int = 0,
+    customers: int | None = None,
+    cache_dir: str | None = None,
+    progress: Callable[[str], None] = lambda _m: None,
+):
+    """Run data, fit-or-reuse, simulate and check; return the metric suite's result.
+
+    ``source`` is the data (default: the embedded data) and ``config_name`` the
+    configuration fitted when an artifact is missing or stale. ``customers``
+    defaults to the number of real households, so size-dependent metrics
+    compare like with like. The synthetic panel is one posterior draw
+    of new customers with HMM prices, in ``synthetic/run``.
+    """
+    from bayes_retail.config import load_config
+    from bayes_retail.data import load_data, load_side
+    from bayes_retail.metrics import compute_suite
+    from bayes_retail.simulate.run import MANIFEST_FILENAME, simulate_from_folder
+
+    data = load_data(source, cache_dir=cache_dir, progress=progress)
+    config = load_config(config_name)
+    for stage in PIPELINE_STAGES:
+        current, why = stage_is_current(models, stage, data, config)
+        if current:
+            progress(f"{stage}: reusing {Path(models) / stage}")
+            continue
+        progress(f"{stage}: fitting ({why}); see docs/models.md for how long each stage takes")
+        fit_stage(stage, data, config, models=models, seed=fit_seed, progress=progress)
+    out = Path(synthetic) / "run"
+    n = customers or len(data.households)
+    try:
+        manifest = simulate_from_folder(models, data, out, customers=n, draws=1, seed=seed, progress=True)
+    except ArtifactError as exc:
+        if not (out / MANIFEST_FILENAME).exists():
+            raise
+        progress(f"replacing the pipeline's previous synthetic panel ({exc})")
+        shutil.rmtree(out)
+        manifest = simulate_from_folder(models, data, out, customers=n, draws=1, seed=seed, progress=True)
+    draw = manifest["spec"]["draws"][0]
+    progress(f"metric suite: {n} synthetic customers (posterior draw {draw}) against the real data, with the floor")
+    real = data.metric_tables("real")
+    side = load_side(out, name="synthetic", reference=data, cache_dir=cache_dir, draw=draw)
+    result = compute_suite(real, side, seed=seed, floor=True)
+    path = Path(reports) / "metrics.json"
+    result.to_json(path)
+    return result, path
