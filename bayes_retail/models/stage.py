@@ -395,6 +395,7 @@ def run_category_stage(
         documents={SUMMARY_FILENAME: summary, PRIOR_CHECK_FILENAME: prior_check},
         say=say,
         float32=True,
+        drop_vars=("d_raw",),  # the non-centred piece of d (d is stored whole)
     )
     return summary
 
