@@ -138,8 +138,8 @@ def test_named_configurations_load_and_leave_defaults_to_the_dataclass():
         assert stage_config(load_config("default"), section, cls) == cls(), section
     from bayes_retail.models.product import ProductConfig
 
-    # the one departure: the default configuration fits the category and product stages on 300 households
-    assert stage_config(load_config("default"), "category", CategoryConfig) == CategoryConfig(households=300)
+    # the departures: the category and product stages fit 300 households; non-centred category-week deviations
+    assert stage_config(load_config("default"), "category", CategoryConfig) == CategoryConfig(households=300, season_centred=False)
     assert stage_config(load_config("default"), "product", ProductConfig) == ProductConfig(households=300)
     # holdout and seasonal are default with other weeks
     for name in ("holdout", "seasonal"):
