@@ -244,3 +244,17 @@ def test_rank_zero_has_no_factors_and_the_same_likelihood_with_zero_preferences(
     params = {name: evaluate(model, point, model[name]) for name in ("b", "u", "s", "d")}
     params.update(f=np.zeros((12, 0)), loadings=np.zeros((4, 0)))
     assert potential_sum(model, point) == pytest.approx(np.nansum(category.pointwise_loglik(params, cd)), rel=1e-10)
+
+
+def test_non_centred_deviations_give_the_same_likelihood_and_recover_the_season_scale():
+    cd, truth = _study(seed=8, n_h=80, n_c=6, n_w=12, season_sd=0.3)
+    model = category.build_model(cd, category.CategoryConfig(season_centred=False))
+    free = {v.name for v in model.free_RVs}
+    assert "d_raw" in free and "d" not in free and "d" in model.named_vars
+    point = random_point(model, np.random.default_rng(3), 0.5)
+    params = {name: evaluate(model, point, model[name]) for name in ("b", "u", "s", "d", "f", "loadings")}
+    assert np.allclose(params["d"].sum(axis=1), 0.0)  # still zero-sum over weeks
+    assert potential_sum(model, point) == pytest.approx(np.nansum(category.pointwise_loglik(params, cd)), rel=1e-10)
+    idata = sample_posterior(model, config=SamplerConfig(chains=2, draws=200, tune=300), seed=4)
+    q = np.quantile(idata.posterior["sigma_season"].values.ravel(), [0.005, 0.995])
+    assert q[0] <= 0.3 <= q[1]
