@@ -8,42 +8,18 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-from tiny_data import write_internal
 
 from bayes_retail.cli import main
 from bayes_retail.data import load_data, load_side
 from bayes_retail.simulate.run import MANIFEST_FILENAME, TRANSACTION_COLUMNS
-
-CONFIG = """
-[sampler]
-chains = 2
-draws = 30
-tune = 60
-
-[category]
-rank = 0
-
-[product]
-n_classes = 2
-burn_in_weeks = 0
-"""
-
 
 def _cli(tmp, *args):
     return main(["--quiet", "--cache-dir", str(tmp / "cache"), *args])
 
 
 @pytest.fixture(scope="module")
-def fitted(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("simulate")
-    src = write_internal(tmp / "src")
-    config = tmp / "small.toml"
-    config.write_text(CONFIG)
-    assert _cli(tmp, "fit", "--stage", "pricing", "--data", str(src), "--out", str(tmp / "models"), "--config", "quick") == 0
-    for stage in ("visit", "category", "product", "quantity"):
-        code = _cli(tmp, "fit", "--stage", stage, "--data", str(src), "--out", str(tmp / "models"), "--config", str(config))
-        assert code == 0, stage
-    return tmp, src
+def fitted(tiny_fitted):
+    return tiny_fitted
 
 
 def _simulate(tmp, src, out, *extra):

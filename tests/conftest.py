@@ -1,0 +1,40 @@
+"""Fixtures shared by test modules."""
+
+from __future__ import annotations
+
+import pytest
+from tiny_data import write_internal
+
+from bayes_retail.cli import main
+
+#: A small configuration every stage can fit on the tiny data in seconds (not converged: plumbing tests only).
+TINY_CONFIG = """
+[sampler]
+chains = 2
+draws = 30
+tune = 60
+
+[category]
+rank = 0
+
+[product]
+n_classes = 2
+burn_in_weeks = 0
+"""
+
+
+@pytest.fixture(scope="session")
+def tiny_fitted(tmp_path_factory):
+    """Tiny data with every stage fitted into ``tmp/models`` (pricing with `quick`, the rest with ``small.toml``)."""
+    tmp = tmp_path_factory.mktemp("tiny-fitted")
+    src = write_internal(tmp / "src")
+    config = tmp / "small.toml"
+    config.write_text(TINY_CONFIG)
+
+    def cli(*args):
+        return main(["--quiet", "--cache-dir", str(tmp / "cache"), *args])
+
+    assert cli("fit", "--stage", "pricing", "--data", str(src), "--out", str(tmp / "models"), "--config", "quick") == 0
+    for stage in ("visit", "category", "product", "quantity"):
+        assert cli("fit", "--stage", stage, "--data", str(src), "--out", str(tmp / "models"), "--config", str(config)) == 0
+    return tmp, src
