@@ -92,6 +92,12 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--seed", type=int, default=0, help="seed of household subsampling and the split (default 0)")
     check.set_defaults(func=cmd_check)
 
+    report = sub.add_parser("report", help="the HTML diagnostic report (one self-contained page) of fitted artifacts")
+    report.add_argument("--posterior", default=DEFAULT_MODELS_DIR, help="folder of fitted artifacts (default: models/)")
+    report.add_argument("--metrics", default=None, help="a metrics.json of the check (default: reports/metrics.json if present)")
+    report.add_argument("--out", default=DEFAULT_REPORT_DIR, help="folder for report.html (default: reports/)")
+    report.set_defaults(func=cmd_report)
+
     run = sub.add_parser("run", help="the whole pipeline on the embedded data: fit (or reuse models/), simulate, check")
     run.add_argument("--out", default=DEFAULT_REPORT_DIR, help="folder for metrics.json (default: reports/)")
     run.add_argument("--models", default=DEFAULT_MODELS_DIR, help="fitted artifacts to reuse or write (default: models/)")
@@ -207,13 +213,29 @@ def cmd_check(args: argparse.Namespace, progress: Progress) -> int:
     return _write_result(result, args.out, progress)
 
 
+def cmd_report(args: argparse.Namespace, progress: Progress) -> int:
+    from bayes_retail.report import build_report
+
+    metrics = args.metrics
+    if metrics is None and (Path(DEFAULT_REPORT_DIR) / "metrics.json").exists():
+        metrics = Path(DEFAULT_REPORT_DIR) / "metrics.json"
+    progress("building the report" + (f" with {metrics}" if metrics else ""))
+    path = build_report(args.posterior, metrics=metrics, out=args.out)
+    print(f"report: {path}")
+    return 0
+
+
 def cmd_run(args: argparse.Namespace, progress: Progress) -> int:
     from bayes_retail.pipeline import run_pipeline
+
+    from bayes_retail.report import build_report
 
     result, path = run_pipeline(models=args.models, synthetic=args.synthetic, reports=args.out, seed=args.seed,
                                 cache_dir=args.cache_dir, progress=progress)
     print(result.format_table())
     progress(f"metrics written to {path}")
+    report = build_report(args.models, metrics=path, out=args.out)
+    print(f"report: {report}")
     return 0
 
 
