@@ -92,6 +92,19 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--seed", type=int, default=0, help="seed of household subsampling and the split (default 0)")
     check.set_defaults(func=cmd_check)
 
+    ppc = sub.add_parser("ppc", help="posterior predictive check: the metric suite over S posterior draws")
+    ppc.add_argument("--posterior", default=DEFAULT_MODELS_DIR, help="folder of fitted artifacts (default: models/)")
+    ppc.add_argument("--data", default=None, help="the data the posteriors were fitted on (default: embedded)")
+    ppc.add_argument("--draws", type=int, default=20, help="posterior draws (default 20)")
+    ppc.add_argument("--mode", choices=("replay", "new", "population"), default="replay",
+                     help="replay: the fitted households with observed prices (default); new / population: new customers")
+    ppc.add_argument("--prices", choices=("observed", "hmm"), default=None,
+                     help="default: observed for replay, hmm for new customers")
+    ppc.add_argument("--seed", type=int, default=0)
+    ppc.add_argument("--synthetic", default=None, help="where the draws' panels go (default: synthetic/ppc-MODE)")
+    ppc.add_argument("--out", default=DEFAULT_REPORT_DIR, help="folder for ppc.json (default: reports/)")
+    ppc.set_defaults(func=cmd_ppc)
+
     report = sub.add_parser("report", help="the HTML diagnostic report (one self-contained page) of fitted artifacts")
     report.add_argument("--posterior", default=DEFAULT_MODELS_DIR, help="folder of fitted artifacts (default: models/)")
     report.add_argument("--metrics", default=None, help="a metrics.json of the check (default: reports/metrics.json if present)")
@@ -211,6 +224,27 @@ def cmd_check(args: argparse.Namespace, progress: Progress) -> int:
     progress("metric suite" + (" and the real-vs-real floor" if args.floor else ""))
     result = compute_suite(real, synthetic, seed=args.seed, floor=args.floor)
     return _write_result(result, args.out, progress)
+
+
+def cmd_ppc(args: argparse.Namespace, progress: Progress) -> int:
+    from bayes_retail.config import ConfigError
+    from bayes_retail.data import load_data
+    from bayes_retail.ppc import PPC_FILENAME, posterior_predictive_suite, write_ppc
+
+    data = load_data(args.data, cache_dir=args.cache_dir, progress=progress)
+    prices = args.prices or ("observed" if args.mode == "replay" else "hmm")
+    synthetic = args.synthetic or str(Path(DEFAULT_SYNTHETIC_DIR) / f"ppc-{args.mode}")
+    progress(f"posterior predictive check: {args.draws} draws, {args.mode} customers, {prices} prices")
+    try:
+        result = posterior_predictive_suite(args.posterior, data, synthetic, draws=args.draws, mode=args.mode,
+                                            prices=prices, seed=args.seed, cache_dir=args.cache_dir)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    path = write_ppc(result, Path(args.out) / PPC_FILENAME)
+    print(result["scores"].round(4).to_string(index=False))
+    print(result["p_values"].round(4).to_string(index=False))
+    progress(f"written to {path}")
+    return 0
 
 
 def cmd_report(args: argparse.Namespace, progress: Progress) -> int:

@@ -123,3 +123,22 @@ def posterior_predictive_suite(
         "per_draw": per_draw,
         "p_values": bayesian_p_values(pd.DataFrame(stats), observed),
     }
+
+
+PPC_FILENAME = "ppc.json"
+
+
+def write_ppc(result: dict[str, pd.DataFrame], path: str | os.PathLike) -> Path:
+    """Write the check's tables as one JSON document (records per table), atomically."""
+    from bayes_retail._io import write_json
+
+    path = Path(path)
+    write_json({name: table.to_dict(orient="records") for name, table in result.items()}, path)
+    return path
+
+
+def read_ppc(path: str | os.PathLike) -> dict[str, pd.DataFrame]:
+    """The tables written by :func:`write_ppc`."""
+    import json
+
+    return {name: pd.DataFrame(records) for name, records in json.loads(Path(path).read_text()).items()}

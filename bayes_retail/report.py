@@ -201,13 +201,24 @@ everything simulated from them are provisional.</div>{% endif %}
 {{ metrics_table }}
 <img alt="metric scores" src="{{ metrics_figure }}">
 {% else %}<p>No metrics given (run <code>bayes-retail run</code> or <code>check</code>, then pass <code>--metrics</code>).</p>{% endif %}
+<h2 id="ppc">Posterior predictive check over draws</h2>
+{% if ppc %}
+<p>Score of each metric over posterior draws (median and 90% interval) beside the real-vs-real floor:</p>
+{{ ppc.scores }}
+<p>Bayesian p-values (share of draws at or below the real value):</p>
+{{ ppc.p_values }}
+{% else %}<p>Not run (<code>bayes-retail ppc</code> writes <code>ppc.json</code> beside <code>metrics.json</code>).</p>{% endif %}
 </body></html>
 """
 
 
 def build_report(models: str | os.PathLike = "models", *, metrics: str | os.PathLike | None = None,
-                 out: str | os.PathLike = "reports") -> Path:
-    """Write ``out/report.html`` from the artifacts in ``models`` and, when given, a ``metrics.json``."""
+                 out: str | os.PathLike = "reports", ppc: str | os.PathLike | None = None) -> Path:
+    """Write ``out/report.html`` from the artifacts in ``models`` and, when given, a ``metrics.json``.
+
+    The posterior predictive check (``ppc.json`` of ``bayes-retail ppc``) is
+    included from ``ppc``, else from beside ``metrics`` when it is there.
+    """
     import jinja2
 
     from bayes_retail._version import __version__
@@ -220,7 +231,7 @@ def build_report(models: str | os.PathLike = "models", *, metrics: str | os.Path
         "<td>PASS</td>", '<td class="pass">PASS</td>')
     stages = [s for s in (_stage_section(models, stage) for stage in REPORT_STAGES) if s]
     context = {"models": str(models), "version": __version__, "convergence": conv_html, "failing": failing,
-               "stages": stages, "metrics": None}
+               "stages": stages, "metrics": None, "ppc": None}
     if metrics is not None:
         result = json.loads(Path(metrics).read_text())
         table = pd.DataFrame([{"metric": n, "tier": m.get("tier"), "score": 1 - m["ks"],
@@ -229,6 +240,13 @@ def build_report(models: str | os.PathLike = "models", *, metrics: str | os.Path
         context.update(metrics={"overall": result["overall"], "tiers": result.get("tier_scores", {})},
                        metrics_table=table.round(4).to_html(index=False, na_rep="", border=0),
                        metrics_figure=metrics_figure(result))
+    ppc_path = Path(ppc) if ppc is not None else (Path(metrics).parent / "ppc.json" if metrics is not None else None)
+    if ppc_path is not None and ppc_path.exists():
+        from bayes_retail.ppc import read_ppc
+
+        tables = read_ppc(ppc_path)
+        context.update(ppc={name: tables[name].round(4).to_html(index=False, na_rep="", border=0)
+                            for name in ("scores", "p_values") if name in tables})
     html = jinja2.Environment(autoescape=False).from_string(_TEMPLATE).render(**context)
     path = Path(out) / REPORT_FILENAME
     with atomic_path(path) as tmp:

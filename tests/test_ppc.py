@@ -41,3 +41,21 @@ def test_draw_summaries_and_p_values_by_hand():
     p = bayesian_p_values(pd.DataFrame({"visit_rate": [0.1, 0.2, 0.3, 0.4]}), {"visit_rate": 0.25}).iloc[0]
     assert p["p_value"] == 0.5 and p["median"] == pytest.approx(0.25)
     assert np.isnan(summarise_draws(per_draw, {}).iloc[0]["floor_score"])
+
+
+def test_the_ppc_command_writes_ppc_json_and_the_report_shows_it(tiny_fitted, tmp_path, capsys):
+    from bayes_retail.cli import main
+    from bayes_retail.ppc import read_ppc
+
+    tmp, src = tiny_fitted
+    cli = ["--quiet", "--cache-dir", str(tmp / "cache")]
+    assert main([*cli, "ppc", "--posterior", str(tmp / "models"), "--data", str(src), "--draws", "2",
+                 "--synthetic", str(tmp_path / "syn"), "--out", str(tmp_path / "rep")]) == 0
+    tables = read_ppc(tmp_path / "rep" / "ppc.json")
+    assert set(tables) == {"scores", "per_draw", "p_values"} and (tables["scores"]["draws"] == 2).all()
+    assert "score_median" in capsys.readouterr().out
+    from bayes_retail.report import build_report
+
+    html = build_report(tmp / "models", out=tmp_path / "rep", ppc=tmp_path / "rep" / "ppc.json").read_text()
+    section = html[html.index('<h2 id="ppc">'):]
+    assert "score_median" in section and "p_value" in section and "Not run" not in section
