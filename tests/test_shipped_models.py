@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -29,3 +30,23 @@ def test_shipped_stage_matches_the_embedded_data_and_the_default_config(stage):
 def test_shipped_models_stay_small():
     size = sum(p.stat().st_size for p in MODELS.rglob("*") if p.is_file())
     assert size < 25 * 2**20, f"models/ holds {size / 2**20:.1f} MiB"
+
+
+def test_thinning_a_stage_keeps_its_provenance_and_records_the_new_size(tiny_fitted, tmp_path):
+    import shutil
+
+    from bayes_retail.models.artifacts import thin_stage
+
+    tmp, _ = tiny_fitted
+    shutil.copytree(tmp / "models" / "visit", tmp_path / "visit")
+    before = load_posterior(tmp_path, "visit")
+    thin_stage(tmp_path, "visit", 20)
+    after = load_posterior(tmp_path, "visit", data_hash=before.attrs["data_hash"])
+    assert after.posterior.sizes["chain"] == before.posterior.sizes["chain"] and after.posterior.sizes["draw"] == 10
+    assert attr_json(after, "sampler")["keep_draws"] == 20
+    assert attr_json(after, "convergence") == attr_json(before, "convergence")
+    kept = after.posterior["a"].values
+    full = before.posterior["a"].values
+    assert all(any(np.array_equal(kept[0, i], full[0, j]) for j in range(full.shape[1])) for i in range(kept.shape[1]))
+    with pytest.raises(ValueError, match="would not thin"):
+        thin_stage(tmp_path, "visit", 500)

@@ -170,3 +170,29 @@ def load_posterior(folder: str | os.PathLike = "models", stage: str = "visit", *
     except (ImportError, AttributeError) as exc:
         raise ArtifactError(f"unknown stage {stage!r}", file=str(folder)) from exc
     return load_stage(folder, stage=stage, model_version=version, data_hash=data_hash)
+
+
+def thin_stage(folder: str | os.PathLike, stage: str, keep_draws: int) -> Path:
+    """Rewrite ``folder/<stage>/trace.nc`` (``folder``: an artifacts folder) with about ``keep_draws`` draws (evenly spaced per chain), atomically.
+
+    For shipping a fitted stage smaller than it was written. The verdict and
+    every table beside the trace were computed on all draws and stay valid;
+    the trace's ``sampler`` attribute records the new ``keep_draws``.
+    """
+    import importlib
+
+    version = importlib.import_module(f"bayes_retail.models.{stage}").MODEL_VERSION
+    idata = load_stage(folder, stage=stage, model_version=version)
+    kept = idata.posterior.sizes["chain"] * idata.posterior.sizes["draw"]
+    if keep_draws >= kept:
+        raise ValueError(f"the trace keeps {kept} draws; thinning to {keep_draws} would not thin it")
+    idata = _thinned(idata, keep_draws)
+    idata.load()
+    sampler = {**attr_json(idata, "sampler"), "keep_draws": int(keep_draws)}
+    for group in idata.groups():
+        getattr(idata, group).attrs["sampler"] = json.dumps(sampler)
+    idata.attrs["sampler"] = json.dumps(sampler)
+    path = stage_path(folder, stage)
+    with atomic_path(path) as tmp:
+        idata.to_netcdf(str(tmp), engine="h5netcdf")
+    return path
