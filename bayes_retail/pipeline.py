@@ -43,10 +43,23 @@ def stage_is_current(models: str | Path, stage: str, data, config: dict) -> tupl
         return False, f"fitted with configuration {attrs.get('config_name')!r}, not {config['name']!r}"
     wanted = json.loads(json.dumps(config["sections"].get(stage, {})))
     fitted = json.loads(attrs.get("stage_config") or "{}")
-    differing = sorted(k for k, v in wanted.items() if fitted.get(k) != v)
+    # a key the fitted settings lack is an option added since: the fit had its default behaviour
+    defaults = json.loads(json.dumps(_config_class(stage)().to_dict()))
+    differing = sorted(k for k, v in wanted.items() if fitted.get(k, defaults.get(k)) != v)
     if differing:
         return False, f"fitted with other [{stage}] settings ({', '.join(differing)})"
     return True, "current"
+
+
+def _config_class(stage: str):
+    from bayes_retail.models.category import CategoryConfig
+    from bayes_retail.models.product import ProductConfig
+    from bayes_retail.models.quantity import QuantityConfig
+    from bayes_retail.models.visit import VisitConfig
+    from bayes_retail.pricing import PricingConfig
+
+    return {"pricing": PricingConfig, "visit": VisitConfig, "category": CategoryConfig, "product": ProductConfig,
+            "quantity": QuantityConfig}[stage]
 
 
 def fit_stage(stage: str, data, config: dict, *, models: str | Path, seed: int, progress: Callable[[str], None]) -> None:

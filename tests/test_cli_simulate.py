@@ -144,3 +144,17 @@ def test_the_pipeline_reuses_current_artifacts_and_scores_a_synthetic_panel(fitt
                             config_name=str(tmp / "small.toml"), cache_dir=str(tmp / "cache"), progress=messages.append)
     assert not any("fitting" in m for m in messages) and again.overall == result.overall
     assert stage_is_current(models, "visit", data, load_config("default"))[1].startswith("fitted with configuration")
+
+
+def test_a_stage_fitted_with_other_settings_is_stale(fitted):
+    from bayes_retail.config import load_config
+    from bayes_retail.pipeline import stage_is_current
+
+    tmp, src = fitted
+    data = load_data(src, cache_dir=tmp / "cache")
+    config = load_config(tmp / "small.toml")
+    config["sections"]["visit"] = {"weight_weeks": 9}
+    current, why = stage_is_current(tmp / "models", "visit", data, config)
+    assert not current and "weight_weeks" in why
+    config["sections"]["visit"] = {"weight_weeks": 8}  # the default, spelled out: still current
+    assert stage_is_current(tmp / "models", "visit", data, config) == (True, "current")
