@@ -158,3 +158,24 @@ def test_a_stage_fitted_with_other_settings_is_stale(fitted):
     assert not current and "weight_weeks" in why
     config["sections"]["visit"] = {"weight_weeks": 8}  # the default, spelled out: still current
     assert stage_is_current(tmp / "models", "visit", data, config) == (True, "current")
+
+
+def test_each_draw_gets_its_own_class_membership(fitted):
+    from bayes_retail.models import product
+    from bayes_retail.pricing.artifacts import load_imputations
+    from bayes_retail.pricing.model import PricingPanel
+    from bayes_retail.simulate.population import Posteriors, draw_class_membership, product_stage_data, template_ids
+
+    tmp, src = fitted
+    data = load_data(src, cache_dir=tmp / "cache")
+    posteriors = Posteriors.load(tmp / "models", data_hash=data.data_hash)
+    depth = load_imputations(tmp / "models" / "pricing", PricingPanel.from_product_weeks(data.product_weeks))[0]
+    pdata = product_stage_data(posteriors, data, depth)
+    ids = template_ids(posteriors)[::-1]  # any order: rows follow ids
+    first = draw_class_membership(posteriors, pdata, 0, ids)
+    last = draw_class_membership(posteriors, pdata, 59, ids)
+    np.testing.assert_allclose(first.sum(axis=1), 1.0)
+    assert not np.allclose(first, last)
+    n_draws = posteriors.product.sizes["draw"]
+    direct = product.class_membership(product.posterior_params(posteriors.product, pdata, 59 // n_draws, 59 % n_draws), pdata)
+    np.testing.assert_allclose(last, direct[pd.Index(pdata.households).get_indexer(ids)])

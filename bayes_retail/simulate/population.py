@@ -156,11 +156,48 @@ def modal_stores(transactions: pd.DataFrame) -> pd.Series:
     return counts.drop_duplicates("household_id").set_index("household_id")["store_id"]
 
 
-def templates(posteriors: Posteriors, visit_data, index: int, *, stores: pd.Series | None = None) -> Templates:
+def product_stage_data(posteriors: Posteriors, data, depth: np.ndarray):
+    """The product stage's data for the households its trace was fitted on (its settings from the trace)."""
+    import json
+
+    from bayes_retail.models import product
+
+    config = product.ProductConfig(**json.loads(posteriors.product.attrs.get("stage_config", "{}")))
+    from bayes_retail.config import parse_weeks
+
+    fitted = posteriors.class_membership["household_id"].to_numpy()  # the trace has no household axis
+    pdata = product.build_product_data(data, depth, config, households=fitted)
+    return pdata.restricted_to(parse_weeks(posteriors.product.attrs.get("weeks")))  # the weeks the fit scored
+
+
+def draw_class_membership(posteriors: Posteriors, product_data, index: int, ids: np.ndarray, *, inputs=None) -> np.ndarray:
+    """``(H, K)`` class probabilities of households ``ids`` under posterior draw ``index`` of the product stage.
+
+    Each household's choices weighed by that draw's class utilities (the
+    kernel's forward half), so the class follows the draw instead of an
+    average over draws.
+    """
+    from bayes_retail.models import product
+
+    post = posteriors.product
+    n_draws = int(post.sizes["draw"])
+    flat = index % (int(post.sizes["chain"]) * n_draws)
+    params = product.posterior_params(post, product_data, flat // n_draws, flat % n_draws)
+    membership = product.class_membership(params, product_data, inputs=inputs)
+    return membership[pd.Index(product_data.households).get_indexer(ids)]
+
+
+def templates(
+    posteriors: Posteriors, visit_data, index: int, *, stores: pd.Series | None = None,
+    class_probabilities: np.ndarray | None = None,
+) -> Templates:
     """The template households under simulator draw ``index``.
 
     ``visit_data`` is the visit stage's data (entry weeks, signal definition);
-    ``stores`` maps household ids to their store (:func:`modal_stores`).
+    ``stores`` maps household ids to their store (:func:`modal_stores`);
+    ``class_probabilities`` (rows in :func:`template_ids` order) replaces the
+    membership averaged over draws (``class_membership.csv``), e.g. with
+    :func:`draw_class_membership` of this draw.
     """
     from bayes_retail.models import category as category_stage
     from bayes_retail.models import visit as visit_stage
@@ -174,7 +211,8 @@ def templates(posteriors: Posteriors, visit_data, index: int, *, stores: pd.Seri
     flat_index = index % theta.shape[0]
     cat = posteriors.category.isel(household=rows(posteriors.category["household"].values))
     params = category_stage.posterior_parameters(cat, index % int(cat.sizes["chain"] * cat.sizes["draw"]))
-    membership = posteriors.class_membership.set_index("household_id").loc[ids]
+    membership = (posteriors.class_membership.set_index("household_id").loc[ids].to_numpy(float)
+                  if class_probabilities is None else np.asarray(class_probabilities, dtype=float))
     vrows = rows(visit_data.households)
     weeks = np.asarray(visit_data.weeks)
     return Templates(
@@ -182,7 +220,7 @@ def templates(posteriors: Posteriors, visit_data, index: int, *, stores: pd.Seri
         entry_week=np.searchsorted(weeks, visit_data.entry_week[vrows]),
         visit=theta[flat_index],
         category_preference=params["u"][:, None] + params["f"] @ params["loadings"].T,
-        class_probabilities=membership.to_numpy(float),
+        class_probabilities=membership,
         basket=_flat(posteriors.quantity.isel(household=rows(posteriors.quantity["household"].values)), "basket", index),
         category_weights=visit_data.category_weights[vrows],
         signal_household_mean=visit_data.signal_household_mean[vrows],

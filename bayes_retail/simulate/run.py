@@ -379,11 +379,25 @@ def posterior_worlds(
     (its own stream, so the path does not depend on the batches);
     ``"observed"`` uses the data's prices with imputed depth panel ``draw mod M``
     of ``depth_panels`` (``(M, T, N)``): the imputations are pooled over draws.
+    With ``depth_panels`` given, each draw's product classes follow that draw
+    (:func:`~bayes_retail.simulate.population.draw_class_membership` on the
+    panel the product stage was fitted with, the first); without, the
+    membership averaged over draws is used.
     ``policy`` (:mod:`~bayes_retail.simulate.policy`) overrides promotions on top of either.
     """
     from bayes_retail.models import visit
     from bayes_retail.simulate.policy import apply_policy
-    from bayes_retail.simulate.population import DRAW_PRICES, draw_rng, modal_stores, stage_draw, templates
+    from bayes_retail.models import product
+    from bayes_retail.simulate.population import (
+        DRAW_PRICES,
+        draw_class_membership,
+        draw_rng,
+        modal_stores,
+        product_stage_data,
+        stage_draw,
+        template_ids,
+        templates,
+    )
     from bayes_retail.simulate.world import hmm_prices, observed_prices
 
     if prices == "hmm" and pricing_model is None:
@@ -394,6 +408,16 @@ def posterior_worlds(
     vd = visit.build_visit_data(data, visit.VisitConfig(**config))
     stores = modal_stores(data.transactions)
     entry_weeks = np.searchsorted(vd.weeks, vd.entry_week)
+    membership = None
+    if depth_panels is not None:  # the product stage's data: each draw's class membership follows the draw
+        product_data = product_stage_data(posteriors, data, depth_panels[0])
+        inputs = product.kernel_inputs(product_data)
+        ids = template_ids(posteriors)
+
+        def draw_membership(d):
+            return draw_class_membership(posteriors, product_data, d, ids, inputs=inputs)
+
+        membership = draw_membership
 
     def build(d: int) -> DrawWorld:
         rng = draw_rng(seed, d, DRAW_PRICES)
@@ -403,9 +427,10 @@ def posterior_worlds(
         )
         if policy is not None:
             grid = apply_policy(grid, catalogue, vd.weeks, policy)
+        klass = membership(d) if membership is not None else None
         return draw_world(
-            d, stage_draw(posteriors, catalogue, d), templates(posteriors, vd, d, stores=stores), grid, catalogue,
-            signal_sd=vd.signal_sd, entry_weeks=entry_weeks, week_numbers=vd.weeks,
+            d, stage_draw(posteriors, catalogue, d), templates(posteriors, vd, d, stores=stores, class_probabilities=klass),
+            grid, catalogue, signal_sd=vd.signal_sd, entry_weeks=entry_weeks, week_numbers=vd.weeks,
         )
 
     return build
@@ -435,10 +460,8 @@ def _folder_worlds(posterior, data, *, customers, draws, mode, prices, seed, bat
     catalogue = catalogue_from_data(data)
     _check_policy(policy, catalogue, np.asarray(data.weeks))
     pricing_model = load_pricing(folder / "pricing") if spec.prices == "hmm" else None
-    depth_panels = (
-        load_imputations(folder / "pricing", PricingPanel.from_product_weeks(data.product_weeks))
-        if spec.prices == "observed" else None
-    )
+    # the imputed depths: observed prices use panel d mod M; the product stage's data (class membership) panel 0
+    depth_panels = load_imputations(folder / "pricing", PricingPanel.from_product_weeks(data.product_weeks))
     worlds = posterior_worlds(
         posteriors, data, catalogue, seed=spec.seed, prices=spec.prices, pricing_model=pricing_model,
         depth_panels=depth_panels, policy=policy,
