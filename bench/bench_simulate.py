@@ -1,6 +1,6 @@
 """Simulator throughput at the full catalogue's size (synthetic parameters, real dimensions).
 
-Usage: python bench/bench_simulate.py [--customers 10000] [--batch-size 1000] [--out DIR]
+Usage: python bench/bench_simulate.py [--customers 10000] [--batch-size 1000] [--out DIR] [--scheduler local]
 
 Dimensions of the embedded data: 297 categories, 21,959 choice-set items
 (items per category as in the data are approximated by equal sizes), 67,671
@@ -35,6 +35,8 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=10_000)
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--out", default=None)
+    parser.add_argument("--scheduler", default=None,
+                        help="also run the same customers on Dask ('local': one worker per core) and compare throughput per core")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     catalogue = synthetic_catalogue(rng, n_categories=N_CATEGORIES, items=ITEMS, tail=TAIL)
@@ -60,6 +62,18 @@ def main() -> None:
         wall = time.perf_counter() - t0
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     cw = args.customers * N_WEEKS
+    if args.scheduler:
+        import os
+
+        workers = os.cpu_count() or 1
+        with tempfile.TemporaryDirectory() as tmp:
+            # the cluster's start-up and the broadcast of the draw's tables are inside the timing
+            t0 = time.perf_counter()
+            run_simulation(lambda d: world, catalogue, spec, Path(tmp) / "dask", scheduler=args.scheduler)
+            dask_wall = time.perf_counter() - t0
+        print(f"Dask ({args.scheduler}, {workers} workers): {dask_wall:.1f} s wall, {cw / dask_wall:,.0f} customer-weeks/s; "
+              f"per core {cw / dask_wall / workers:,.0f} vs in-process {cw / wall:,.0f} "
+              f"(ratio {(cw / dask_wall / workers) / (cw / wall):.2f})")
     print(f"shared tables (choice probabilities, intensity): {shared:.1f} s")
     print(f"{args.customers} customers x {N_WEEKS} weeks: {wall:.1f} s wall, {manifest['lines']} lines, "
           f"{cw / wall:,.0f} customer-weeks/s, peak RSS {rss:,.0f} MB")
