@@ -153,6 +153,33 @@ def metrics_figure(metrics: dict) -> str:
     return _png(fig)
 
 
+#: Household-level parameters whose posterior means the report histograms, per stage.
+HOUSEHOLD_PARAMETERS = {"visit": ("a", "g", "b"), "category": ("u",), "quantity": ("basket",)}
+
+
+def heterogeneity_figure(idata, stage: str) -> str | None:
+    """Histograms of each household's posterior mean of the stage's household parameters (the heterogeneity)."""
+    import matplotlib.pyplot as plt
+
+    post = idata.posterior
+    if stage == "visit" and {"mu", "sigma", "z_signal"} <= set(post):
+        from bayes_retail.models.visit import household_parameters
+
+        theta = household_parameters(post).mean(axis=0)
+        values = {"a (visit propensity)": theta[:, 0], "g (signal response)": theta[:, 1], "b (log extra trips)": theta[:, 2]}
+    else:
+        values = {name: post[name].mean(dim=("chain", "draw")).values for name in HOUSEHOLD_PARAMETERS.get(stage, ())
+                  if name in post}
+    if not values:
+        return None
+    fig, axes = plt.subplots(1, len(values), figsize=(3 * len(values), 2.4), squeeze=False)
+    for ax, (name, v) in zip(axes[0], values.items()):
+        ax.hist(np.ravel(v), bins=40)
+        ax.set_title(name, fontsize=8)
+    axes[0, 0].set_ylabel("households")
+    return _png(fig)
+
+
 def _stage_section(models: Path, stage: str) -> dict | None:
     from bayes_retail.models.artifacts import load_posterior
 
@@ -163,6 +190,7 @@ def _stage_section(models: Path, stage: str) -> dict | None:
     hyper = pd.read_csv(folder / "hyperpriors.csv")
     section = {"stage": stage, "hyperpriors": hyper.round(4).to_html(index=False, na_rep="", border=0),
                "figures": hyperparameter_figures(idata, list(dict.fromkeys(hyper["variable"])))}
+    section["figures"]["household heterogeneity (posterior means)"] = heterogeneity_figure(idata, stage)
     if (folder / "seasonal_indices.csv").exists():
         section["figures"]["seasonal indices (posterior predictive, 90% band)"] = seasonal_figure(
             pd.read_csv(folder / "seasonal_indices.csv"))

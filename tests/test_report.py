@@ -25,7 +25,8 @@ def test_the_report_has_every_section_and_embeds_its_images(tiny_fitted, tmp_pat
         assert f'<h2 id="{section}">' in html
     # self-contained: every image is an embedded PNG, nothing is fetched
     sources = re.findall(r'src="([^"]+)"', html)
-    assert len(sources) >= 9 and all(s.startswith("data:image/png;base64,") for s in sources)
+    assert len(sources) >= 12 and all(s.startswith("data:image/png;base64,") for s in sources)
+    assert html.count("<h3>household heterogeneity") == 3  # visit, category, quantity
     assert all(base64.b64decode(s.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n" for s in sources)
     assert "http://" not in html and "https://" not in html
     # the tiny fits do not converge: the page says so up front
