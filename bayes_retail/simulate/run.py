@@ -398,7 +398,7 @@ def posterior_worlds(
         template_ids,
         templates,
     )
-    from bayes_retail.simulate.world import hmm_prices, observed_prices
+    from bayes_retail.simulate.world import hmm_prices, observed_prices, price_basis
 
     if prices == "hmm" and pricing_model is None:
         raise ValueError("HMM prices need the fitted pricing model")
@@ -408,6 +408,7 @@ def posterior_worlds(
     vd = visit.build_visit_data(data, visit.VisitConfig(**config))
     stores = modal_stores(data.transactions)
     entry_weeks = np.searchsorted(vd.weeks, vd.entry_week)
+    basis = price_basis(data, catalogue)  # shared by every draw's prices
     membership = None
     if depth_panels is not None:  # the product stage's data: each draw's class membership follows the draw
         product_data = product_stage_data(posteriors, data, depth_panels[0])
@@ -422,8 +423,8 @@ def posterior_worlds(
     def build(d: int) -> DrawWorld:
         rng = draw_rng(seed, d, DRAW_PRICES)
         grid = (
-            hmm_prices(data, catalogue, pricing_model, rng) if prices == "hmm"
-            else observed_prices(data, catalogue, depth_panels[d % len(depth_panels)], rng)
+            hmm_prices(basis, pricing_model, rng) if prices == "hmm"
+            else observed_prices(basis, depth_panels[d % len(depth_panels)], rng)
         )
         if policy is not None:
             grid = apply_policy(grid, catalogue, vd.weeks, policy)

@@ -14,6 +14,8 @@ independent of the HMMs' calendar.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
@@ -47,10 +49,8 @@ def catalogue_from_data(data) -> Catalogue:
     cumshare[(starts + counts - 1)[counts > 0]] = 1.0
     item_product = np.full(len(items), -1, dtype=np.int64)
     item_product[real] = np.arange(real.sum())
-    log_shelf = np.log(panel.shelf)
-    column = pd.Index(panel.products["product_id"]).get_indexer(top_ids)
     mean_log_shelf = np.zeros(len(items))
-    mean_log_shelf[real] = log_shelf[:, column].mean(axis=0)
+    mean_log_shelf[real] = _mean_log_shelf(panel, _top_columns(panel, top_ids))
     return Catalogue(
         item_category=items["category_id"].to_numpy(np.int64),
         item_product=item_product,
@@ -83,8 +83,7 @@ def tail_price_table(data, catalogue: Catalogue) -> pd.DataFrame:
     return table.reset_index()
 
 
-def _with_tail(top: dict, data, catalogue: Catalogue, n_weeks: int, rng: np.random.Generator) -> dict:
-    tail = tail_price_table(data, catalogue)
+def _with_tail(top: dict, tail: pd.DataFrame, n_weeks: int, rng: np.random.Generator) -> dict:
     n_tail = len(tail)
     discounted = rng.random((n_tail, n_weeks)) < tail["discounted"].to_numpy()[:, None]
     extra = {
@@ -96,48 +95,73 @@ def _with_tail(top: dict, data, catalogue: Catalogue, n_weeks: int, rng: np.rand
     return {name: np.vstack([top[name], extra[name]]) for name in extra}
 
 
-def _log_shelf_centre(panel: PricingPanel, catalogue: Catalogue) -> np.ndarray:
-    """The product stage's centre: each choice-set product's mean observed-panel log shelf price."""
-    centre = np.zeros(catalogue.item_product.size)
+def _top_columns(panel: PricingPanel, top_ids: np.ndarray) -> np.ndarray:
+    """Panel columns of the choice-set products ``top_ids`` (the catalogue's rows ``0..N-1``)."""
+    return pd.Index(panel.products["product_id"]).get_indexer(top_ids)
+
+
+def _mean_log_shelf(panel: PricingPanel, columns: np.ndarray) -> np.ndarray:
+    """Each product's mean log shelf price over the observed panel: the product stage's price centre."""
+    return np.log(panel.shelf[:, columns]).mean(axis=0)
+
+
+@dataclass(frozen=True)
+class PriceBasis:
+    """What every price path of one data set shares, computed once per run (not once per posterior draw).
+
+    Attributes
+    ----------
+    panel
+        The pricing panel of the data.
+    columns
+        Panel columns of the catalogue's choice-set product rows.
+    log_shelf_centre
+        ``(G,)`` the product stage's price centre per item (0 for "other").
+    tail
+        :func:`tail_price_table` of the catalogue.
+    """
+
+    panel: PricingPanel
+    columns: np.ndarray
+    log_shelf_centre: np.ndarray
+    tail: pd.DataFrame
+
+
+def price_basis(data, catalogue: Catalogue) -> PriceBasis:
+    """The :class:`PriceBasis` of ``data`` and its catalogue."""
+    panel = PricingPanel.from_product_weeks(data.product_weeks)
     real = catalogue.item_product >= 0
-    column = pd.Index(panel.products["product_id"]).get_indexer(catalogue.product_ids[catalogue.item_product[real]])
-    centre[real] = np.log(panel.shelf[:, column]).mean(axis=0)
-    return centre
+    columns = _top_columns(panel, catalogue.product_ids[: int(real.sum())])
+    centre = np.zeros(catalogue.item_product.size)
+    centre[real] = _mean_log_shelf(panel, columns)[catalogue.item_product[real]]
+    return PriceBasis(panel=panel, columns=columns, log_shelf_centre=centre, tail=tail_price_table(data, catalogue))
 
 
-def _top_rows(panel: PricingPanel, catalogue: Catalogue) -> np.ndarray:
-    """Panel columns of the catalogue's choice-set product rows (rows ``0..N-1``)."""
-    n_top = int((catalogue.item_product >= 0).sum())
-    return pd.Index(panel.products["product_id"]).get_indexer(catalogue.product_ids[:n_top])
-
-
-def observed_prices(data, catalogue: Catalogue, depth: np.ndarray, rng: np.random.Generator) -> PriceGrid:
+def observed_prices(basis: PriceBasis, depth: np.ndarray, rng: np.random.Generator) -> PriceGrid:
     """Prices as observed: the panel's shelf prices and flags, ``depth`` a completed ``(T, N)`` depth panel.
 
     ``depth`` is the observed depths with one imputation of the missing ones
     (``load_imputations(...)[m]``), in the pricing panel's product order.
     ``rng`` draws the tail products' discounted weeks.
     """
-    panel = PricingPanel.from_product_weeks(data.product_weeks)
+    panel, cols = basis.panel, basis.columns
     if depth.shape != panel.depth.shape or np.isnan(depth).any():
         raise ValueError(f"depth must be a completed panel of shape {panel.depth.shape}")
-    cols = _top_rows(panel, catalogue)
     top = {
         "shelf": panel.shelf[:, cols].T, "depth": np.clip(depth[:, cols].T, 0.0, 0.99),
         "display": panel.display[:, cols].T.astype(float), "mailer": panel.mailer[:, cols].T.astype(float),
     }
-    grids = _with_tail(top, data, catalogue, panel.weeks.size, rng)
-    return PriceGrid(**grids, log_shelf_centre=_log_shelf_centre(panel, catalogue))
+    grids = _with_tail(top, basis.tail, panel.weeks.size, rng)
+    return PriceGrid(**grids, log_shelf_centre=basis.log_shelf_centre)
 
 
-def hmm_prices(data, catalogue: Catalogue, pricing_model, rng: np.random.Generator) -> PriceGrid:
+def hmm_prices(basis: PriceBasis, pricing_model, rng: np.random.Generator) -> PriceGrid:
     """Prices drawn from the fitted pricing HMMs over the data's weeks (one path per call)."""
-    panel = PricingPanel.from_product_weeks(data.product_weeks)
+    panel = basis.panel
     sim = pricing_model.simulate(panel.weeks, rng)
     n_w = panel.weeks.size
     order = pd.Index(sim["product_id"].to_numpy()[::n_w])
-    n_top = int((catalogue.item_product >= 0).sum())
-    rows = order.get_indexer(catalogue.product_ids[:n_top])
+    rows = order.get_indexer(panel.products["product_id"].to_numpy()[basis.columns])
     if np.any(rows < 0):
         raise ValueError("the pricing model does not price every choice-set product (fit it on the same data)")
 
@@ -146,5 +170,5 @@ def hmm_prices(data, catalogue: Catalogue, pricing_model, rng: np.random.Generat
 
     top = {"shelf": grid("base_price"), "depth": np.clip(grid("depth"), 0.0, 0.99),
            "display": grid("display"), "mailer": grid("mailer")}
-    grids = _with_tail(top, data, catalogue, n_w, rng)
-    return PriceGrid(**grids, log_shelf_centre=_log_shelf_centre(panel, catalogue))
+    grids = _with_tail(top, basis.tail, n_w, rng)
+    return PriceGrid(**grids, log_shelf_centre=basis.log_shelf_centre)
