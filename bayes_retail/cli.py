@@ -134,59 +134,24 @@ def cmd_data(args: argparse.Namespace, progress: Progress) -> int:
 def cmd_fit(args: argparse.Namespace, progress: Progress) -> int:
     from bayes_retail.config import load_config, stage_config
     from bayes_retail.data import load_data
-    from bayes_retail.models.category import CategoryConfig
-    from bayes_retail.models.product import ProductConfig
-    from bayes_retail.models.quantity import QuantityConfig
-    from bayes_retail.models.stage import (
-        SAMPLER_STAGES,
-        data_selection,
-        run_category_stage,
-        run_product_stage,
-        run_quantity_stage,
-        run_visit_stage,
-        sampler_config,
-    )
-    from bayes_retail.models.visit import VisitConfig
-    from bayes_retail.pricing import PricingConfig
-    from bayes_retail.pricing.stage import format_summary, run_pricing_stage
+    from bayes_retail.models.stage import SAMPLER_STAGES, data_selection, sampler_config
+    from bayes_retail.pipeline import PIPELINE_STAGES, config_class, fit_stage
+    from bayes_retail.pricing.stage import format_summary
 
     config = load_config(args.config)
     stages = ("pricing", "visit", "category", "quantity") if args.stage == "all" else (args.stage,)
     # check every section before any long work starts
-    pricing_config = stage_config(config, "pricing", PricingConfig)
-    stage_config(config, "visit", VisitConfig)
-    stage_config(config, "category", CategoryConfig)
-    stage_config(config, "quantity", QuantityConfig)
-    stage_config(config, "product", ProductConfig)
+    for name in PIPELINE_STAGES:
+        stage_config(config, name, config_class(name))
     for name in SAMPLER_STAGES:
         sampler_config(config, method=args.method, stage=name)
     data_selection(config, weeks=args.weeks)
     data = load_data(args.data, cache_dir=args.cache_dir, progress=progress)
-    if "pricing" in stages:
-        summary = run_pricing_stage(
-            data, config=pricing_config, seed=args.seed, out=args.out, config_name=config["name"], progress=progress
-        )
-        print(format_summary(summary))
-    if "visit" in stages:
-        summary = run_visit_stage(
-            data, config=config, seed=args.seed, out=args.out, method=args.method, weeks=args.weeks, progress=progress
-        )
-        print(f"visit: {summary['seconds']['total']} s; see {Path(args.out) / 'visit'}")
-    if "category" in stages:
-        summary = run_category_stage(
-            data, config=config, seed=args.seed, out=args.out, method=args.method, weeks=args.weeks, progress=progress
-        )
-        print(f"category: {summary['seconds']['total']} s; see {Path(args.out) / 'category'}")
-    if "product" in stages:
-        summary = run_product_stage(
-            data, config=config, seed=args.seed, out=args.out, method=args.method, weeks=args.weeks, progress=progress
-        )
-        print(f"product: {summary['seconds']['total']} s; see {Path(args.out) / 'product'}")
-    if "quantity" in stages:
-        summary = run_quantity_stage(
-            data, config=config, seed=args.seed, out=args.out, method=args.method, weeks=args.weeks, progress=progress
-        )
-        print(f"quantity: {summary['seconds']['total']} s; see {Path(args.out) / 'quantity'}")
+    for stage in stages:
+        summary = fit_stage(stage, data, config, models=args.out, seed=args.seed, method=args.method,
+                            weeks=args.weeks, progress=progress)
+        print(format_summary(summary) if stage == "pricing"
+              else f"{stage}: {summary['seconds']['total']} s; see {Path(args.out) / stage}")
     return 0
 
 

@@ -44,14 +44,15 @@ def stage_is_current(models: str | Path, stage: str, data, config: dict) -> tupl
     wanted = json.loads(json.dumps(config["sections"].get(stage, {})))
     fitted = json.loads(attrs.get("stage_config") or "{}")
     # a key the fitted settings lack is an option added since: the fit had its default behaviour
-    defaults = json.loads(json.dumps(_config_class(stage)().to_dict()))
+    defaults = json.loads(json.dumps(config_class(stage)().to_dict()))
     differing = sorted(k for k, v in wanted.items() if fitted.get(k, defaults.get(k)) != v)
     if differing:
         return False, f"fitted with other [{stage}] settings ({', '.join(differing)})"
     return True, "current"
 
 
-def _config_class(stage: str):
+def config_class(stage: str):
+    """The dataclass of a stage's configuration section."""
     from bayes_retail.models.category import CategoryConfig
     from bayes_retail.models.product import ProductConfig
     from bayes_retail.models.quantity import QuantityConfig
@@ -62,19 +63,24 @@ def _config_class(stage: str):
             "quantity": QuantityConfig}[stage]
 
 
-def fit_stage(stage: str, data, config: dict, *, models: str | Path, seed: int, progress: Callable[[str], None]) -> None:
-    """Fit one stage with ``config`` into ``models``."""
+def fit_stage(
+    stage: str, data, config: dict, *, models: str | Path, seed: int, progress: Callable[[str], None],
+    method: str | None = None, weeks: str | None = None,
+) -> dict:
+    """Fit one stage with ``config`` into ``models``; returns its summary.
+
+    ``method`` and ``weeks`` override the configuration's for the shopper
+    stages (the pricing HMMs have neither).
+    """
     from bayes_retail.config import stage_config
     from bayes_retail.models import stage as runners
-    from bayes_retail.pricing import PricingConfig
     from bayes_retail.pricing.stage import run_pricing_stage
 
     if stage == "pricing":
-        run_pricing_stage(data, config=stage_config(config, "pricing", PricingConfig), seed=seed, out=models,
-                          config_name=config["name"], progress=progress)
-        return
+        return run_pricing_stage(data, config=stage_config(config, "pricing", config_class("pricing")), seed=seed,
+                                 out=models, config_name=config["name"], progress=progress)
     runner = getattr(runners, f"run_{stage}_stage")
-    runner(data, config=config, seed=seed, out=models, progress=progress)
+    return runner(data, config=config, seed=seed, out=models, method=method, weeks=weeks, progress=progress)
 
 
 def run_pipeline(
