@@ -43,6 +43,55 @@ def test_sampler_config_validates_every_field():
     with pytest.raises(ValueError, match="target_accept"):
         SamplerConfig(target_accept=1.0)
     assert SamplerConfig(method="advi").approximate and not SamplerConfig(method="pymc").approximate
+    with pytest.raises(ValueError, match="time_limit_minutes must be a non-negative number"):
+        SamplerConfig(time_limit_minutes=-1)
+    with pytest.raises(ValueError, match="'nutpie' only, not 'pymc'"):
+        SamplerConfig(method="pymc", time_limit_minutes=5)
+
+
+def _slow_normal_model():
+    """A model whose gradient takes ~1 ms (a million observations), so a few seconds make few draws."""
+    import pymc as pm
+
+    with pm.Model() as model:
+        x = pm.Normal("x", 0.0, 1.0, shape=5)
+        pm.Normal("y", x.sum(), 1000.0, observed=np.zeros(1_000_000))
+    return model
+
+
+def test_a_time_limit_keeps_the_draws_every_chain_completed_and_fails_the_verdict():
+    from bayes_retail.models.sampling import sample_posterior
+
+    # 2 x (50 + 10 million) draws cannot finish in 3 seconds
+    config = SamplerConfig(chains=2, tune=50, draws=10_000_000, time_limit_minutes=0.05)
+    idata = sample_posterior(_slow_normal_model(), config=config, seed=1)
+    n = idata.posterior.sizes["draw"]
+    assert idata.attrs["stopped_early"] == 1 and idata.attrs["draws_completed"] == n
+    assert 4 <= n < 10_000_000
+    assert np.isfinite(idata.posterior["x"].values).all()
+    assert idata.sample_stats.sizes["draw"] == n
+    verdict = convergence(idata)
+    assert verdict.stopped_early and not verdict.passed
+    assert any(f"time limit after {n} draws" in f for f in verdict.failures)
+
+
+def test_a_time_limit_inside_warmup_is_a_clear_error():
+    from bayes_retail.models.sampling import SamplerError, sample_posterior
+
+    config = SamplerConfig(chains=2, tune=10_000_000, draws=10, time_limit_minutes=0.02)
+    with pytest.raises(SamplerError, match="time limit .* raise time_limit_minutes or lower tune"):
+        sample_posterior(_slow_normal_model(), config=config, seed=1)
+
+
+def test_a_run_within_its_time_limit_equals_one_without():
+    from bayes_retail.models.sampling import sample_posterior
+
+    plain = sample_posterior(_slow_normal_model(), config=SamplerConfig(chains=2, tune=50, draws=50), seed=3)
+    limited = sample_posterior(
+        _slow_normal_model(), config=SamplerConfig(chains=2, tune=50, draws=50, time_limit_minutes=10), seed=3
+    )
+    assert "stopped_early" not in limited.attrs
+    np.testing.assert_array_equal(plain.posterior["x"].values, limited.posterior["x"].values)
 
 
 def test_a_well_mixed_posterior_passes():

@@ -39,6 +39,9 @@ class Convergence:
         Every threshold met (always False for an approximate method).
     approximate
         The posterior comes from ADVI or pathfinder.
+    stopped_early
+        The sampler's time limit cut the chains short (always a failure: the
+        chains ran fewer draws than configured).
     failures
         One line per threshold that was missed.
     thresholds
@@ -54,6 +57,7 @@ class Convergence:
     worst: dict = field(default_factory=dict)
     passed: bool = False
     approximate: bool = False
+    stopped_early: bool = False
     failures: list = field(default_factory=list)
     thresholds: dict = field(default_factory=dict)
 
@@ -91,6 +95,7 @@ def convergence(
     """
     post = idata.posterior if var_names is None else idata.posterior[var_names]
     approximate = bool(idata.attrs.get("approximate", 0))
+    stopped_early = bool(idata.attrs.get("stopped_early", 0))
     rhat = _flat(az.rhat(post))
     bulk = _flat(az.ess(post, method="bulk"))
     tail = _flat(az.ess(post, method="tail"))
@@ -108,11 +113,16 @@ def convergence(
             "ess_tail": _argext(tail, np.nanargmin),
         },
         approximate=approximate,
+        stopped_early=stopped_early,
         thresholds={"rhat_max": rhat_max, "ess_min": ess_min, "bfmi_min": bfmi_min, "max_divergences": max_divergences},
     )
     failures = []
     if approximate:
         failures.append("approximate method (ADVI / pathfinder): not a posterior to report")
+    if stopped_early:
+        failures.append(
+            f"stopped at the sampler's time limit after {idata.attrs.get('draws_completed', '?')} draws per chain"
+        )
     if not verdict.max_rhat <= rhat_max:
         failures.append(f"R-hat {verdict.max_rhat:.3f} > {rhat_max} ({verdict.worst['rhat']})")
     if not verdict.min_ess_bulk >= ess_min:

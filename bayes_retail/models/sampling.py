@@ -43,6 +43,12 @@ class SamplerConfig:
         Draws kept in the saved trace (evenly thinned, 0 = all): the shipped
         posterior is thinned so ``models/`` stays small; diagnostics are computed
         before thinning.
+    time_limit_minutes
+        Wall-clock budget of an MCMC run (0 = none; nutpie only). At the limit
+        the chains stop and the draws made so far are kept, cut to the length
+        of the shortest chain; the trace says so (``stopped_early``) and the
+        convergence verdict fails. A run that meets its limit is not
+        reproducible bit for bit (where it stops depends on the machine).
     """
 
     method: str = "nutpie"
@@ -52,6 +58,7 @@ class SamplerConfig:
     target_accept: float = 0.8
     vi_iterations: int = 20_000
     keep_draws: int = 0
+    time_limit_minutes: float = 0.0
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -60,6 +67,11 @@ class SamplerConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name in ("tune", "keep_draws") else 1):
                 raise ValueError(f"{name} must be a {'non-negative' if name in ('tune', 'keep_draws') else 'positive'} integer, got {value!r}")
+        limit = self.time_limit_minutes
+        if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not limit >= 0:
+            raise ValueError(f"time_limit_minutes must be a non-negative number, got {limit!r}")
+        if limit and self.method != "nutpie":
+            raise ValueError(f"time_limit_minutes works with method 'nutpie' only, not {self.method!r}")
         if not 0.5 <= float(self.target_accept) < 1.0:
             raise ValueError(f"target_accept must be in [0.5, 1), got {self.target_accept!r}")
 
@@ -106,7 +118,7 @@ def _nutpie(model, config, seed, progress):
     # one BLAS thread per chain: nutpie already runs a chain per core, and nested
     # BLAS threads made two chains on two cores 2-3x slower per gradient (measured)
     with threadpool_limits(limits=1):
-        return nutpie.sample(
+        run = nutpie.sample(
             compiled,
             draws=config.draws,
             tune=config.tune,
@@ -115,7 +127,37 @@ def _nutpie(model, config, seed, progress):
             save_warmup=False,
             progress_bar=progress,
             target_accept=config.target_accept,
+            blocking=False,
         )
+        try:
+            return run.wait(timeout=config.time_limit_minutes * 60 or None)
+        except TimeoutError:
+            return _stopped_early(run.abort(), config)
+
+
+def _stopped_early(idata: az.InferenceData, config: SamplerConfig) -> az.InferenceData:
+    """The draws every chain completed before the time limit, marked ``stopped_early``.
+
+    nutpie pads shorter chains with NaN; they are cut to the shortest so every
+    chain has the same draws and the diagnostics see no padding.
+    """
+    if "posterior" not in idata.groups():
+        raise SamplerError(
+            f"the time limit ({config.time_limit_minutes:g} min) ended the run during warmup: no posterior draw "
+            f"was made; raise time_limit_minutes or lower tune ({config.tune})"
+        )
+    first = next(iter(idata.posterior.data_vars.values())).values
+    done = np.isfinite(first).all(axis=tuple(range(2, first.ndim))).sum(axis=1)
+    n = int(done.min()) if first.size else 0
+    if n < 4:
+        raise SamplerError(
+            f"the time limit ({config.time_limit_minutes:g} min) ended the run after {n} posterior draws in the "
+            f"slowest chain (of {config.draws}); raise time_limit_minutes or lower tune ({config.tune}) and draws"
+        )
+    kept = idata.isel(draw=slice(0, n), groups=["posterior", "sample_stats"])
+    kept.attrs["stopped_early"] = 1
+    kept.attrs["draws_completed"] = n
+    return kept
 
 
 def _pymc(model, config, seed, progress):
