@@ -16,6 +16,7 @@ from bayes_retail.models import product
 from bayes_retail.models.artifacts import load_posterior
 from bayes_retail.models.stage import (
     CLASS_MEMBERSHIP_FILENAME,
+    ELASTICITIES_FILENAME,
     HYPERPRIORS_FILENAME,
     ITEMS_FILENAME,
     PRODUCT_HYPERPRIORS,
@@ -56,7 +57,7 @@ def test_product_fit_writes_its_folder_with_provenance(fitted):
     assert code == 0
     out = tmp / "models" / product.STAGE
     expected = ["trace.nc", HYPERPRIORS_FILENAME, PROMO_FILENAME, ITEMS_FILENAME, CLASS_MEMBERSHIP_FILENAME,
-                SUMMARY_FILENAME]
+                ELASTICITIES_FILENAME, SUMMARY_FILENAME]
     assert sorted(p.name for p in out.iterdir()) == sorted(expected)
     data = load_data(src, cache_dir=tmp / "cache")
     idata = load_posterior(tmp / "models", "product", data_hash=data.data_hash)
@@ -85,6 +86,14 @@ def test_product_tables(fitted):
     np.testing.assert_allclose(membership[["class_0", "class_1"]].sum(axis=1), 1.0)
     items = pd.read_csv(out / ITEMS_FILENAME)
     assert list(items.columns) == ["category_id", "item", "product_id"]
+    elasticities = pd.read_csv(out / ELASTICITIES_FILENAME)
+    assert list(elasticities.columns) == [
+        "measure", "category_id", "product_category", "mean", "sd", "q0.05", "median", "q0.95", "depth"
+    ]
+    assert list(elasticities["measure"].unique()) == list(product.SHARE_RESPONSES)
+    assert len(elasticities) == len(product.SHARE_RESPONSES) * n_categories
+    assert (elasticities["q0.05"] <= elasticities["median"]).all()
+    assert (elasticities["median"] <= elasticities["q0.95"]).all() and (elasticities["depth"] == 0.2).all()
 
 
 def test_a_household_subset_is_drawn_with_the_seed(fitted, tmp_path):

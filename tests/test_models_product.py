@@ -348,3 +348,63 @@ def test_choice_kernel_returns_nan_not_an_exception_at_an_extreme_point():
     pdata, params = _kernel_study()
     value = _kernel(params, pdata, t=np.full_like(params["t"], -800.0))[0]
     assert not np.isfinite(value)
+
+
+# --------------------------------------------------------------------------- share responses (elasticities.csv)
+
+
+def _reference_week_shares(params, pdata, week_grids: dict) -> np.ndarray:
+    """``(G,)`` class-averaged choice shares in one week whose covariates are ``week_grids`` (via class_utilities)."""
+    one_week = dataclasses.replace(pdata, **{name: grid[:, None] for name, grid in week_grids.items()})
+    v = product.class_utilities(params["t"], params["theta"], params["display"], params["mailer"], one_week)[:, :, 0]
+    ev = np.exp(v)
+    sums = np.add.reduceat(ev, pdata.category_start, axis=1)[:, pdata.item_category]
+    return (ev / sums).mean(axis=0)
+
+
+def test_share_responses_match_brute_force_through_the_models_utilities():
+    rng = np.random.default_rng(11)
+    pdata = product.synthetic_design(rng, n_categories=3, items_per_category=5, n_weeks=2)
+    params = product.draw_parameters(pdata, rng, n_classes=6, mu=(-2.5, -1.8, 0.4), sigma=(0.8, 0.6, 0.3, 0.5, 0.5))
+    params["display"] = np.array([0.4, 0.9, -0.2])
+    real = np.ones(pdata.item_category.size, dtype=bool)
+    real[pdata.reference_item] = False
+    got = product.share_responses(params, pdata, real, depth=0.25)
+    g = pdata.item_category.size
+    zero = {name: np.zeros(g) for name in ("price", "discount", "display", "mailer")}
+    base = _reference_week_shares(params, pdata, zero)
+    expected = np.zeros((3, 4))
+    for c in range(3):
+        items = np.flatnonzero((pdata.item_category == c) & real)
+        rows = []
+        for j in items:
+            eps = 1e-6
+            up = _reference_week_shares(params, pdata, {**zero, "price": np.eye(g)[j] * eps})
+            down = _reference_week_shares(params, pdata, {**zero, "price": -np.eye(g)[j] * eps})
+            elasticity = (np.log(up[j]) - np.log(down[j])) / (2 * eps)
+            lifts = [
+                _reference_week_shares(params, pdata, {**zero, name: np.eye(g)[j] * value})[j] / base[j] - 1
+                for name, value in (("discount", np.log1p(-0.25)), ("display", 1.0), ("mailer", 1.0))
+            ]
+            rows.append([elasticity, *lifts])
+        expected[c] = np.average(np.array(rows), axis=0, weights=base[items])
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-9)
+    # signs the parameters imply (gamma < 0: log(1 - depth) < 0 raises utility): price hurts, discount, display (except category 2) and mailer help
+    assert (got[:, 0] < 0).all() and (got[:, 1] > 0).all() and (got[:, 3] > 0).all()
+    assert got[2, 2] < 0 < got[1, 2]
+
+
+def test_one_class_own_price_elasticity_is_beta_times_one_minus_share():
+    rng = np.random.default_rng(3)
+    pdata = product.synthetic_design(rng, n_categories=1, items_per_category=3, n_weeks=2, n_attributes=0)
+    params = product.draw_parameters(pdata, rng, n_classes=2, mu=(-1.5, -1.0, 0.0), sigma=(0.0, 0.0, 0.0))
+    params["t"] = np.array([np.log(2.0), 0.0, 0.0])  # shares 1/2, 1/4, 1/4 (the last is "other")
+    real = np.array([True, True, False])
+    got = product.share_responses(params, pdata, real, depth=0.2)
+    # weighted by shares 1/2 and 1/4: (1/2 * -1.5 * 1/2 + 1/4 * -1.5 * 3/4) / (3/4)
+    assert got[0, 0] == pytest.approx((0.5 * -1.5 * 0.5 + 0.25 * -1.5 * 0.75) / 0.75)
+    # discount lift of the first item: e^{gamma log 0.8} / (1/2 e^{...} + 1/2) in share ratio
+    boost = 0.8 ** -1.0  # gamma log(1 - depth) with gamma = -1: a discount raises utility
+    lift_first = (2 * boost / (2 * boost + 2)) / 0.5 - 1
+    lift_second = (boost / (boost + 3)) / 0.25 - 1
+    assert got[0, 1] == pytest.approx((0.5 * lift_first + 0.25 * lift_second) / 0.75)

@@ -434,6 +434,55 @@ def posterior_params(posterior, pdata: ProductData, chain: int, draw: int) -> di
     }
 
 
+#: Measures of :func:`share_responses`, in its output's column order.
+SHARE_RESPONSES = ("own_price_elasticity", "discount_lift", "display_lift", "mailer_lift")
+
+
+def share_responses(params: dict, pdata: ProductData, real: np.ndarray, *, depth: float = 0.2) -> np.ndarray:
+    """``(C, 4)`` per category, one draw: how the choice share of a category's products responds.
+
+    At a reference week (every price at its item's mean, no discount, display,
+    mailer or state) with classes equally weighted, for each real product j
+    (``real`` False for "other" items) and its population share
+    ``P_j = mean_k p_kj``:
+
+    - own-price elasticity ``d log P_j / d log price_j = mean_k(beta_k p_kj (1 - p_kj)) / P_j``;
+    - discount lift ``P_j(depth) / P_j - 1`` when j alone is discounted by ``depth``;
+    - display and mailer lifts: the same when j alone is on display / in the mailer.
+
+    Each is averaged over the category's products weighted by ``P_j``
+    (NaN for a category without a real product). These are responses of the
+    share *within* a category purchase: the category-purchase and quantity
+    responses to promotion are not in them.
+    """
+    t, theta = params["t"], params["theta"]
+    cat, start = pdata.item_category, pdata.category_start
+    v = t[None, :] + theta[:, len(CORE_COEFFICIENTS):] @ pdata.attributes.T  # (K, G)
+    v = v - np.maximum.reduceat(v, start, axis=1)[:, cat]
+    ev = np.exp(v)
+    sums = np.add.reduceat(ev, start, axis=1)[:, cat]
+    p = ev / sums  # (K, G)
+    share = p.mean(axis=0)
+
+    def lift(shift):  # (K, G) utility shifts of each item alone
+        moved = ev * np.exp(shift)
+        return (moved / (sums - ev + moved)).mean(axis=0) / share - 1.0
+
+    gamma = theta[:, 1:2] * np.log1p(-depth)
+    per_item = np.stack([
+        (theta[:, 0:1] * p * (1.0 - p)).mean(axis=0) / share,
+        lift(np.broadcast_to(gamma, p.shape)),
+        lift(np.broadcast_to(params["display"][cat], p.shape)),
+        lift(np.broadcast_to(params["mailer"][cat], p.shape)),
+    ], axis=1)  # (G, 4)
+    weight = np.where(real, share, 0.0)
+    n_c = pdata.categories.size
+    total = np.bincount(cat, weights=weight, minlength=n_c)
+    out = np.stack([np.bincount(cat, weights=weight * col, minlength=n_c) for col in per_item.T], axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return out / total[:, None]
+
+
 def extra_items_loglik(log_rate, pdata: ProductData):
     """Poisson log-likelihood of ``m - 1`` per scored occasion, aggregated per category (exact)."""
     exp = pt.exp if isinstance(log_rate, pt.TensorVariable) else np.exp

@@ -414,6 +414,39 @@ def product_promo_table(idata, categories: pd.DataFrame) -> pd.DataFrame:
     return with_category_names(table, categories)
 
 
+ELASTICITIES_FILENAME = "elasticities.csv"
+
+
+def elasticity_table(
+    pdata, posterior, categories: pd.DataFrame, real: np.ndarray, *, depth: float = 0.2
+) -> pd.DataFrame:
+    """Share responses per category (:func:`~bayes_retail.models.product.share_responses`) over every posterior draw.
+
+    One row per (category, measure): mean, sd, 5% / 50% / 95% quantiles;
+    ``depth`` is the discount of the discount lift (recorded in a column).
+    """
+    chains, n_draws = posterior.sizes["chain"], posterior.sizes["draw"]
+    draws = np.stack([
+        product.share_responses(product.posterior_params(posterior, pdata, c, d), pdata, real, depth=depth)
+        for c in range(chains) for d in range(n_draws)
+    ])  # (S, C, M)
+    frames = []
+    for m, measure in enumerate(product.SHARE_RESPONSES):
+        values = draws[:, :, m]
+        frames.append(pd.DataFrame({
+            "measure": measure,
+            "category_id": pdata.categories,
+            "mean": values.mean(axis=0),
+            "sd": values.std(axis=0, ddof=1) if len(values) > 1 else np.nan,
+            "q0.05": np.quantile(values, 0.05, axis=0),
+            "median": np.median(values, axis=0),
+            "q0.95": np.quantile(values, 0.95, axis=0),
+        }))
+    table = pd.concat(frames, ignore_index=True).dropna(subset=["mean"])
+    table["depth"] = depth
+    return with_category_names(table, categories)
+
+
 def class_membership_table(pdata, posterior, *, draws: int = 20) -> pd.DataFrame:
     """Each household's class probabilities averaged over ``draws`` evenly spaced posterior draws (one row per household)."""
     from bayes_retail.models.artifacts import evenly_spaced
@@ -431,6 +464,11 @@ def class_membership_table(pdata, posterior, *, draws: int = 20) -> pd.DataFrame
     table = pd.DataFrame(membership, columns=[f"class_{k}" for k in range(membership.shape[1])])
     table.insert(0, "household_id", pdata.households)
     return table
+
+
+def real_items(data) -> np.ndarray:
+    """``(G,)`` False for each category's "other" item (the tail products together)."""
+    return product.item_table(data.choice_sets)["product_id"].notna().to_numpy()
 
 
 def product_depth_panel(data, out: str | os.PathLike) -> np.ndarray:
@@ -457,8 +495,8 @@ def run_product_stage(
     first completed panel (pooling fits over all M panels is not built yet).
     Writes the trace, ``hyperpriors.csv``, ``promo_response.csv`` (display and
     mailer effects by category), ``items.csv``, ``class_membership.csv``
-    (household class probabilities averaged over posterior draws) and the
-    summary. ``[product] households`` > 0 fits a random subset of households
+    (household class probabilities averaged over posterior draws),
+    ``elasticities.csv`` (:func:`elasticity_table`) and the summary. ``[product] households`` > 0 fits a random subset of households
     (drawn with ``seed``).
     """
     say = progress or (lambda _m: None)
@@ -494,6 +532,7 @@ def run_product_stage(
             PROMO_FILENAME: product_promo_table(idata, data.categories),
             ITEMS_FILENAME: product.item_table(data.choice_sets).drop(columns="g"),
             CLASS_MEMBERSHIP_FILENAME: class_membership_table(pdata, idata.posterior),
+            ELASTICITIES_FILENAME: elasticity_table(pdata, idata.posterior, data.categories, real_items(data)),
         },
         documents={SUMMARY_FILENAME: summary},
         say=say,
