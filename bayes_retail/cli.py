@@ -206,8 +206,9 @@ def cmd_ppc(args: argparse.Namespace, progress: Progress) -> int:
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
     path = write_ppc(result, Path(args.out) / PPC_FILENAME)
-    print(result["scores"].round(4).to_string(index=False))
-    print(result["p_values"].round(4).to_string(index=False))
+    for name in ("scores", "p_values", "entities", "households"):
+        if name in result:
+            print(result[name].round(4).to_string(index=False))
     progress(f"written to {path}")
     return 0
 

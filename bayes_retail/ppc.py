@@ -7,11 +7,19 @@ tiered KS suite. The result per metric is the median and 90% interval of the
 score over draws beside the real-vs-real floor (computed once), and Bayesian
 p-values of summary statistics: the share of draws whose statistic is at or
 below the real one.
+
+Beside the KS suite (:mod:`bayes_retail.metrics.joint`): joint statistics
+(visits x basket size across households; co-purchase lift of frequent
+category pairs) as p-values too; per entity metric, the share of categories
+or products whose 90% predictive interval holds the real value; and, in
+replay mode, where each synthetic household is a real one, the 50% / 90%
+interval coverage and mid-PIT of each household's spend and visits.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -75,6 +83,78 @@ def bayesian_p_values(synthetic: pd.DataFrame, observed: dict[str, float]) -> pd
     return pd.DataFrame(rows)
 
 
+#: Intervals whose coverage is reported.
+COVERAGE_PROBS = (0.5, 0.9)
+#: Frequent categories whose pairs the co-purchase lift is computed on.
+COPURCHASE_CATEGORIES = 30
+
+
+def _prepared(tables, weeks):
+    from bayes_retail.metrics.distributions import prepare
+    from bayes_retail.metrics.suite import apply_row_rules
+
+    return prepare(apply_row_rules(tables)[0], weeks)
+
+
+def joint_statistics(prep, categories: list[str]) -> dict[str, float]:
+    """Visits x basket Spearman correlation; median co-purchase lift and share of pairs above 1 (over ``categories``)."""
+    from bayes_retail.metrics.joint import copurchase_lifts, visits_basket_correlation
+
+    lifts = copurchase_lifts(prep, categories).dropna()
+    return {
+        "visits_basket_spearman": visits_basket_correlation(prep),
+        "copurchase_lift_median": float(lifts.median()),
+        "copurchase_share_above_1": float((lifts > 1).mean()),
+    }
+
+
+def entity_coverage(real: dict[str, pd.DataFrame], draws: list[dict[str, pd.DataFrame]], *, prob: float = 0.9):
+    """Per entity metric: the share of real entities (and of their sales) inside the draws' central ``prob`` interval.
+
+    ``real`` and each of ``draws`` are :func:`~bayes_retail.metrics.entity.entity_values`
+    tables; an entity without a value in some draw is judged on the draws that
+    have one, and one without any is not covered.
+    """
+    lo, hi = (1 - prob) / 2, (1 + prob) / 2
+    rows = []
+    for metric, table in real.items():
+        values = np.stack([d[metric]["value"].reindex(table.index).to_numpy() if metric in d
+                           else np.full(len(table), np.nan) for d in draws])
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN entities: never covered
+            low, high = np.nanquantile(values, [lo, hi], axis=0)
+        covered = (table["value"].to_numpy() >= low) & (table["value"].to_numpy() <= high)
+        sales = table["sales_value"].to_numpy()
+        rows.append({"metric": metric, "entities": len(table), "coverage": float(covered.mean()),
+                     "sales_weighted_coverage": float(sales[covered].sum() / sales.sum()) if sales.sum() > 0 else np.nan,
+                     "prob": prob})
+    return pd.DataFrame(rows)
+
+
+def household_calibration(real: pd.DataFrame, draws: list[pd.DataFrame]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Coverage and PIT of each household's totals (columns of :func:`~bayes_retail.metrics.joint.household_totals`).
+
+    Returns a ``coverage`` table (per statistic: 50% / 90% coverage, mean PIT,
+    KS distance of the PITs from uniform) and a ``pit`` table (share of
+    households per PIT decile).
+    """
+    from scipy.stats import kstest
+
+    from bayes_retail.metrics.joint import interval_coverage, mid_pit
+
+    coverage, histogram = [], []
+    for name in real.columns:
+        replicates = np.stack([d[name].to_numpy() for d in draws])
+        pit = mid_pit(real[name].to_numpy(), replicates)
+        coverage.append({"statistic": name, "households": len(real),
+                         **{f"coverage_{round(100 * p)}": interval_coverage(real[name].to_numpy(), replicates, p)
+                            for p in COVERAGE_PROBS},
+                         "pit_mean": float(pit.mean()), "pit_ks": float(kstest(pit, "uniform").statistic)})
+        counts = np.histogram(pit, bins=10, range=(0.0, 1.0))[0]
+        histogram += [{"statistic": name, "bin": b, "share": float(c / len(pit))} for b, c in enumerate(counts)]
+    return pd.DataFrame(coverage), pd.DataFrame(histogram)
+
+
 def posterior_predictive_suite(
     posterior: str | os.PathLike,
     data,
@@ -91,10 +171,14 @@ def posterior_predictive_suite(
 
     ``replay`` compares with the real lines of the replayed households;
     ``new`` customers (as many as real households unless ``customers``) with all of them.
-    Returns ``scores`` (per metric, over draws), ``per_draw`` and ``p_values``.
+    Returns ``scores`` (per metric, over draws), ``per_draw``, ``p_values``
+    (summary and joint statistics), ``entities`` and, in replay mode,
+    ``households`` and ``pit`` (see the module docstring).
     """
     from bayes_retail.data import load_side
     from bayes_retail.metrics import compute_suite
+    from bayes_retail.metrics.entity import entity_values
+    from bayes_retail.metrics.joint import frequent_categories, household_totals
     from bayes_retail.metrics.suite import real_vs_real_floor
     from bayes_retail.simulate.population import Posteriors, template_ids
     from bayes_retail.simulate.run import simulate_from_folder
@@ -109,20 +193,33 @@ def posterior_predictive_suite(
                                     prices=prices, seed=seed)
     floor = real_vs_real_floor(real, seed=seed)
     n_weeks = len(data.weeks)
-    observed = summary_statistics(real.transactions, n_weeks)
-    rows, stats = [], []
+    weeks = np.asarray(data.weeks)
+    real_prep = _prepared(real, weeks)
+    categories = frequent_categories(real_prep, COPURCHASE_CATEGORIES)
+    observed = {**summary_statistics(real.transactions, n_weeks), **joint_statistics(real_prep, categories)}
+    rows, stats, entities, totals = [], [], [], []
     for d in manifest["spec"]["draws"]:
         side = load_side(Path(out), name="synthetic", reference=data, cache_dir=cache_dir, draw=d)
         result = compute_suite(real, side, seed=seed, floor=floor)
         rows += [{"draw": d, "metric": name, "tier": m.tier, "ks": m.ks, "score": 1.0 - m.ks}
                  for name, m in result.metrics.items()]
-        stats.append({"draw": d, **summary_statistics(side.transactions, n_weeks)})
+        prep = _prepared(side, weeks)
+        stats.append({"draw": d, **summary_statistics(side.transactions, n_weeks), **joint_statistics(prep, categories)})
+        entities.append(entity_values(prep))
+        if mode == "replay":
+            totals.append(household_totals(prep, real_prep.household_ids))
     per_draw = pd.DataFrame(rows)
-    return {
+    tables = {
         "scores": summarise_draws(per_draw, floor),
         "per_draw": per_draw,
         "p_values": bayesian_p_values(pd.DataFrame(stats), observed),
+        "entities": entity_coverage(entity_values(real_prep), entities),
     }
+    if mode == "replay":
+        tables["households"], tables["pit"] = household_calibration(
+            household_totals(real_prep, real_prep.household_ids), totals
+        )
+    return tables
 
 
 PPC_FILENAME = "ppc.json"

@@ -153,6 +153,21 @@ def metrics_figure(metrics: dict) -> str:
     return _png(fig)
 
 
+def pit_figure(pit) -> str:
+    """Bar chart of the share of households per PIT decile, one panel per statistic, beside the uniform 0.1."""
+    import matplotlib.pyplot as plt
+
+    names = list(dict.fromkeys(pit["statistic"]))
+    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 2.4), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        rows = pit[pit["statistic"] == name]
+        ax.bar((rows["bin"] + 0.5) / 10, rows["share"], width=0.09)
+        ax.axhline(0.1, color="k", lw=0.8, ls="--")
+        ax.set_title(f"PIT of {name}", fontsize=9)
+        ax.set_xlim(0, 1)
+    return _png(fig)
+
+
 #: Household-level parameters whose posterior means the report histograms, per stage.
 HOUSEHOLD_PARAMETERS = {"visit": ("a", "g", "b"), "category": ("u",), "quantity": ("basket",)}
 
@@ -233,8 +248,16 @@ everything simulated from them are provisional.</div>{% endif %}
 {% if ppc %}
 <p>Score of each metric over posterior draws (median and 90% interval) beside the real-vs-real floor:</p>
 {{ ppc.scores }}
-<p>Bayesian p-values (share of draws at or below the real value):</p>
+<p>Bayesian p-values (share of draws at or below the real value) of summary and joint statistics
+(visits x basket size across households; co-purchase lift of the frequent category pairs):</p>
 {{ ppc.p_values }}
+{% if ppc.entities %}<p>Entity-matched: share of categories / products (and of their sales) whose 90% predictive interval
+holds the real value (a KS score cannot see which entity is which):</p>
+{{ ppc.entities }}{% endif %}
+{% if ppc.households %}<p>Replayed households: 50% / 90% predictive interval coverage and mid-PIT of each household's
+spend and visits (calibrated: coverage near 0.5 / 0.9, PITs flat; U-shaped PITs mean too narrow predictions):</p>
+{{ ppc.households }}
+<img alt="household PIT histograms" src="{{ ppc.pit_figure }}">{% endif %}
 {% else %}<p>Not run (<code>bayes-retail ppc</code> writes <code>ppc.json</code> beside <code>metrics.json</code>).</p>{% endif %}
 </body></html>
 """
@@ -273,8 +296,11 @@ def build_report(models: str | os.PathLike = "models", *, metrics: str | os.Path
         from bayes_retail.ppc import read_ppc
 
         tables = read_ppc(ppc_path)
-        context.update(ppc={name: tables[name].round(4).to_html(index=False, na_rep="", border=0)
-                            for name in ("scores", "p_values") if name in tables})
+        shown = {name: tables[name].round(4).to_html(index=False, na_rep="", border=0)
+                 for name in ("scores", "p_values", "entities", "households") if name in tables}
+        if "pit" in tables:
+            shown["pit_figure"] = pit_figure(tables["pit"])
+        context.update(ppc=shown)
     html = jinja2.Environment(autoescape=False).from_string(_TEMPLATE).render(**context)
     path = Path(out) / REPORT_FILENAME
     with atomic_path(path) as tmp:

@@ -20,8 +20,49 @@ def test_replayed_households_are_scored_per_draw_beside_the_floor(tiny_fitted, t
     assert set(scores["metric"]) <= set(METRICS) and (scores["draws"] == 3).all()
     assert (scores["score_q0.05"] <= scores["score_median"]).all() and (scores["score_median"] <= scores["score_q0.95"]).all()
     assert scores["floor_score"].between(0, 1).all()
-    assert list(p_values["statistic"]) == ["mean_basket_size", "visit_rate", "units_per_product_week", "promo_share"]
+    assert list(p_values["statistic"]) == [
+        "mean_basket_size", "visit_rate", "units_per_product_week", "promo_share",
+        "visits_basket_spearman", "copurchase_lift_median", "copurchase_share_above_1",
+    ]
     assert p_values["p_value"].between(0, 1).all()
+    entities = out["entities"]
+    assert list(entities.columns) == ["metric", "entities", "coverage", "sales_weighted_coverage", "prob"]
+    assert {"category_purchase", "product_purchase"} <= set(entities["metric"])
+    assert entities["coverage"].between(0, 1).all() and (entities["entities"] > 0).all()
+    households = out["households"]
+    assert list(households["statistic"]) == ["spend", "visits"]
+    assert list(households.columns) == ["statistic", "households", "coverage_50", "coverage_90", "pit_mean", "pit_ks"]
+    assert (households["coverage_50"] <= households["coverage_90"]).all()
+    assert households["households"].eq(data.transactions["household_id"].nunique()).all()
+    pit = out["pit"]
+    np.testing.assert_allclose(pit.groupby("statistic")["share"].sum(), 1.0)
+
+
+def test_new_customers_get_no_household_calibration(tiny_fitted, tmp_path):
+    tmp, src = tiny_fitted
+    data = load_data(src, cache_dir=tmp / "cache")
+    out = posterior_predictive_suite(tmp / "models", data, tmp_path / "ppc", draws=2, mode="new", prices="observed",
+                                     cache_dir=str(tmp / "cache"))
+    assert set(out) == {"scores", "per_draw", "p_values", "entities"}
+
+
+def test_entity_coverage_and_household_calibration_by_hand():
+    from bayes_retail.ppc import entity_coverage, household_calibration
+
+    real = {"category_size": pd.DataFrame({"value": [2.0, 5.0, 9.0], "sales_value": [1.0, 3.0, 6.0]},
+                                          index=["A", "B", "C"])}
+    draws = [{"category_size": pd.DataFrame({"value": [v, v + 3, 1.0]}, index=["A", "B", "C"])} for v in range(5)]
+    row = entity_coverage(real, draws).iloc[0]
+    # A: 2 inside 0.2..3.8; B: 5 inside 3.2..6.8; C: 9 outside [1, 1]
+    assert row["coverage"] == pytest.approx(2 / 3) and row["sales_weighted_coverage"] == pytest.approx(0.4)
+    real_totals = pd.DataFrame({"spend": [1.0, 100.0], "visits": [2.0, 3.0]})
+    draw_totals = [pd.DataFrame({"spend": [s, s], "visits": [2.0, 3.0]}) for s in (0.0, 1.0, 2.0, 3.0)]
+    coverage, pit = household_calibration(real_totals, draw_totals)
+    spend = coverage.set_index("statistic").loc["spend"]
+    assert spend["coverage_90"] == 0.5 and spend["pit_mean"] == pytest.approx((0.25 + 0.125 + 1.0) / 2)
+    assert coverage.set_index("statistic").loc["visits", "coverage_50"] == 1.0
+    shares = pit[pit["statistic"] == "visits"].set_index("bin")["share"]
+    assert shares[5] == 1.0  # every visit PIT is 0.5 (all ties)
 
 
 def test_summary_statistics_on_a_hand_computed_table():
@@ -52,10 +93,13 @@ def test_the_ppc_command_writes_ppc_json_and_the_report_shows_it(tiny_fitted, tm
     assert main([*cli, "ppc", "--posterior", str(tmp / "models"), "--data", str(src), "--draws", "2",
                  "--synthetic", str(tmp_path / "syn"), "--out", str(tmp_path / "rep")]) == 0
     tables = read_ppc(tmp_path / "rep" / "ppc.json")
-    assert set(tables) == {"scores", "per_draw", "p_values"} and (tables["scores"]["draws"] == 2).all()
+    assert set(tables) == {"scores", "per_draw", "p_values", "entities", "households", "pit"}
+    assert (tables["scores"]["draws"] == 2).all()
     assert "score_median" in capsys.readouterr().out
     from bayes_retail.report import build_report
 
     html = build_report(tmp / "models", out=tmp_path / "rep", ppc=tmp_path / "rep" / "ppc.json").read_text()
     section = html[html.index('<h2 id="ppc">'):]
     assert "score_median" in section and "p_value" in section and "Not run" not in section
+    assert "sales_weighted_coverage" in section and "coverage_90" in section
+    assert '<img alt="household PIT histograms" src="data:image/png;base64,' in section

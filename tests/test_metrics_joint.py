@@ -1,0 +1,90 @@
+"""Beyond-KS checks on hand-computed tables: household totals, joint statistics, coverage and PIT."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from metric_example import LINE_COLS
+
+from bayes_retail.metrics.distributions import prepare
+from bayes_retail.metrics.joint import (
+    copurchase_lifts,
+    frequent_categories,
+    household_totals,
+    interval_coverage,
+    mid_pit,
+    visits_basket_correlation,
+)
+from bayes_retail.metrics.tables import MetricTables
+
+PRODUCTS = pd.DataFrame({"product_id": [1, 2, 3, 4], "product_category": ["A", "A", "B", "C"],
+                         "department": "GROCERY"})
+# household, basket, product, quantity, sales_value, retail_disc, week
+# visits: (1,1) A+B, (1,2) A+B, (2,1) A, (2,3) C, (3,2) A
+LINES = [
+    (1, 1, 1, 1, 2.0, 0.0, 1), (1, 1, 3, 2, 3.0, 0.0, 1),
+    (1, 2, 2, 1, 1.5, 0.0, 2), (1, 2, 3, 1, 1.0, 0.0, 2),
+    (2, 3, 1, 4, 8.0, 0.0, 1),
+    (2, 4, 4, 1, 3.0, 0.0, 3),
+    (3, 5, 1, 1, 2.0, 0.0, 2),
+]
+
+
+def _prep(lines=LINES):
+    return prepare(MetricTables(pd.DataFrame(lines, columns=LINE_COLS), PRODUCTS, name="t"), [1, 2, 3])
+
+
+def test_household_totals_count_spend_and_visits_with_zeros_for_absent_households():
+    totals = household_totals(_prep(), np.array([3, 1, 99, 2]))
+    assert list(totals.index) == [3, 1, 99, 2]
+    assert totals["spend"].tolist() == [2.0, 7.5, 0.0, 11.0]
+    assert totals["visits"].tolist() == [1.0, 2.0, 0.0, 2.0]
+
+
+def test_copurchase_lift_by_hand():
+    prep = _prep()
+    assert frequent_categories(prep, 2) == ["A", "B"]
+    lifts = copurchase_lifts(prep, ["A", "B", "C", "Z"])
+    # 5 visits: A in 4, B in 2, C in 1, A and B together in 2
+    assert lifts["A | B"] == pytest.approx(2 * 5 / (4 * 2))
+    assert lifts["A | C"] == 0.0 and lifts["B | C"] == 0.0
+    assert np.isnan(lifts["A | Z"]) and len(lifts) == 6
+
+
+def test_visits_basket_correlation_needs_three_households_and_ranks_them():
+    assert np.isnan(visits_basket_correlation(_prep()))  # only households 1 and 2 have >= 2 visits
+    # household h visits h + 1 weeks buying h + 1 units each time: perfectly rank-correlated
+    lines = [(h, 10 * h + w, 1, h + 1, 1.0, 0.0, w) for h in (1, 2, 3) for w in range(1, h + 2)]
+    prep = prepare(MetricTables(pd.DataFrame(lines, columns=LINE_COLS), PRODUCTS, name="t"), [1, 2, 3, 4])
+    assert visits_basket_correlation(prep) == pytest.approx(1.0)
+    reversed_lines = [(h, 10 * h + w, 1, 5 - h, 1.0, 0.0, w) for h in (1, 2, 3) for w in range(1, h + 2)]
+    prep = prepare(MetricTables(pd.DataFrame(reversed_lines, columns=LINE_COLS), PRODUCTS, name="t"), [1, 2, 3, 4])
+    assert visits_basket_correlation(prep) == pytest.approx(-1.0)
+
+
+def test_interval_coverage_and_mid_pit_by_hand():
+    replicates = np.array([[0.0, 10.0], [1.0, 10.0], [2.0, 10.0], [3.0, 10.0]])
+    # 50% interval of unit 0: quantiles 0.25 / 0.75 of 0..3 = 0.75 / 2.25
+    assert interval_coverage(np.array([1.5, 10.0]), replicates, 0.5) == 1.0
+    assert interval_coverage(np.array([2.5, 10.0]), replicates, 0.5) == 0.5
+    assert interval_coverage(np.array([2.5, 11.0]), replicates, 0.9) == 0.5
+    np.testing.assert_allclose(mid_pit(np.array([1.5, 10.0]), replicates), [0.5, 0.5])
+    np.testing.assert_allclose(mid_pit(np.array([1.0, 12.0]), replicates), [0.25 + 0.125, 1.0])
+
+
+def test_mid_pit_of_a_calibrated_discrete_model_is_uniform_on_average():
+    rng = np.random.default_rng(0)
+    rate = rng.uniform(1, 10, 4000)
+    real = rng.poisson(rate)
+    replicates = rng.poisson(rate, (400, rate.size))
+    pit = mid_pit(real, replicates)
+    assert pit.mean() == pytest.approx(0.5, abs=0.01)
+    # inclusive ends over-cover a discrete outcome a little (ties at the ends); a continuous one is nominal
+    assert 0.9 <= interval_coverage(real, replicates, 0.9) <= 0.96
+    smooth = rng.gamma(rate, 1.0)
+    assert interval_coverage(smooth, rng.gamma(rate, 1.0, (400, rate.size)), 0.9) == pytest.approx(0.9, abs=0.015)
+    # an overdispersed truth is not covered as often, and its PITs pile up at the ends
+    wide = rng.poisson(rate * rng.gamma(2.0, 0.5, rate.size))
+    assert interval_coverage(wide, replicates, 0.9) < 0.8
+    assert np.mean((mid_pit(wide, replicates) < 0.05) | (mid_pit(wide, replicates) > 0.95)) > 0.2
