@@ -258,3 +258,75 @@ def test_non_centred_deviations_give_the_same_likelihood_and_recover_the_season_
     idata = sample_posterior(model, config=SamplerConfig(chains=2, draws=200, tune=300), seed=4)
     q = np.quantile(idata.posterior["sigma_season"].values.ravel(), [0.005, 0.995])
     assert q[0] <= 0.3 <= q[1]
+
+
+# --------------------------------------------------------------------------- folded loading signs
+
+
+def _mirrored_posterior(rng, n_h=7, n_c=6, rank=2, draws=5):
+    """Chain 0 random; chain 1 the same draws with factor 0 mirrored (a mirror mode of equal density)."""
+    import xarray as xr
+
+    rows, cols = np.nonzero(category.free_loading_mask(n_c, rank))
+    below = rng.normal(0, 1, (draws, rows.size))
+    diagonal = rng.normal(0, 1, (draws, rank))
+    loadings = np.stack([category.loading_matrix(below[i], diagonal[i], n_c, rank) for i in range(draws)])
+    f = rng.normal(0, 1, (draws, n_h, rank))
+    flip = np.array([-1.0, 1.0])
+    pair = lambda a, b: np.stack([a, b])  # noqa: E731
+    return xr.Dataset({
+        "loadings": (("chain", "draw", "category", "factor"), pair(loadings, loadings * flip)),
+        "f": (("chain", "draw", "household", "factor"), pair(f, f * flip)),
+        "loading_diagonal": (("chain", "draw", "factor"), pair(diagonal, diagonal * flip)),
+        "loading_below": (("chain", "draw", "loading_below_dim_0"), pair(below, below * flip[cols])),
+        "u": (("chain", "draw", "household"), rng.normal(0, 1, (2, draws, n_h))),
+    })
+
+
+def test_folding_maps_mirror_modes_to_one_image_and_keeps_every_draws_likelihood():
+    rng = np.random.default_rng(21)
+    posterior = _mirrored_posterior(rng)
+    directions = rng.normal(0, 1, (6, 2))
+    folded = category.fold_loading_signs(posterior, directions)
+    for name in ("loadings", "f", "loading_diagonal", "loading_below"):
+        np.testing.assert_array_equal(folded[name].isel(chain=0).values, folded[name].isel(chain=1).values)
+    np.testing.assert_array_equal(folded["u"].values, posterior["u"].values)
+    before = np.einsum("cdhk,cdjk->cdhj", posterior["f"].values, posterior["loadings"].values)
+    after = np.einsum("cdhk,cdjk->cdhj", folded["f"].values, folded["loadings"].values)
+    np.testing.assert_allclose(after, before)
+    assert (np.einsum("cdjk,jk->cdk", folded["loadings"].values, directions) >= 0).all()
+    # the loadings stay the function of the free parameters they were
+    rows, cols = np.nonzero(category.free_loading_mask(6, 2))
+    for c, d in ((0, 1), (1, 3)):
+        rebuilt = category.loading_matrix(folded["loading_below"].values[c, d], folded["loading_diagonal"].values[c, d], 6, 2)
+        np.testing.assert_allclose(rebuilt, folded["loadings"].values[c, d])
+    # folding is idempotent
+    again = category.fold_loading_signs(folded, directions)
+    np.testing.assert_array_equal(again["loadings"].values, folded["loadings"].values)
+
+
+def test_pilot_direction_points_along_the_true_factor():
+    cd, truth = _study(seed=12, n_h=200, n_c=10, n_w=16, rank=1, loading_sd=1.0)
+    direction = category.pilot_directions(cd, 1)[:, 0]
+    assert abs(np.corrcoef(direction, truth["loadings"][:, 0])[0, 1]) > 0.8
+    order = category.anchor_order(cd, 1)
+    assert direction[order[0]] > 0  # the anchor's entry is positive, as under "positive_diagonal"
+
+
+def test_folded_signs_mix_and_recover_the_category_covariance():
+    with pytest.raises(ValueError, match="loading_signs must be one of"):
+        category.CategoryConfig(loading_signs="free")
+    cd, truth = _study(seed=5, n_h=150, n_c=10, n_w=16, rank=1, loading_sd=0.8)
+    config = category.CategoryConfig(rank=1, loading_signs="folded")
+    model = category.build_model(cd, config)
+    point = random_point(model, np.random.default_rng(1), 0.5)
+    assert evaluate(model, point, model["loading_diagonal"]).shape == (1,)
+    idata = sample_posterior(model, config=SamplerConfig(chains=4, draws=300, tune=300), seed=6)
+    folded = category.fold_loading_signs(idata.posterior, category.pilot_directions(cd, 1))
+    import arviz as az
+
+    # measured at this seed: the chains sit in both mirror modes (raw R-hat ~1.9) and agree once folded
+    # (with 4 x 500 draws every loading's R-hat <= 1.005); HalfNormal anchors put one chain at 0 (R-hat 1.58)
+    assert float(az.rhat(folded[["loadings"]])["loadings"].max()) < 1.1
+    loadings = folded["loadings"].values.reshape(-1, cd.categories.size)
+    assert abs(np.corrcoef(loadings.mean(axis=0), truth["loadings"][:, 0])[0, 1]) > 0.8

@@ -525,7 +525,6 @@ def build_model(pdata: ProductData, config: ProductConfig | None = None) -> pm.M
     k, n_attr = config.n_classes, pdata.attributes.shape[1]
     xi = class_locations(k, n_coefficients(n_attr))
     free = free_items(pdata)
-    n_core = len(CORE_COEFFICIENTS)
     with pm.Model(coords=coords(pdata, k)) as model:
         shift, scale = intercept_preconditioner(pdata)
         # started at the spread of the rough intercepts, not at the prior's scale

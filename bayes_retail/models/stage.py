@@ -120,10 +120,16 @@ def visit_posterior_check(vd, posterior, *, seed: int, draws: int = 20) -> dict:
     }
 
 
-def _sample(model, sampler: SamplerConfig, *, seed: int, stage: str):
-    """Posterior draws, seconds spent sampling, and the announced convergence verdict."""
+def _sample(model, sampler: SamplerConfig, *, seed: int, stage: str, fold=None):
+    """Posterior draws, seconds spent sampling, and the announced convergence verdict.
+
+    ``fold`` maps the posterior dataset to the identified one (mirror modes
+    folded) before the verdict is computed.
+    """
     t0 = time.perf_counter()
     idata = sample_posterior(model, config=sampler, seed=seed)
+    if fold is not None:
+        idata.posterior = fold(idata.posterior)
     seconds = time.perf_counter() - t0
     verdict = convergence(idata)
     announce(verdict, stage=stage)
@@ -370,7 +376,11 @@ def run_category_stage(
     )
     observed = category.summary_statistics(cd.n_cells, cd.trips, cd.categories.size)
     prior_check = predictive_check(observed, category.prior_predictive(cd, category_config, draws=50, seed=seed), draws=50)
-    idata, sampling, verdict = _sample(model, sampler, seed=seed, stage=category.STAGE)
+    fold = None
+    if category_config.rank and category_config.loading_signs == "folded":
+        directions = category.pilot_directions(cd, category_config.rank)
+        fold = lambda posterior: category.fold_loading_signs(posterior, directions)  # noqa: E731
+    idata, sampling, verdict = _sample(model, sampler, seed=seed, stage=category.STAGE, fold=fold)
     table = posterior_table(idata, [v for v in CATEGORY_HYPERPRIORS if v in idata.posterior])
     # one set of expected-purchase grids serves the seasonal indices and the posterior check
     expected = category.expected_purchase_draws(cd, idata.posterior, draws=20)
