@@ -139,7 +139,7 @@ def cmd_fit(args: argparse.Namespace, progress: Progress) -> int:
     from bayes_retail.pricing.stage import format_summary
 
     config = load_config(args.config)
-    stages = ("pricing", "visit", "category", "quantity") if args.stage == "all" else (args.stage,)
+    stages = PIPELINE_STAGES if args.stage == "all" else (args.stage,)
     # check every section before any long work starts
     for name in PIPELINE_STAGES:
         stage_config(config, name, config_class(name))
