@@ -24,10 +24,10 @@ import warnings
 import _gradient
 
 
-def _graph_cells(b, u, pref, s, d, household, category, week, trips):
+def _graph_cells(b, u, pref, s, d, offset, household, category, week, trips):
     import pytensor.tensor as pt
 
-    rate = trips * pt.exp(b[category] + u[household] + pref[household, category] + s[week] + d[category, week])
+    rate = trips * pt.exp(b[category] + u[household] + pref[household, category] + s[week] + d[category, week] + offset)
     return (pt.log1mexp(-rate) + rate).sum()
 
 

@@ -148,7 +148,7 @@ def _cell_inputs(seed=3, n_h=5, n_c=4, n_w=6, n_cells=30):
     rng = np.random.default_rng(seed)
     return dict(
         b=rng.normal(-2, 1, n_c), u=rng.normal(0, 1, n_h), pref=rng.normal(0, 0.5, (n_h, n_c)),
-        s=rng.normal(0, 0.3, n_w), d=rng.normal(0, 0.3, (n_c, n_w)),
+        s=rng.normal(0, 0.3, n_w), d=rng.normal(0, 0.3, (n_c, n_w)), offset=rng.normal(0, 0.3, n_cells),
         household=rng.integers(0, n_h, n_cells), category=rng.integers(0, n_c, n_cells),
         week=rng.integers(0, n_w, n_cells), trips=rng.integers(1, 4, n_cells).astype(float),
     )
@@ -156,7 +156,7 @@ def _cell_inputs(seed=3, n_h=5, n_c=4, n_w=6, n_cells=30):
 
 def _cells_loglik(a):
     rate = a["trips"] * np.exp(a["b"][a["category"]] + a["u"][a["household"]] + a["pref"][a["household"], a["category"]]
-                               + a["s"][a["week"]] + a["d"][a["category"], a["week"]])
+                               + a["s"][a["week"]] + a["d"][a["category"], a["week"]] + a["offset"])
     return float(np.sum(np.log(-np.expm1(-rate)) + rate))
 
 
@@ -164,7 +164,7 @@ def test_cloglog_kernel_value_and_gradient_match_the_formula():
     args = _cell_inputs()
     total, *grads = cloglog_cells_loglik(*args.values())
     assert total == pytest.approx(_cells_loglik(args), rel=1e-12)
-    for name, grad in zip(("b", "u", "pref", "s", "d"), grads):
+    for name, grad in zip(("b", "u", "pref", "s", "d", "offset"), grads):
         numeric = np.zeros(args[name].size)
         for i in range(numeric.size):
             step = np.zeros(args[name].size)
@@ -187,8 +187,8 @@ def test_cloglog_op_gradient_matches_finite_differences():
     args = _cell_inputs(seed=5)
     data = [args[k] for k in ("household", "category", "week", "trips")]
     pytensor.gradient.verify_grad(
-        lambda b, u, pref, s, d: cloglog_cells_loglik_op(b, u, pref, s, d, *data),
-        [args[k] for k in ("b", "u", "pref", "s", "d")],
+        lambda b, u, pref, s, d, offset: cloglog_cells_loglik_op(b, u, pref, s, d, offset, *data),
+        [args[k] for k in ("b", "u", "pref", "s", "d", "offset")],
         rng=np.random.default_rng(0),
     )
 
@@ -330,3 +330,65 @@ def test_folded_signs_mix_and_recover_the_category_covariance():
     assert float(az.rhat(folded[["loadings"]])["loadings"].max()) < 1.1
     loadings = folded["loadings"].values.reshape(-1, cd.categories.size)
     assert abs(np.corrcoef(loadings.mean(axis=0), truth["loadings"][:, 0])[0, 1]) > 0.8
+
+
+# --------------------------------------------------------------------------- category value k_c * CV
+
+
+def _value_study(seed=0, n_h=100, n_c=8, n_w=16, n_classes=3, mu_value=0.8, tau_value=0.2, rank=1):
+    """Purchases simulated with a category-value response: values vary by class, category and week."""
+    rng = np.random.default_rng(seed)
+    params = category.draw_parameters(n_h, n_c, n_w, rng, rank=rank, intercept_mean=-1.0)
+    value = rng.normal(0, 0.6, (n_classes, n_c, n_w))
+    value -= value.mean(axis=2, keepdims=True)  # centred over weeks: the level stays in b
+    params.update(k=rng.normal(mu_value, tau_value, n_c), value=value,
+                  household_class=rng.integers(0, n_classes, n_h))
+    trips = rng.poisson(1.2, (n_h, n_w)) * (rng.random((n_h, n_w)) < 0.8)
+    purchases = category.simulate(params, trips, rng)
+    cd = category.with_category_value(
+        category.category_data_from_arrays(purchases, trips), value, params["household_class"]
+    )
+    return cd, params
+
+
+def test_category_value_likelihood_equals_the_row_level_bernoulli():
+    cd, _ = _value_study(n_h=30, n_c=6, n_w=8)
+    model = category.build_model(cd, category.CategoryConfig(rank=1, category_value=True))
+    point = random_point(model, np.random.default_rng(1), 0.5)
+    params = {name: evaluate(model, point, model[name]) for name in ("b", "u", "f", "loadings", "s", "d", "k")}
+    assert np.ptp(params["k"]) > 0  # a non-trivial point
+    params.update(value=cd.value, household_class=cd.household_class)
+    assert potential_sum(model, point) == pytest.approx(np.nansum(category.pointwise_loglik(params, cd)), rel=1e-10)
+
+
+def test_category_value_needs_values_and_validates_them():
+    cd, _ = _study()
+    with pytest.raises(ValueError, match="needs the product stage's category values"):
+        category.build_model(cd, category.CategoryConfig(category_value=True))
+    with pytest.raises(ValueError, match=r"value must be \(classes, 6, 8\)"):
+        category.with_category_value(cd, np.zeros((2, 6, 7)), np.zeros(30, dtype=int))
+    with pytest.raises(ValueError, match="household_class must give each of 30 households a class in 0..1"):
+        category.with_category_value(cd, np.zeros((2, 6, 8)), np.full(30, 2))
+
+
+@pytest.fixture(scope="module")
+def value_recovery():
+    fits = {}
+    for mu in (0.8, 0.0):
+        cd, truth = _value_study(seed=3, mu_value=mu)
+        model = category.build_model(cd, category.CategoryConfig(rank=1, category_value=True))
+        fits[mu] = truth, sample_posterior(model, config=SamplerConfig(chains=2, draws=300, tune=300), seed=1)
+    return fits
+
+
+def test_category_value_response_is_recovered_and_follows_the_truth(value_recovery):
+    means = {}
+    for mu, (truth, idata) in value_recovery.items():
+        post = idata.posterior
+        q = np.quantile(post["mu_value"].values.ravel(), [0.05, 0.95])
+        assert q[0] <= mu <= q[1], f"mu_value {mu} outside {q}"
+        k = post["k"].values.reshape(-1, truth["k"].size)
+        lo, hi = np.quantile(k, [0.05, 0.95], axis=0)
+        assert ((lo <= truth["k"]) & (truth["k"] <= hi)).sum() >= 6  # of 8 at 90%
+        means[mu] = float(post["mu_value"].mean())
+    assert means[0.8] - means[0.0] > 0.5

@@ -161,29 +161,31 @@ def negbin_pattern_loglik(l, kappa, basket, log_alpha, item, item_category, hous
 
 
 @numba.njit(fastmath=True, cache=True, error_model="numpy")
-def cloglog_cells_loglik(b, u, pref, s, d, cell_household, cell_category, cell_week, cell_trips):
+def cloglog_cells_loglik(b, u, pref, s, d, offset, cell_household, cell_category, cell_week, cell_trips):
     """Value and gradient of the purchased-cell part of the cloglog log-likelihood.
 
     Each purchased household-category-week ``i`` adds ``log(1 - exp(-r)) + r``
-    with ``r = trips * exp(b[c] + u[h] + pref[h, c] + s[w] + d[c, w])`` (the
-    ``- r`` of every visited cell is the dense part, computed elsewhere).
+    with ``r = trips * exp(b[c] + u[h] + pref[h, c] + s[w] + d[c, w] + offset[i])``
+    (the ``- r`` of every visited cell is the dense part, computed elsewhere);
+    ``offset`` carries per-cell terms such as the category value.
 
     Returns
     -------
     tuple
-        ``(loglik, d_b, d_u, d_pref, d_s, d_d)``.
+        ``(loglik, d_b, d_u, d_pref, d_s, d_d, d_offset)``.
     """
     d_b = np.zeros(b.size)
     d_u = np.zeros(u.size)
     d_pref = np.zeros(pref.shape)
     d_s = np.zeros(s.size)
     d_d = np.zeros(d.shape)
+    d_offset = np.zeros(offset.size)
     total = 0.0
     for i in range(cell_household.size):
         h = cell_household[i]
         c = cell_category[i]
         w = cell_week[i]
-        rate = cell_trips[i] * np.exp(b[c] + u[h] + pref[h, c] + s[w] + d[c, w])
+        rate = cell_trips[i] * np.exp(b[c] + u[h] + pref[h, c] + s[w] + d[c, w] + offset[i])
         # log(1 - exp(-r)) + r, and its derivative r / (1 - exp(-r)), stable for small and large r
         if rate < 0.6931471805599453:
             one_minus = -np.expm1(-rate)
@@ -196,7 +198,8 @@ def cloglog_cells_loglik(b, u, pref, s, d, cell_household, cell_category, cell_w
         d_pref[h, c] += g
         d_s[w] += g
         d_d[c, w] += g
-    return total, d_b, d_u, d_pref, d_s, d_d
+        d_offset[i] = g
+    return total, d_b, d_u, d_pref, d_s, d_d, d_offset
 
 
 class FusedLoglik(Op):
@@ -282,10 +285,10 @@ class NegBinPatternLoglik(FusedLoglik):
 
 
 class CloglogCellsLoglik(FusedLoglik):
-    """``(b, u, pref, s, d, household, category, week, trips)`` (see :func:`cloglog_cells_loglik`)."""
+    """``(b, u, pref, s, d, offset, household, category, week, trips)`` (see :func:`cloglog_cells_loglik`)."""
 
-    param_names = ("b", "u", "pref", "s", "d")
-    param_ndims = (1, 1, 2, 1, 2)
+    param_names = ("b", "u", "pref", "s", "d", "offset")
+    param_ndims = (1, 1, 2, 1, 2, 1)
     data_names = ("household", "category", "week", "trips")
     data_ndims = (1, 1, 1, 1)
     int_data = ("household", "category", "week")
@@ -297,9 +300,9 @@ negbin_patterns = NegBinPatternLoglik()
 cloglog_cells = CloglogCellsLoglik()
 
 
-def cloglog_cells_loglik_op(b, u, pref, s, d, household, category, week, trips):
+def cloglog_cells_loglik_op(b, u, pref, s, d, offset, household, category, week, trips):
     """The purchased-cell part of the category log-likelihood as a PyTensor scalar."""
-    return cloglog_cells(b, u, pref, s, d, household, category, week, trips)[0]
+    return cloglog_cells(b, u, pref, s, d, offset, household, category, week, trips)[0]
 
 
 def logit_grid_loglik_op(a, g, rho, s, y, mask, x, lag):
@@ -356,9 +359,11 @@ def _register_numba() -> None:
     @register_funcify_and_cache_key(CloglogCellsLoglik)
     def _funcify_cloglog(op, node=None, **kwargs):
         @numba_njit
-        def kernel(b, u, pref, s, d, household, category, week, trips):
-            total, d_b, d_u, d_pref, d_s, d_d = cloglog_cells_loglik(b, u, pref, s, d, household, category, week, trips)
-            return np.asarray(total), d_b, d_u, d_pref, d_s, d_d
+        def kernel(b, u, pref, s, d, offset, household, category, week, trips):
+            total, d_b, d_u, d_pref, d_s, d_d, d_offset = cloglog_cells_loglik(
+                b, u, pref, s, d, offset, household, category, week, trips
+            )
+            return np.asarray(total), d_b, d_u, d_pref, d_s, d_d, d_offset
 
         return kernel, kernel_cache_key(op)
 
@@ -409,11 +414,12 @@ def register_jax() -> None:
         import jax
         import jax.numpy as jnp
 
-        def loglik(b, u, pref, s, d, household, category, week, trips):
-            rate = trips * jnp.exp(b[category] + u[household] + pref[household, category] + s[week] + d[category, week])
+        def loglik(b, u, pref, s, d, offset, household, category, week, trips):
+            eta = b[category] + u[household] + pref[household, category] + s[week] + d[category, week] + offset
+            rate = trips * jnp.exp(eta)
             return jnp.sum(jnp.log(-jnp.expm1(-rate)) + rate)
 
-        grad = jax.grad(loglik, argnums=(0, 1, 2, 3, 4))
+        grad = jax.grad(loglik, argnums=(0, 1, 2, 3, 4, 5))
 
         def kernel(*args):
             return (loglik(*args), *grad(*args))

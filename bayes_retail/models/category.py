@@ -23,9 +23,13 @@ each trip as a Poisson process of rate ``exp(eta_hcw)``, so over the week
   (zero-sum over weeks per category) partially pooled with scale
   ``sigma_season``: seasonal indices pooled toward the global week effect.
 
-NOT YET IN THE MODEL: the category-value term ``k_c * CV_hcw`` (the log-sum-exp
-of the product stage's utilities) waits for the product stage; until then the
-category stage is the model above with ``k_c = 0``.
+- with ``category_value = true``, ``+ k_c * CV_{z_h c w}``: the category value
+  (the log-sum-exp of the product stage's utilities, centred over weeks) of
+  the household's latent class ``z_h`` in week w, ``k_c`` partially pooled.
+  Because the value varies by class rather than by household, the dense sum
+  below splits into one matrix product per class and stays exact. The values
+  and classes come from one posterior draw of the product stage (a cut
+  posterior: the category stage does not feed back into the product stage).
 
 Exact aggregation (the cloglog factorisation): the log-likelihood is
 
@@ -92,6 +96,13 @@ class CategoryConfig:
         direction (:func:`pilot_directions`). That map picks one mirror image
         per draw, so the folded draws are draws of the sign-identified posterior
         whichever mode each chain visited.
+    category_value
+        Add ``k_c * CV_{z_h c w}``: the category value of the household's class
+        in that week (the product stage's log-sum-exp, :attr:`CategoryData.value`),
+        with ``k_c`` partially pooled (non-centred) under ``mu_value`` and
+        ``tau_value``. Off: ``k_c = 0``.
+    value_sigma
+        Prior sd of ``mu_value`` (and twice the prior scale of ``tau_value``).
     """
 
     rank: int = 2
@@ -104,6 +115,8 @@ class CategoryConfig:
     season_centred: bool = True
     households: int = 0
     loading_signs: str = "positive_diagonal"
+    category_value: bool = False
+    value_sigma: float = 1.0
 
     def __post_init__(self) -> None:
         if self.loading_signs not in LOADING_SIGNS:
@@ -112,7 +125,7 @@ class CategoryConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
-        for name in ("intercept_sigma", "household_sigma", "loading_sigma", "week_sigma", "season_sigma"):
+        for name in ("intercept_sigma", "household_sigma", "loading_sigma", "week_sigma", "season_sigma", "value_sigma"):
             if not float(getattr(self, name)) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
 
@@ -132,6 +145,9 @@ class CategoryData:
         ``(H, W)`` trips per household-week (0 = no visit: no category can be bought).
     cell_household, cell_category, cell_week
         Indices of the purchased household-category-weeks (one entry each).
+    value, household_class
+        Optional category values ``(K, C, W)`` per product-stage class and the
+        class ``(H,)`` of each household (:func:`with_category_value`).
     """
 
     households: np.ndarray
@@ -141,10 +157,24 @@ class CategoryData:
     cell_household: np.ndarray
     cell_category: np.ndarray
     cell_week: np.ndarray
+    value: np.ndarray | None = None
+    household_class: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if np.any(self.trips[self.cell_household, self.cell_week] <= 0):
             raise ValueError("a category purchase in a household-week without trips")
+        if (self.value is None) != (self.household_class is None):
+            raise ValueError("value and household_class go together")
+        if self.value is not None:
+            shape = (self.categories.size, self.weeks.size)
+            if self.value.ndim != 3 or self.value.shape[1:] != shape:
+                raise ValueError(f"value must be (classes, {shape[0]}, {shape[1]}), got {self.value.shape}")
+            if not np.isfinite(self.value).all():
+                raise ValueError("value has non-finite entries")
+            z = self.household_class
+            if z.shape != self.households.shape or z.min(initial=0) < 0 or z.max(initial=0) >= self.value.shape[0]:
+                raise ValueError(f"household_class must give each of {self.households.size} households a class "
+                                 f"in 0..{self.value.shape[0] - 1}")
 
     @property
     def n_cells(self) -> int:
@@ -164,6 +194,8 @@ class CategoryData:
             cell_household=self.cell_household[cells],
             cell_category=self.cell_category[cells],
             cell_week=self.cell_week[cells],
+            value=self.value,
+            household_class=self.household_class,
         )
 
     def purchase_grid(self) -> np.ndarray:
@@ -171,6 +203,14 @@ class CategoryData:
         y = np.zeros((self.households.size, self.categories.size, self.weeks.size), dtype=np.int8)
         y[self.cell_household, self.cell_category, self.cell_week] = 1
         return y
+
+
+def with_category_value(cd: CategoryData, value: np.ndarray, household_class: np.ndarray) -> CategoryData:
+    """``cd`` with category values ``(K, C, W)`` and each household's class ``(H,)`` (validated)."""
+    import dataclasses
+
+    return dataclasses.replace(cd, value=np.asarray(value, dtype=np.float64),
+                               household_class=np.asarray(household_class, dtype=np.int64))
 
 
 def build_category_data(data, trips: np.ndarray, households: np.ndarray, weeks: np.ndarray) -> CategoryData:
@@ -346,13 +386,34 @@ def build_model(cd: CategoryData, config: CategoryConfig | None = None) -> pm.Mo
         else:  # few purchases per category-week (a household subset): the centred form is a funnel
             d_raw = pm.ZeroSumNormal("d_raw", sigma=1.0, dims=("category", "week"), n_zerosum_axes=1)
             d = pm.Deterministic("d", sigma_d * d_raw, dims=("category", "week"))
-        # purchased cells, one by one (one fused kernel: value and gradient in one pass)
-        purchased = cloglog_cells_loglik_op(b, u, preference, s, d, h, c, w, cell_trips)
-        # every visited (h, c, w): one dense (H x C) @ (C x W) product
         household_week = pm.Data("trips", cd.trips.astype(np.float64)) * pt.exp(u[:, None] + s[None, :])
-        expected = (household_week * (pt.exp(preference) @ pt.exp(b[:, None] + d))).sum()
+        if config.category_value:
+            k = _category_value_response(cd, config)
+            z = cd.household_class
+            offset = k[c] * cd.value[z[h], c, w]
+            # every visited (h, c, w): one dense (H_k x C) @ (C x W) product per class
+            expected = sum(
+                (household_week[rows] * (pt.exp(preference[rows]) @ pt.exp(b[:, None] + d + k[:, None] * cd.value[j]))).sum()
+                for j in range(cd.value.shape[0]) if (rows := np.flatnonzero(z == j)).size
+            )
+        else:
+            offset = pt.zeros(h.size)
+            # every visited (h, c, w): one dense (H x C) @ (C x W) product
+            expected = (household_week * (pt.exp(preference) @ pt.exp(b[:, None] + d))).sum()
+        # purchased cells, one by one (one fused kernel: value and gradient in one pass)
+        purchased = cloglog_cells_loglik_op(b, u, preference, s, d, offset, h, c, w, cell_trips)
         pm.Potential("category_loglik", purchased - expected)
     return model
+
+
+def _category_value_response(cd: CategoryData, config: CategoryConfig):
+    """``k_c``: the response to the category value, partially pooled, non-centred (many categories are small)."""
+    if cd.value is None:
+        raise ValueError("category_value = true needs the product stage's category values (with_category_value)")
+    mu = pm.Normal("mu_value", 0.0, config.value_sigma)
+    tau = pm.HalfNormal("tau_value", config.value_sigma / 2)
+    raw = pm.Normal("value_raw", 0.0, 1.0, dims="category")
+    return pm.Deterministic("k", mu + tau * raw, dims="category")
 
 
 def _preference(cd: CategoryData, config: CategoryConfig):
@@ -371,16 +432,24 @@ def _preference(cd: CategoryData, config: CategoryConfig):
     return f @ loadings.T
 
 
-def linear_predictor(params: dict, cd: CategoryData) -> np.ndarray:
-    """``(H, C, W)`` eta for given parameter values (dense: small data only)."""
-    pref = params["f"] @ params["loadings"].T
-    return (
-        params["b"][None, :, None]
+def linear_predictor(params: dict, cd: CategoryData | None = None, *, categories=slice(None)) -> np.ndarray:
+    """``(H, C, W)`` eta for given parameter values (dense: small data only), for ``categories`` (a slice).
+
+    ``params`` holds ``b (C,)``, ``u (H,)``, ``f (H, R)``, ``loadings (C, R)``,
+    ``s (W,)``, ``d (C, W)`` and, with a category value, ``k (C,)``,
+    ``value (K, C, W)`` and ``household_class (H,)``.
+    """
+    pref = params["f"] @ params["loadings"][categories].T
+    eta = (
+        params["b"][categories][None, :, None]
         + params["u"][:, None, None]
         + pref[:, :, None]
         + params["s"][None, None, :]
-        + params["d"][None, :, :]
+        + params["d"][categories][None, :, :]
     )
+    if "k" in params:
+        eta = eta + params["k"][categories][None, :, None] * params["value"][:, categories][params["household_class"]]
+    return eta
 
 
 def pointwise_loglik(params: dict, cd: CategoryData) -> np.ndarray:
@@ -397,15 +466,10 @@ def pointwise_loglik(params: dict, cd: CategoryData) -> np.ndarray:
 def simulate(params: dict, trips: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Forward sampler: ``(H, C, W)`` 0/1 category purchases given the trips grid (the fitted process).
 
-    ``params`` holds ``b (C,)``, ``u (H,)``, ``f (H, R)``, ``loadings (C, R)``,
-    ``s (W,)`` and ``d (C, W)``. Each trip buys in category c with probability
-    ``1 - exp(-exp(eta))``; a week buys if any of its trips does.
+    ``params`` as :func:`linear_predictor`. Each trip buys in category c with
+    probability ``1 - exp(-exp(eta))``; a week buys if any of its trips does.
     """
-    pref = params["f"] @ params["loadings"].T
-    eta = (
-        params["b"][None, :, None] + params["u"][:, None, None] + pref[:, :, None]
-        + params["s"][None, None, :] + params["d"][None, :, :]
-    )
+    eta = linear_predictor(params)
     p = -np.expm1(-trips[:, None, :] * np.exp(eta))
     return (rng.random(p.shape) < p).astype(np.int8)
 
@@ -455,8 +519,12 @@ def category_data_from_arrays(purchases: np.ndarray, trips: np.ndarray) -> Categ
     )
 
 
-def posterior_parameters(posterior, draw: int) -> dict:
-    """Parameter values of one posterior draw (chains stacked), in the form :func:`simulate` takes."""
+def posterior_parameters(posterior, draw: int, cd: CategoryData | None = None) -> dict:
+    """Parameter values of one posterior draw (chains stacked), in the form :func:`simulate` takes.
+
+    With a category-value response in the posterior, ``cd`` supplies the
+    values and household classes the draw goes with.
+    """
 
     def flat(name):
         value = posterior[name].values
@@ -467,6 +535,10 @@ def posterior_parameters(posterior, draw: int) -> dict:
         params.update(f=flat("f"), loadings=flat("loadings"))
     else:  # rank 0: no preference factors
         params.update(f=np.zeros((params["u"].size, 0)), loadings=np.zeros((params["b"].size, 0)))
+    if "k" in posterior:
+        if cd is None or cd.value is None:
+            raise ValueError("this posterior has a category-value response: pass the CategoryData with its values")
+        params.update(k=flat("k"), value=cd.value, household_class=cd.household_class)
     return params
 
 
@@ -487,13 +559,13 @@ def prior_predictive(cd: CategoryData, config: CategoryConfig | None = None, *, 
     config = config or CategoryConfig()
     rng = np.random.default_rng(seed)
     model = build_model(cd, config)
-    names = ["b", "u", "s", "d"] + (["f", "loadings"] if config.rank else [])
+    names = ["b", "u", "s", "d"] + (["f", "loadings"] if config.rank else []) + (["k"] if config.category_value else [])
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The effect of Potentials")
         prior = pm.sample_prior_predictive(draws=draws, model=model, var_names=names, random_seed=rng).prior
     visited = int((cd.trips > 0).sum()) * cd.categories.size
     rows = [
-        {"purchase_rate": float(expected_purchases(posterior_parameters(prior, k), cd.trips).sum() / visited)}
+        {"purchase_rate": float(expected_purchases(posterior_parameters(prior, k, cd), cd.trips).sum() / visited)}
         for k in range(draws)
     ]
     return pd.DataFrame(rows)
@@ -505,13 +577,11 @@ def expected_purchases(params: dict, trips: np.ndarray, *, chunk: int = 16) -> n
     Sums ``1 - exp(-n_hw exp(eta_hcw))`` over households, ``chunk`` categories
     at a time so memory stays ``H x chunk x W``.
     """
-    pref = params["f"] @ params["loadings"].T
-    base = params["u"][:, None] + params["s"][None, :]  # (H, W)
     n_c = params["b"].size
     out = np.zeros((n_c, trips.shape[1]))
     for lo in range(0, n_c, chunk):
         hi = min(lo + chunk, n_c)
-        eta = base[:, None, :] + pref[:, lo:hi, None] + (params["b"][lo:hi, None] + params["d"][lo:hi])[None]
+        eta = linear_predictor(params, categories=slice(lo, hi))
         out[lo:hi] = (-np.expm1(-trips[:, None, :] * np.exp(eta))).sum(axis=0)
     return out
 
@@ -519,7 +589,9 @@ def expected_purchases(params: dict, trips: np.ndarray, *, chunk: int = 16) -> n
 def expected_purchase_draws(cd: CategoryData, posterior, *, draws: int = 20) -> np.ndarray:
     """``(D, C, W)`` :func:`expected_purchases` under ``draws`` evenly spaced posterior draws (chains stacked)."""
     n = posterior["b"].shape[0] * posterior["b"].shape[1]
-    return np.stack([expected_purchases(posterior_parameters(posterior, int(k)), cd.trips) for k in evenly_spaced(n, draws)])
+    return np.stack([
+        expected_purchases(posterior_parameters(posterior, int(k), cd), cd.trips) for k in evenly_spaced(n, draws)
+    ])
 
 
 def seasonal_indices(cd: CategoryData, expected: np.ndarray, *, scored_weeks=None) -> pd.DataFrame:
