@@ -17,7 +17,7 @@ import xarray as xr
 from bayes_retail.errors import ArtifactError
 
 #: Fitting order: pricing first (the product stage reads its imputed depths).
-PIPELINE_STAGES = ("pricing", "visit", "category", "product", "quantity")
+PIPELINE_STAGES = ("pricing", "visit", "product", "category", "quantity")  # product first: the category value needs it
 
 
 def stage_is_current(models: str | Path, stage: str, data, config: dict) -> tuple[bool, str]:

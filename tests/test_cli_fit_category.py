@@ -118,3 +118,29 @@ def test_household_subsets_are_seeded_and_shared_across_stages():
     assert np.array_equal(first, household_subset(data, 5, seed=3)) and np.all(np.diff(first) > 0)
     assert not np.array_equal(first, household_subset(data, 5, seed=4))
     assert household_subset(data, 0, seed=3) is None and household_subset(data, 50, seed=3).size == 20
+
+
+def test_category_value_links_one_product_draw_and_is_refused_without_the_product_stage(tiny_fitted, tmp_path):
+    import shutil
+
+    tmp, src = tiny_fitted
+    config = tmp_path / "value.toml"
+    config.write_text(CONFIG + "category_value = true\n\n[product]\nn_classes = 2\nburn_in_weeks = 0\n")
+    cli = ["--quiet", "--cache-dir", str(tmp / "cache"), "fit", "--stage", "category", "--data", str(src),
+           "--config", str(config), "--seed", "3"]
+    assert main([*cli, "--out", str(tmp_path / "empty")]) == 2  # no product stage there
+    for stage in ("pricing", "product"):
+        shutil.copytree(tmp / "models" / stage, tmp_path / "models" / stage)
+    assert main([*cli, "--out", str(tmp_path / "models")]) == 0
+    data = load_data(src, cache_dir=tmp / "cache")
+    idata = load_posterior(tmp_path / "models", "category", data_hash=data.data_hash)
+    post = idata.posterior
+    assert post["k"].dims[2:] == ("category",) and {"mu_value", "tau_value"} <= set(post.data_vars)
+    linkage = json.loads(idata.attrs["category_value_linkage"])
+    product_post = load_posterior(tmp_path / "models", "product", data_hash=data.data_hash).posterior
+    assert 0 <= linkage["product_chain"] < product_post.sizes["chain"]
+    assert 0 <= linkage["product_draw"] < product_post.sizes["draw"]
+    hyper = pd.read_csv(tmp_path / "models" / "category" / HYPERPRIORS_FILENAME)
+    assert {"mu_value", "tau_value"} <= set(hyper["variable"])
+    effects = pd.read_csv(tmp_path / "models" / "category" / CATEGORY_EFFECTS_FILENAME)
+    assert "k" in set(effects["variable"])

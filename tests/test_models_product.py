@@ -408,3 +408,23 @@ def test_one_class_own_price_elasticity_is_beta_times_one_minus_share():
     lift_first = (2 * boost / (2 * boost + 2)) / 0.5 - 1
     lift_second = (boost / (boost + 3)) / 0.25 - 1
     assert got[0, 1] == pytest.approx((0.5 * lift_first + 0.25 * lift_second) / 0.75)
+
+
+def test_category_values_are_the_log_sum_exp_of_each_categorys_utilities():
+    rng = np.random.default_rng(5)
+    pdata = product.synthetic_design(rng, n_categories=3, items_per_category=4, n_weeks=5)
+    params = product.draw_parameters(pdata, rng, n_classes=4, mu=(-2.0, -1.0, 0.5))
+    values = product.category_values(params, pdata)
+    assert values.shape == (4, 3, 5)
+    v = product.class_utilities(params["t"], params["theta"], params["display"], params["mailer"], pdata)
+    for k, c, w in itertools.product(range(4), range(3), range(5)):
+        items = pdata.item_category == c
+        assert values[k, c, w] == pytest.approx(np.log(np.exp(v[k, items, w]).sum()), rel=1e-12)
+    # a deeper discount on one product raises its category's value in that week, for a discount-loving class
+    deeper = dataclasses.replace(pdata, discount=pdata.discount.copy())
+    deeper.discount[0, 2] += np.log1p(-0.5)
+    moved = product.category_values(params, deeper)
+    responsive = params["theta"][:, 1] < 0
+    assert responsive.any()
+    assert (moved[responsive, 0, 2] > values[responsive, 0, 2]).all()
+    np.testing.assert_array_equal(np.delete(moved, 2, axis=2), np.delete(values, 2, axis=2))

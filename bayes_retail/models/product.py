@@ -434,6 +434,21 @@ def posterior_params(posterior, pdata: ProductData, chain: int, draw: int) -> di
     }
 
 
+def category_values(params: dict, pdata: ProductData) -> np.ndarray:
+    """``(K, C, W)`` category values: ``log sum_j exp(v_kjw)`` over each category's items, per class and week.
+
+    The inclusive value of the choice set under class k's utilities with the
+    week's prices and promotions (no state term: a household-level quantity the
+    category stage does not see). It rises when a category's products are
+    discounted or promoted, more for the classes that respond more; the
+    category stage's ``k_c`` turns it into purchase incidence.
+    """
+    v = class_utilities(params["t"], params["theta"], params["display"], params["mailer"], pdata)  # (K, G, W)
+    start, cat = pdata.category_start, pdata.item_category
+    top = np.maximum.reduceat(v, start, axis=1)  # (K, C, W)
+    return top + np.log(np.add.reduceat(np.exp(v - top[:, cat]), start, axis=1))
+
+
 #: Measures of :func:`share_responses`, in its output's column order.
 SHARE_RESPONSES = ("own_price_elasticity", "discount_lift", "display_lift", "mailer_lift")
 

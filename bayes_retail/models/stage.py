@@ -20,6 +20,7 @@ import pandas as pd
 
 from bayes_retail._io import atomic_dir, write_json
 from bayes_retail.config import ConfigError, DataSelection, stage_config
+from bayes_retail.errors import ArtifactError
 from bayes_retail.models import category, product, quantity, visit
 from bayes_retail.models.artifacts import save_stage
 from bayes_retail.models.diagnostics import announce, convergence
@@ -317,14 +318,51 @@ def run_quantity_stage(
 
 
 #: Population-level variables of the category stage (the hyperpriors table).
-CATEGORY_HYPERPRIORS = ["sigma_household", "loading_diagonal", "sigma_week", "sigma_season"]
+CATEGORY_HYPERPRIORS = ["sigma_household", "loading_diagonal", "sigma_week", "sigma_season", "mu_value", "tau_value"]
 CATEGORY_EFFECTS_FILENAME = "category_effects.csv"
 
 
 def category_effects_table(idata, categories: pd.DataFrame) -> pd.DataFrame:
     """Per category: intercept ``b_c`` and preference loadings with 90% intervals (one row per scalar)."""
-    names = ["b", "loadings"] if "loadings" in idata.posterior else ["b"]
+    names = [name for name in ("b", "loadings", "k") if name in idata.posterior]
     return with_category_names(posterior_table(idata, names).rename(columns={"category": "category_id"}), categories)
+
+
+def linked_category_values(data, cd, out: str | os.PathLike, config: dict, *, seed: int):
+    """Category values and household classes from one posterior draw of the fitted product stage (a cut posterior).
+
+    The draw is picked with ``seed`` among the stored product draws; the
+    product stage's data are rebuilt for the category stage's households with
+    the same depth panel and product settings as its fit. Returns the
+    :class:`~bayes_retail.models.category.CategoryData` with values centred over
+    weeks per class and category, and the linkage (which product draw) to
+    store with the category trace.
+    """
+    from bayes_retail.models.artifacts import load_posterior
+
+    try:
+        posterior = load_posterior(out, product.STAGE, data_hash=data.data_hash).posterior
+    except ArtifactError as exc:
+        raise ArtifactError(f"[category] category_value = true needs the product stage fitted first: {exc}") from exc
+    rng = np.random.default_rng([seed, 2])
+    chain, draw = (int(rng.integers(posterior.sizes[dim])) for dim in ("chain", "draw"))
+    product_config = stage_config(config, "product", product.ProductConfig)
+    pdata = product.build_product_data(data, product_depth_panel(data, out), product_config, households=cd.households)
+    params = product.posterior_params(posterior, pdata, chain, draw)
+    weeks = pd.Index(pdata.weeks).get_indexer(cd.weeks)
+    if (weeks < 0).any():
+        raise ValueError(f"weeks {cd.weeks[weeks < 0].tolist()} have no prices in the product stage")
+    categories = pd.Index(pdata.categories).get_indexer(cd.categories)
+    value = np.zeros((params["theta"].shape[0], cd.categories.size, cd.weeks.size))
+    known = categories >= 0  # a category without a choice set keeps value 0 (k_c has nothing to act on)
+    value[:, known] = product.category_values(params, pdata)[:, categories[known]][:, :, weeks]
+    value -= value.mean(axis=2, keepdims=True)
+    membership = product.class_membership(params, pdata)
+    rows = pd.Index(pdata.households).get_indexer(cd.households)
+    cumulative = membership[rows].cumsum(axis=1)
+    classes = (rng.random((rows.size, 1)) > cumulative).sum(axis=1).clip(max=membership.shape[1] - 1)
+    linkage = {"product_chain": chain, "product_draw": draw, "categories_without_choice_set": int((~known).sum())}
+    return category.with_category_value(cd, value, classes), linkage
 
 
 def household_subset(data, size: int, *, seed: int) -> np.ndarray | None:
@@ -369,6 +407,10 @@ def run_category_stage(
     rows = slice(None) if subset is None else pd.Index(vd.households).get_indexer(subset)
     cd = category.build_category_data(data, vd.trips[rows], vd.households[rows], vd.weeks)
     cd = cd.restricted_to(selection.week_numbers)
+    linkage = None
+    if category_config.category_value:
+        cd, linkage = linked_category_values(data, cd, out, config, seed=seed)
+        say(f"category: category values from product draw {linkage['product_chain']}:{linkage['product_draw']}")
     model = category.build_model(cd, category_config)
     say(
         f"category: {cd.households.size} households x {cd.categories.size} categories x {cd.weeks.size} weeks, "
@@ -387,6 +429,8 @@ def run_category_stage(
     seasonal = category.seasonal_indices(cd, expected, scored_weeks=selection.week_numbers)
     replayed = category.posterior_predictive(cd, expected)
     provenance = _provenance(config, category_config, sampler, data, seed=seed, weeks=selection.weeks, verdict=verdict)
+    if linkage is not None:
+        provenance["category_value_linkage"] = linkage
     summary = _summary(
         category.STAGE, provenance,
         seconds={"sampling": sampling, "total": time.perf_counter() - t0},
