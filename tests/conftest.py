@@ -16,6 +16,7 @@ tune = 60
 
 [category]
 rank = 0
+category_value = true    # linked to the product stage's draws: the simulator's value path runs in every test
 
 [product]
 n_classes = 2
@@ -35,6 +36,6 @@ def tiny_fitted(tmp_path_factory):
         return main(["--quiet", "--cache-dir", str(tmp / "cache"), *args])
 
     assert cli("fit", "--stage", "pricing", "--data", str(src), "--out", str(tmp / "models"), "--config", "quick") == 0
-    for stage in ("visit", "category", "product", "quantity"):
+    for stage in ("visit", "product", "category", "quantity"):  # product first: the category value needs it
         assert cli("fit", "--stage", stage, "--data", str(src), "--out", str(tmp / "models"), "--config", str(config)) == 0
     return tmp, src

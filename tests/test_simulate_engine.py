@@ -140,11 +140,51 @@ def test_category_purchases_follow_the_cloglog_with_the_trips_offset(world):
     assert abs(_z(bought.sum(), p.sum(), (p * (1 - p)).sum())) < 4
 
 
+def _bought_grid(batch, customers, catalogue):
+    item = catalogue.product_item()[batch.lines["product"].to_numpy()]
+    bought = np.zeros((customers.size, catalogue.n_categories, N_WEEKS), dtype=bool)
+    bought[batch.lines["customer"].to_numpy(), catalogue.item_category[item], batch.lines["week"].to_numpy()] = True
+    return bought
+
+
+def test_category_value_moves_each_class_by_k_times_its_departure_from_the_centre(world):
+    from scipy.special import logsumexp
+
+    from bayes_retail.simulate.engine import class_utilities_week
+
+    catalogue, prices, draw, customers, _ = world
+    n_classes = draw.class_coefficients.shape[0]
+    covariates = prices.item_covariates(catalogue)
+    # category values computed here, category by category, from the engine's utilities
+    values = np.stack([
+        np.stack([logsumexp(u[:, catalogue.item_category == c], axis=1) for c in range(catalogue.n_categories)], axis=1)
+        for u in (class_utilities_week(draw, catalogue, covariates, w) for w in range(N_WEEKS))
+    ])  # (W, K, C)
+    k = np.array([1.5, 0.0, -1.0, 2.0])
+    centre = values.mean(axis=0) - 0.3  # every class-category a little above its centre on average
+    valued = dataclasses.replace(draw, category_value_response=k, category_value_centre=centre)
+    batch = simulate_batch(valued, customers, catalogue, prices, seed=5)
+    trips = _trips_grid(batch, customers)
+    bought = _bought_grid(batch, customers, catalogue)
+    offset = k[None, :, None] * (values.transpose(1, 2, 0) - centre[:, :, None])[customers.product_class]  # (n, C, W)
+    eta = (draw.category_intercept[None, :, None] + customers.category_preference[:, :, None]
+           + draw.category_week[None, None, :] + draw.category_season[None, :, :] + offset)
+    p = -np.expm1(-trips[:, None, :] * np.exp(eta))
+    for c in range(catalogue.n_categories):  # each category's own k: +, 0, -, +
+        assert abs(_z(bought[:, c].sum(), p[:, c].sum(), (p[:, c] * (1 - p[:, c])).sum())) < 4
+    assert len(np.unique(customers.product_class)) == n_classes > 1  # the classes' values differ and all are used
+    without = simulate_batch(draw, customers, catalogue, prices, seed=5)
+    more, less = bought.sum(axis=(0, 2)), _bought_grid(without, customers, catalogue).sum(axis=(0, 2))
+    assert more[3] > less[3] and more[2] < less[2] and more[1] == pytest.approx(less[1], rel=0.1)
+    with pytest.raises(ValueError, match="category_value_centre must have shape"):
+        dataclasses.replace(draw, category_value_response=k, category_value_centre=centre[:, :2]).check(catalogue, N_WEEKS)
+
+
 def test_the_trips_that_buy_a_category_follow_their_joint_law_given_a_purchase():
     n, m, rate = 40_000, 3, 0.5
     keys = customer_keys(1, 0, np.arange(n))
     occ_customer, occ_category, mask = _kernels.category_week(
-        keys, 0, np.full(n, m), np.ones((n, 1)), np.array([rate])
+        keys, 0, np.full(n, m), np.ones((n, 1)), np.array([[rate]]), np.zeros(n, dtype=np.int64)
     )
     p = -np.expm1(-rate)
     assert abs(_z(occ_customer.size, n * -np.expm1(-m * rate), n * p)) < 5

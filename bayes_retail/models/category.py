@@ -523,7 +523,8 @@ def posterior_parameters(posterior, draw: int, cd: CategoryData | None = None) -
     """Parameter values of one posterior draw (chains stacked), in the form :func:`simulate` takes.
 
     With a category-value response in the posterior, ``cd`` supplies the
-    values and household classes the draw goes with.
+    values and household classes the draw goes with; without ``cd`` the
+    response is left out (for callers that need the household parameters only).
     """
 
     def flat(name):
@@ -535,8 +536,8 @@ def posterior_parameters(posterior, draw: int, cd: CategoryData | None = None) -
         params.update(f=flat("f"), loadings=flat("loadings"))
     else:  # rank 0: no preference factors
         params.update(f=np.zeros((params["u"].size, 0)), loadings=np.zeros((params["b"].size, 0)))
-    if "k" in posterior:
-        if cd is None or cd.value is None:
+    if "k" in posterior and cd is not None:
+        if cd.value is None:
             raise ValueError("this posterior has a category-value response: pass the CategoryData with its values")
         params.update(k=flat("k"), value=cd.value, household_class=cd.household_class)
     return params

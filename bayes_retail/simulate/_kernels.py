@@ -87,7 +87,7 @@ def visit_week(keys, week, visit, signal_w, previous, entry_week, rho, week_effe
 
 
 @numba.njit(cache=True)
-def category_week(keys, week, trips, preference_rate, category_rate):
+def category_week(keys, week, trips, preference_rate, category_rate, customer_class):
     """Category purchases of the week's visiting customers, with the trips that bought.
 
     A trip buys in category c with probability ``p = 1 - exp(-exp(eta))``; the
@@ -96,9 +96,11 @@ def category_week(keys, week, trips, preference_rate, category_rate):
     truncated geometric law and each later trip buys with ``p``: the trips'
     joint law given at least one purchase. ``preference_rate`` is
     ``exp(u_h + f_h . l_c)`` ``(n, C)`` and ``category_rate`` the week's
-    ``exp(b_c + s_w + d_cw)`` ``(C,)``: their product is ``exp(eta)`` (exponentials
-    taken once per batch and once per week, not per cell). Returns occasion
-    customer, category and trip bit mask.
+    ``exp(b_c + s_w + d_cw + k_c CV_kcw)`` ``(K, C)`` for each product class
+    (rows equal without a category value), read at the customer's
+    ``customer_class``: their product is ``exp(eta)`` (exponentials taken once
+    per batch and once per week, not per cell). Returns occasion customer,
+    category and trip bit mask.
     """
     n, n_c = preference_rate.shape
     total = 0
@@ -114,7 +116,7 @@ def category_week(keys, week, trips, preference_rate, category_rate):
         if m == 0:
             continue
         for c in range(n_c):
-            rate = category_rate[c] * preference_rate[i, c]
+            rate = category_rate[customer_class[i], c] * preference_rate[i, c]
             p_week = -math.expm1(-m * rate)
             if uniform(keys[i], week, CATEGORY, c, 0) >= p_week:
                 continue

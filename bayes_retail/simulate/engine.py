@@ -58,19 +58,55 @@ def class_utilities_week(draw: StageDraw, catalogue: Catalogue, covariates: tupl
     )
 
 
-def choice_tables(draw: StageDraw, catalogue: Catalogue, prices: PriceGrid) -> tuple[np.ndarray, np.ndarray]:
-    """``(W, K, G)`` within-category choice probabilities of every class and week, and their running sums.
+def category_values_week(utility: np.ndarray, catalogue: Catalogue) -> np.ndarray:
+    """``(K, C)`` category values, ``log sum_j exp(v_kj)`` over each category's items, from ``(K, G)`` utilities."""
+    start = catalogue.category_start
+    top = np.maximum.reduceat(utility, start, axis=1)
+    return top + np.log(np.add.reduceat(np.exp(utility - top[:, catalogue.item_category]), start, axis=1))
 
-    They depend on the draw and the prices only: computed once and shared by every batch.
+
+def choice_tables(
+    draw: StageDraw, catalogue: Catalogue, prices: PriceGrid
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per week and class: within-category choice probabilities ``(W, K, G)``, their running sums, and category values ``(W, K, C)``.
+
+    They depend on the draw and the prices only: computed once and shared by
+    every batch. The category values come from the same utilities as the
+    choices, so a promotion moves both.
     """
     covariates = prices.item_covariates(catalogue)
-    tables = [
-        _kernels.class_probabilities(
-            class_utilities_week(draw, catalogue, covariates, w), catalogue.category_start, catalogue.category_items
-        )
-        for w in range(prices.n_weeks)
-    ]
-    return np.stack([p for p, _ in tables]), np.stack([c for _, c in tables])
+    probabilities, cumulative, values = [], [], []
+    for w in range(prices.n_weeks):
+        utility = class_utilities_week(draw, catalogue, covariates, w)
+        prob, cum = _kernels.class_probabilities(utility, catalogue.category_start, catalogue.category_items)
+        probabilities.append(prob)
+        cumulative.append(cum)
+        values.append(category_values_week(utility, catalogue))
+    return np.stack(probabilities), np.stack(cumulative), np.stack(values)
+
+
+def fitted_category_value_centre(draw: StageDraw, catalogue: Catalogue, observed: PriceGrid) -> np.ndarray:
+    """``(K, C)`` mean over weeks of the draw's category values under the observed prices.
+
+    The category stage centred its values this way (per class and category,
+    over the fitted weeks), so a simulated week's value enters as its departure
+    from the fitted world's average: a policy that deepens every week's
+    discounts moves it.
+    """
+    covariates = observed.item_covariates(catalogue)
+    return np.mean([
+        category_values_week(class_utilities_week(draw, catalogue, covariates, w), catalogue)
+        for w in range(observed.n_weeks)
+    ], axis=0)
+
+
+def category_rates(draw: StageDraw, values: np.ndarray, week: int) -> np.ndarray:
+    """``(K, C)`` ``exp(b_c + s_w + d_cw [+ k_c (CV_kcw - centre_kc)])``: the week's category rates of each class."""
+    rate = np.exp(draw.category_intercept + draw.category_week[week] + draw.category_season[:, week])
+    if draw.category_value_response is None:
+        return np.ascontiguousarray(np.broadcast_to(rate, values.shape[1:]))
+    offset = draw.category_value_response[None, :] * (values[week] - draw.category_value_centre)
+    return rate[None, :] * np.exp(offset)
 
 
 def simulate_batch(
@@ -119,7 +155,7 @@ def simulate_batch(
     if customers.size and (customers.product_class.min() < 0 or customers.product_class.max() >= n_classes):
         raise ValueError(f"product_class must lie in 0..{n_classes - 1}")
     keys = customer_keys(seed, draw_index, customers.index)
-    prob_weeks, cum_weeks = choice_tables(draw, catalogue, prices) if tables is None else tables
+    prob_weeks, cum_weeks, value_weeks = choice_tables(draw, catalogue, prices) if tables is None else tables
     n, n_c = customers.size, catalogue.n_categories
     state_items = np.zeros((n, n_c, _kernels.MAX_STATE_ITEMS), dtype=np.int64)
     state_count = np.zeros((n, n_c), dtype=np.int64)
@@ -138,8 +174,8 @@ def simulate_batch(
         previous = (trips > 0).astype(float)
         visited = np.flatnonzero(trips)
         visits.append((visited, np.full(visited.size, w), trips[visited]))
-        rate = np.exp(draw.category_intercept + draw.category_week[w] + draw.category_season[:, w])
-        occ_customer, occ_category, occ_trips = _kernels.category_week(keys, w, trips, preference_rate, rate)
+        rate = category_rates(draw, value_weeks, w)
+        occ_customer, occ_category, occ_trips = _kernels.category_week(keys, w, trips, preference_rate, rate, klass)
         counts = _kernels.item_counts(
             keys, w, occ_customer, occ_category, draw.log_extra_rate, catalogue.category_items
         )

@@ -152,6 +152,10 @@ class StageDraw:
         extra distinct items.
     quantity_intercept, kappa, alpha
         Quantity stage: ``(G,)`` item intercepts ``l``, ``(C,)`` stockpiling response, ``(C,)`` NB dispersion.
+    category_value_response, category_value_centre
+        With a category-value term: ``(C,)`` response ``k`` and ``(K, C)`` the
+        category values' mean over the fitted weeks under the observed prices
+        (what the category stage centred them by); ``None`` without one.
     """
 
     rho: float
@@ -167,6 +171,8 @@ class StageDraw:
     quantity_intercept: np.ndarray
     kappa: np.ndarray
     alpha: np.ndarray
+    category_value_response: np.ndarray | None = None
+    category_value_centre: np.ndarray | None = None
 
     def check(self, catalogue: Catalogue, n_weeks: int) -> None:
         """Raise ``ValueError`` naming the first array whose shape disagrees with the catalogue or weeks."""
@@ -183,6 +189,12 @@ class StageDraw:
             raise ValueError(f"class_coefficients must have shape (K, {n_coef}), got {self.class_coefficients.shape}")
         if np.any(~(np.asarray(self.alpha) > 0)):
             raise ValueError("alpha (NB dispersion) must be positive")
+        if (self.category_value_response is None) != (self.category_value_centre is None):
+            raise ValueError("category_value_response and category_value_centre go together")
+        if self.category_value_response is not None:
+            _shape("category_value_response", np.asarray(self.category_value_response), (n_c,))
+            _shape("category_value_centre", np.asarray(self.category_value_centre),
+                   (self.class_coefficients.shape[0], n_c))
 
 
 @dataclass(frozen=True)

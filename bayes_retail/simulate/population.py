@@ -92,6 +92,11 @@ def stage_draw(posteriors: Posteriors, catalogue: Catalogue, index: int) -> Stag
     )
 
 
+def category_value_response(posteriors: Posteriors, index: int) -> np.ndarray:
+    """``(C,)`` the category stage's response ``k`` to the category value in simulator draw ``index``."""
+    return np.asarray(_flat(posteriors.category, "k", index), dtype=np.float64)
+
+
 @dataclass(frozen=True)
 class Templates:
     """The households fitted in every stage, with their own parameters under one draw.

@@ -429,12 +429,35 @@ def posterior_worlds(
         if policy is not None:
             grid = apply_policy(grid, catalogue, vd.weeks, policy)
         klass = membership(d) if membership is not None else None
+        draw = stage_draw(posteriors, catalogue, d)
+        if "k" in posteriors.category:
+            draw = with_category_value(draw, posteriors, d, catalogue, basis, depth_panels)
         return draw_world(
-            d, stage_draw(posteriors, catalogue, d), templates(posteriors, vd, d, stores=stores, class_probabilities=klass),
+            d, draw, templates(posteriors, vd, d, stores=stores, class_probabilities=klass),
             grid, catalogue, signal_sd=vd.signal_sd, entry_weeks=entry_weeks, week_numbers=vd.weeks,
         )
 
     return build
+
+
+def with_category_value(draw: StageDraw, posteriors, index: int, catalogue: Catalogue, basis, depth_panels) -> StageDraw:
+    """``draw`` with the category stage's value response ``k`` and the centre of its values under the observed prices.
+
+    The centre uses the imputed depth panel the product and category stages
+    were fitted with (the first).
+    """
+    from bayes_retail.simulate.engine import fitted_category_value_centre
+    from bayes_retail.simulate.population import category_value_response
+    from bayes_retail.simulate.world import observed_prices
+
+    if depth_panels is None:
+        raise ValueError("a category stage with a category value needs the imputed depth panels (observed prices)")
+    # the tail products' discounted weeks (the only random part) do not enter the values
+    observed = observed_prices(basis, depth_panels[0], np.random.default_rng(0))
+    return dataclasses.replace(
+        draw, category_value_response=category_value_response(posteriors, index),
+        category_value_centre=fitted_category_value_centre(draw, catalogue, observed),
+    )
 
 
 def _folder_worlds(posterior, data, *, customers, draws, mode, prices, seed, batch_size, policy=None):
