@@ -101,6 +101,8 @@ def _parser() -> argparse.ArgumentParser:
     ppc.add_argument("--prices", choices=("observed", "hmm"), default=None,
                      help="default: observed for replay, hmm for new customers")
     ppc.add_argument("--seed", type=int, default=0)
+    ppc.add_argument("--weeks", default=None,
+                     help='score only these weeks, e.g. "27-36" (the held-out block of a holdout fit; default: all)')
     ppc.add_argument("--synthetic", default=None, help="where the draws' panels go (default: synthetic/ppc-MODE)")
     ppc.add_argument("--out", default=DEFAULT_REPORT_DIR, help="folder for ppc.json (default: reports/)")
     ppc.set_defaults(func=cmd_ppc)
@@ -202,7 +204,8 @@ def cmd_ppc(args: argparse.Namespace, progress: Progress) -> int:
     progress(f"posterior predictive check: {args.draws} draws, {args.mode} customers, {prices} prices")
     try:
         result = posterior_predictive_suite(args.posterior, data, synthetic, draws=args.draws, mode=args.mode,
-                                            prices=prices, seed=args.seed, cache_dir=args.cache_dir)
+                                            prices=prices, seed=args.seed, cache_dir=args.cache_dir,
+                                            weeks=args.weeks)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
     path = write_ppc(result, Path(args.out) / PPC_FILENAME)

@@ -166,15 +166,20 @@ def posterior_predictive_suite(
     customers: int | None = None,
     seed: int = 0,
     cache_dir: str | None = None,
+    weeks: str | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Simulate ``draws`` posterior draws into ``out`` and score each against the real data.
 
     ``replay`` compares with the real lines of the replayed households;
     ``new`` customers (as many as real households unless ``customers``) with all of them.
+    ``weeks`` (a spec like ``"27-36"``) scores only those weeks on both sides:
+    the held-out block of a ``holdout`` fit (the simulation still runs every
+    week, so the held-out weeks start from simulated history).
     Returns ``scores`` (per metric, over draws), ``per_draw``, ``p_values``
     (summary and joint statistics), ``entities`` and, in replay mode,
     ``households`` and ``pit`` (see the module docstring).
     """
+    from bayes_retail.config import parse_weeks
     from bayes_retail.data import load_side
     from bayes_retail.metrics import compute_suite
     from bayes_retail.metrics.entity import entity_values
@@ -183,6 +188,10 @@ def posterior_predictive_suite(
     from bayes_retail.simulate.population import Posteriors, template_ids
     from bayes_retail.simulate.run import simulate_from_folder
 
+    scored = parse_weeks(weeks)
+    weeks = np.asarray(data.weeks) if scored is None else np.intersect1d(data.weeks, scored)
+    if weeks.size == 0:
+        raise ValueError(f"none of the weeks {scored[0]}-{scored[-1]} is in the data")
     real = data.metric_tables("real")
     if mode == "replay":
         households = template_ids(Posteriors.load(posterior, data_hash=data.data_hash))
@@ -191,23 +200,23 @@ def posterior_predictive_suite(
     customers = customers or len(data.households)
     manifest = simulate_from_folder(posterior, data, out, customers=customers, draws=draws, mode=mode,
                                     prices=prices, seed=seed)
+    real = real.subset_weeks(weeks)
     floor = real_vs_real_floor(real, seed=seed)
-    n_weeks = len(data.weeks)
-    weeks = np.asarray(data.weeks)
+    n_weeks = len(weeks)
     real_prep = _prepared(real, weeks)
     categories = frequent_categories(real_prep, COPURCHASE_CATEGORIES)
     observed = {**summary_statistics(real.transactions, n_weeks), **joint_statistics(real_prep, categories)}
     rows, stats, entities, totals = [], [], [], []
     for d in manifest["spec"]["draws"]:
-        side = load_side(Path(out), name="synthetic", reference=data, cache_dir=cache_dir, draw=d)
+        side = load_side(Path(out), name="synthetic", reference=data, cache_dir=cache_dir, draw=d).subset_weeks(weeks)
         result = compute_suite(real, side, seed=seed, floor=floor)
         rows += [{"draw": d, "metric": name, "tier": m.tier, "ks": m.ks, "score": 1.0 - m.ks}
                  for name, m in result.metrics.items()]
         prep = _prepared(side, weeks)
         stats.append({"draw": d, **summary_statistics(side.transactions, n_weeks), **joint_statistics(prep, categories)})
         entities.append(entity_values(prep))
-        if mode == "replay":
-            totals.append(household_totals(prep, real_prep.household_ids))
+        if mode == "replay":  # every replayed household, those without a visit in the scored weeks included
+            totals.append(household_totals(prep, households))
     per_draw = pd.DataFrame(rows)
     tables = {
         "scores": summarise_draws(per_draw, floor),
@@ -216,9 +225,7 @@ def posterior_predictive_suite(
         "entities": entity_coverage(entity_values(real_prep), entities),
     }
     if mode == "replay":
-        tables["households"], tables["pit"] = household_calibration(
-            household_totals(real_prep, real_prep.household_ids), totals
-        )
+        tables["households"], tables["pit"] = household_calibration(household_totals(real_prep, households), totals)
     return tables
 
 

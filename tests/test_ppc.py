@@ -103,3 +103,18 @@ def test_the_ppc_command_writes_ppc_json_and_the_report_shows_it(tiny_fitted, tm
     assert "score_median" in section and "p_value" in section and "Not run" not in section
     assert "sales_weighted_coverage" in section and "coverage_90" in section
     assert '<img alt="household PIT histograms" src="data:image/png;base64,' in section
+
+
+def test_a_held_out_block_is_scored_on_its_weeks_only(tiny_fitted, tmp_path):
+    tmp, src = tiny_fitted
+    data = load_data(src, cache_dir=tmp / "cache")
+    out = posterior_predictive_suite(tmp / "models", data, tmp_path / "ppc", draws=2, cache_dir=str(tmp / "cache"),
+                                     weeks="3-4")
+    real = data.transactions[data.transactions["week"].isin([3, 4])]
+    visits = real[["household_id", "week"]].drop_duplicates()
+    observed = out["p_values"].set_index("statistic")["observed"]
+    assert observed["visit_rate"] == pytest.approx(len(visits) / (real["household_id"].nunique() * 2))
+    households = out["households"].set_index("statistic")
+    assert (households["households"] == data.transactions["household_id"].nunique()).all()
+    with pytest.raises(ValueError, match="none of the weeks 90-95 is in the data"):
+        posterior_predictive_suite(tmp / "models", data, tmp_path / "ppc2", draws=2, weeks="90-95")

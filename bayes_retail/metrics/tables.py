@@ -65,6 +65,17 @@ class MetricTables:
         """Sorted ids of the households that appear in the lines."""
         return np.unique(self.transactions["household_id"].to_numpy())
 
+    def subset_weeks(self, weeks) -> "MetricTables":
+        """The same side with only the lines of ``weeks`` (week numbers; calendar and products kept)."""
+        keep = self.transactions["week"].isin(np.asarray(weeks))
+        return MetricTables(
+            self.transactions.loc[keep].reset_index(drop=True),
+            self.products,
+            self.promo_weeks,
+            name=self.name,
+            meta=dict(self.meta),
+        )
+
     def subset_households(self, households: np.ndarray) -> "MetricTables":
         """The same side restricted to ``households`` (calendar and products kept)."""
         keep = self.transactions["household_id"].isin(households)
