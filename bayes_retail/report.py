@@ -195,6 +195,28 @@ def heterogeneity_figure(idata, stage: str) -> str | None:
     return _png(fig)
 
 
+def predictive_check_table(folder: Path) -> pd.DataFrame | None:
+    """One row per checked statistic of a stage: the observed value against its prior and posterior predictive.
+
+    From the stage's ``prior_predictive.json`` and the ``posterior_predictive``
+    of its ``fit_summary.json`` (both written by the fit); ``None`` when the
+    stage stored neither. An observed quantile near 0 or 1 flags a miss.
+    """
+    rows: dict[str, dict] = {}
+    sources = []
+    if (folder / "prior_predictive.json").exists():
+        sources.append(("prior", json.loads((folder / "prior_predictive.json").read_text())))
+    if (folder / "fit_summary.json").exists():
+        sources.append(("posterior", json.loads((folder / "fit_summary.json").read_text()).get("posterior_predictive", {})))
+    for kind, check in sources:
+        for name, values in (check or {}).get("statistics", {}).items():
+            row = rows.setdefault(name, {"statistic": name, "observed": values.get("observed")})
+            for q in ("q05", "median", "q95"):
+                row[f"{kind} {q}"] = values.get(f"{kind}_{q}")
+            row[f"observed {kind} quantile"] = values.get(f"observed_{kind}_quantile")
+    return pd.DataFrame(list(rows.values())) if rows else None
+
+
 def _stage_section(models: Path, stage: str) -> dict | None:
     from bayes_retail.models.artifacts import load_posterior
 
@@ -205,6 +227,8 @@ def _stage_section(models: Path, stage: str) -> dict | None:
     hyper = pd.read_csv(folder / "hyperpriors.csv")
     section = {"stage": stage, "hyperpriors": hyper.round(4).to_html(index=False, na_rep="", border=0),
                "figures": hyperparameter_figures(idata, list(dict.fromkeys(hyper["variable"])))}
+    checks = predictive_check_table(folder)
+    section["checks"] = None if checks is None else checks.round(4).to_html(index=False, na_rep="", border=0)
     section["figures"]["household heterogeneity (posterior means)"] = heterogeneity_figure(idata, stage)
     if (folder / "seasonal_indices.csv").exists():
         section["figures"]["seasonal indices (posterior predictive, 90% band)"] = seasonal_figure(
@@ -235,6 +259,10 @@ everything simulated from them are provisional.</div>{% endif %}
 <h2 id="{{ s.stage }}">Stage: {{ s.stage }}</h2>
 <h3>Hyperparameters</h3>
 {{ s.hyperpriors }}
+{% if s.checks %}<h3>Prior and posterior predictive checks</h3>
+<p>Observed statistic against its prior predictive (are the priors sensible?) and posterior predictive
+(does the fit reproduce it?) 5% / 50% / 95% quantiles; a quantile of the observed value near 0 or 1 is a miss.</p>
+{{ s.checks }}{% endif %}
 {% for title, uri in s.figures.items() %}<h3>{{ title }}</h3><img alt="{{ s.stage }} {{ title }}" src="{{ uri }}">{% endfor %}
 {% endfor %}
 <h2 id="metrics">Metric suite: synthetic against real</h2>

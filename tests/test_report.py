@@ -27,6 +27,7 @@ def test_the_report_has_every_section_and_embeds_its_images(tiny_fitted, tmp_pat
     sources = re.findall(r'src="([^"]+)"', html)
     assert len(sources) >= 12 and all(s.startswith("data:image/png;base64,") for s in sources)
     assert html.count("<h3>household heterogeneity") == 3  # visit, category, quantity
+    assert html.count("<h3>Prior and posterior predictive checks") >= 3 and "observed prior quantile" in html
     assert all(base64.b64decode(s.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n" for s in sources)
     assert "http://" not in html and "https://" not in html
     # the tiny fits do not converge: the page says so up front
@@ -38,3 +39,21 @@ def test_the_convergence_table_lists_unfitted_stages(tmp_path):
     table = convergence_table(tmp_path)
     assert list(table["stage"]) == ["visit", "category", "product", "quantity"]
     assert (table["verdict"] == "not fitted").all()
+
+
+def test_predictive_check_table_joins_prior_and_posterior_checks(tmp_path):
+    import json
+
+    from bayes_retail.report import predictive_check_table
+
+    assert predictive_check_table(tmp_path) is None
+    (tmp_path / "prior_predictive.json").write_text(json.dumps({"draws": 50, "statistics": {
+        "purchase_rate": {"observed": 0.05, "prior_q05": 0.1, "prior_median": 0.2, "prior_q95": 0.3,
+                          "observed_prior_quantile": 0.0}}}))
+    (tmp_path / "fit_summary.json").write_text(json.dumps({"posterior_predictive": {"draws": 20, "statistics": {
+        "purchase_rate": {"observed": 0.05, "posterior_q05": 0.04, "posterior_median": 0.05, "posterior_q95": 0.06,
+                          "observed_posterior_quantile": 0.5}}}}))
+    row = predictive_check_table(tmp_path).iloc[0]
+    assert row["statistic"] == "purchase_rate" and row["observed"] == 0.05
+    assert row["prior q95"] == 0.3 and row["observed prior quantile"] == 0.0
+    assert row["posterior median"] == 0.05 and row["observed posterior quantile"] == 0.5
