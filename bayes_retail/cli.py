@@ -103,6 +103,8 @@ def _parser() -> argparse.ArgumentParser:
     ppc.add_argument("--seed", type=int, default=0)
     ppc.add_argument("--weeks", default=None,
                      help='score only these weeks, e.g. "27-36" (the held-out block of a holdout fit; default: all)')
+    ppc.add_argument("--held-out", action="store_true",
+                     help="new customers against the households a fit_share < 1 fit left out (out-of-household)")
     ppc.add_argument("--synthetic", default=None, help="where the draws' panels go (default: synthetic/ppc-MODE)")
     ppc.add_argument("--out", default=DEFAULT_REPORT_DIR, help="folder for ppc.json (default: reports/)")
     ppc.set_defaults(func=cmd_ppc)
@@ -205,7 +207,7 @@ def cmd_ppc(args: argparse.Namespace, progress: Progress) -> int:
     try:
         result = posterior_predictive_suite(args.posterior, data, synthetic, draws=args.draws, mode=args.mode,
                                             prices=prices, seed=args.seed, cache_dir=args.cache_dir,
-                                            weeks=args.weeks)
+                                            weeks=args.weeks, held_out=args.held_out)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
     path = write_ppc(result, Path(args.out) / PPC_FILENAME)

@@ -93,12 +93,46 @@ def week_mask(axis, weeks):
 
 @dataclass(frozen=True)
 class DataSelection:
-    """The ``[data]`` section: which weeks the Bayesian stages score (``weeks = "2-26,37-53"``; none = all)."""
+    """The ``[data]`` section: which weeks and households the Bayesian stages fit.
+
+    Attributes
+    ----------
+    weeks
+        Scored weeks, e.g. ``"2-26,37-53"`` (none = all).
+    fit_share
+        Share of the households the shopper stages may fit on (1 = all). The
+        others are held out for the out-of-household check (new customers
+        against them: ``bayes-retail ppc --mode new --held-out``). Prices,
+        choice sets and the marketing signal's scale still come from every
+        household's lines: they describe the market, not a shopper.
+    split_seed
+        Seed of the split (independent of the fit's seed, so refits with other
+        seeds keep the same held-out households).
+    """
 
     weeks: str | None = None
+    fit_share: float = 1.0
+    split_seed: int = 0
 
     def __post_init__(self) -> None:
         parse_weeks(self.weeks)
+        if isinstance(self.fit_share, bool) or not isinstance(self.fit_share, (int, float)) or not 0 < self.fit_share <= 1:
+            raise ValueError(f"fit_share must be in (0, 1], got {self.fit_share!r}")
+        if isinstance(self.split_seed, bool) or not isinstance(self.split_seed, int) or self.split_seed < 0:
+            raise ValueError(f"split_seed must be a non-negative integer, got {self.split_seed!r}")
+
+    def household_split(self, household_ids) -> tuple:
+        """Sorted ``(fitted, held_out)`` ids of ``household_ids`` (held-out empty when ``fit_share`` is 1)."""
+        import numpy as np
+
+        ids = np.sort(np.asarray(household_ids))
+        if self.fit_share >= 1:
+            return ids, ids[:0]
+        n_fit = int(round(self.fit_share * ids.size))
+        if not 0 < n_fit < ids.size:
+            raise ConfigError(f"fit_share {self.fit_share} of {ids.size} households leaves no household on one side")
+        order = np.random.default_rng(self.split_seed).permutation(ids.size)
+        return np.sort(ids[order[:n_fit]]), np.sort(ids[order[n_fit:]])
 
     @property
     def week_numbers(self) -> tuple[int, ...] | None:

@@ -155,6 +155,23 @@ def household_calibration(real: pd.DataFrame, draws: list[pd.DataFrame]) -> tupl
     return pd.DataFrame(coverage), pd.DataFrame(histogram)
 
 
+def held_out_households(posterior: str | os.PathLike, data) -> np.ndarray:
+    """Ids of the households the fits in ``posterior`` left out (their ``fit_share`` and ``split_seed``; every stage alike)."""
+    from bayes_retail.config import DataSelection
+    from bayes_retail.models.artifacts import load_posterior
+
+    splits = set()
+    for stage in ("visit", "category", "product", "quantity"):
+        attrs = load_posterior(posterior, stage, data_hash=data.data_hash).attrs
+        splits.add((float(attrs.get("fit_share", 1.0)), int(attrs.get("split_seed", 0))))
+    if len(splits) > 1:
+        raise ValueError(f"the stages were fitted on different household splits {sorted(splits)}: refit them alike")
+    share, seed = splits.pop()
+    if share >= 1:
+        raise ValueError("these fits used every household (fit_share = 1): nothing is held out")
+    return DataSelection(fit_share=share, split_seed=seed).household_split(data.households["household_id"])[1]
+
+
 def posterior_predictive_suite(
     posterior: str | os.PathLike,
     data,
@@ -167,6 +184,7 @@ def posterior_predictive_suite(
     seed: int = 0,
     cache_dir: str | None = None,
     weeks: str | None = None,
+    held_out: bool = False,
 ) -> dict[str, pd.DataFrame]:
     """Simulate ``draws`` posterior draws into ``out`` and score each against the real data.
 
@@ -174,7 +192,10 @@ def posterior_predictive_suite(
     ``new`` customers (as many as real households unless ``customers``) with all of them.
     ``weeks`` (a spec like ``"27-36"``) scores only those weeks on both sides:
     the held-out block of a ``holdout`` fit (the simulation still runs every
-    week, so the held-out weeks start from simulated history).
+    week, so the held-out weeks start from simulated history). ``held_out``
+    (new customers only) compares with the households a ``fit_share < 1`` fit
+    left out, as many new customers as there are of them: the
+    out-of-household check.
     Returns ``scores`` (per metric, over draws), ``per_draw``, ``p_values``
     (summary and joint statistics), ``entities`` and, in replay mode,
     ``households`` and ``pit`` (see the module docstring).
@@ -193,6 +214,12 @@ def posterior_predictive_suite(
     if weeks.size == 0:
         raise ValueError(f"none of the weeks {scored[0]}-{scored[-1]} is in the data")
     real = data.metric_tables("real")
+    if held_out:
+        if mode == "replay":
+            raise ValueError("the held-out households were not fitted: compare them with new customers (mode new)")
+        households = held_out_households(posterior, data)
+        real = real.subset_households(households)
+        customers = households.size
     if mode == "replay":
         households = template_ids(Posteriors.load(posterior, data_hash=data.data_hash))
         real = real.subset_households(households)

@@ -141,8 +141,8 @@ def test_named_configurations_load_and_leave_defaults_to_the_dataclass():
     # the departures: the category and product stages fit 300 households; non-centred category-week deviations
     assert stage_config(load_config("default"), "category", CategoryConfig) == CategoryConfig(households=300, season_centred=False)
     assert stage_config(load_config("default"), "product", ProductConfig) == ProductConfig(households=300)
-    # holdout and seasonal are default with other weeks
-    for name in ("holdout", "seasonal"):
+    # holdout, seasonal and out_of_household are default with other weeks or households
+    for name in ("holdout", "seasonal", "out_of_household"):
         for section, cls in (("pricing", PricingConfig), ("visit", VisitConfig), ("category", CategoryConfig),
                              ("quantity", QuantityConfig), ("product", ProductConfig)):
             assert stage_config(load_config(name), section, cls) == stage_config(load_config("default"), section, cls)

@@ -61,9 +61,17 @@ def sampler_config(config: dict, *, method: str | None = None, stage: str | None
 
 def data_selection(config: dict, *, weeks: str | None = None) -> DataSelection:
     """The ``[data]`` section, with ``--weeks`` overriding its weeks when given."""
-    if weeks is None:
-        return stage_config(config, "data", DataSelection)
-    return DataSelection(weeks=weeks)
+    import dataclasses
+
+    selection = stage_config(config, "data", DataSelection)
+    return selection if weeks is None else dataclasses.replace(selection, weeks=weeks)
+
+
+def fitted_households(data, selection: DataSelection) -> np.ndarray | None:
+    """Ids of the households the shopper stages fit on (``None``: every household)."""
+    if selection.fit_share >= 1:
+        return None
+    return selection.household_split(data.households["household_id"].to_numpy())[0]
 
 
 def predictive_check(observed: dict, simulated, *, draws: int, kind: str = "prior") -> dict:
@@ -137,7 +145,9 @@ def _sample(model, sampler: SamplerConfig, *, seed: int, stage: str, fold=None):
     return idata, seconds, verdict
 
 
-def _provenance(config: dict, stage_cfg, sampler: SamplerConfig, data, *, seed: int, weeks: str | None, verdict) -> dict:
+def _provenance(
+    config: dict, stage_cfg, sampler: SamplerConfig, data, *, seed: int, selection: DataSelection, verdict
+) -> dict:
     """What every stage trace and summary records about how it was made."""
     return {
         "config_name": config["name"],
@@ -145,7 +155,9 @@ def _provenance(config: dict, stage_cfg, sampler: SamplerConfig, data, *, seed: 
         "sampler": sampler.to_dict(),
         "data_hash": data.data_hash,
         "seed": seed,
-        "weeks": weeks or "all",
+        "weeks": selection.weeks or "all",
+        "fit_share": selection.fit_share,
+        "split_seed": selection.split_seed,
         "method": sampler.method,
         "approximate": int(sampler.approximate),
         "convergence": verdict.to_dict(),
@@ -211,6 +223,9 @@ def run_visit_stage(
     selection = data_selection(config, weeks=weeks)
     t0 = time.perf_counter()
     vd = visit.build_visit_data(data, visit_config).restricted_to(selection.week_numbers)
+    pool = fitted_households(data, selection)
+    if pool is not None:
+        vd = vd.subset_households(pool)
     model = visit.build_model(vd, visit_config)
     say(
         f"visit: {vd.households.size} households x {vd.weeks.size} weeks, {int(vd.scored.sum())} scored cells; "
@@ -220,7 +235,7 @@ def run_visit_stage(
     idata, sampling, verdict = _sample(model, sampler, seed=seed, stage=visit.STAGE)
     table = posterior_table(idata, VISIT_HYPERPRIORS)
     seasonal = visit.seasonal_indices(vd, idata.posterior)
-    provenance = _provenance(config, visit_config, sampler, data, seed=seed, weeks=selection.weeks, verdict=verdict)
+    provenance = _provenance(config, visit_config, sampler, data, seed=seed, selection=selection, verdict=verdict)
     summary = _summary(
         visit.STAGE, provenance,
         seconds={"sampling": sampling, "total": time.perf_counter() - t0},
@@ -282,7 +297,9 @@ def run_quantity_stage(
     sampler = sampler_config(config, method=method, stage="quantity")
     selection = data_selection(config, weeks=weeks)
     t0 = time.perf_counter()
-    qd, items, _ = quantity.build_quantity_data(data, weeks=selection.week_numbers)
+    qd, items, _ = quantity.build_quantity_data(
+        data, households=fitted_households(data, selection), weeks=selection.week_numbers
+    )
     model = quantity.build_model(qd, quantity_config)
     say(
         f"quantity: {qd.n_lines} lines in {qd.pattern_lines.size} (household, item, depth) patterns, "
@@ -295,7 +312,7 @@ def run_quantity_stage(
     table = posterior_table(idata, QUANTITY_HYPERPRIORS[:-1] + dispersion)
     promo = quantity_promo_table(idata, data.categories)
     replayed = quantity.posterior_predictive(qd, idata.posterior, draws=20, rng=np.random.default_rng(seed))
-    provenance = _provenance(config, quantity_config, sampler, data, seed=seed, weeks=selection.weeks, verdict=verdict)
+    provenance = _provenance(config, quantity_config, sampler, data, seed=seed, selection=selection, verdict=verdict)
     summary = _summary(
         quantity.STAGE, provenance,
         seconds={"sampling": sampling, "total": time.perf_counter() - t0},
@@ -365,15 +382,16 @@ def linked_category_values(data, cd, out: str | os.PathLike, config: dict, *, se
     return category.with_category_value(cd, value, classes), linkage
 
 
-def household_subset(data, size: int, *, seed: int) -> np.ndarray | None:
-    """Sorted ids of ``size`` households drawn at random with ``seed`` (``None`` when ``size`` is 0: every household).
+def household_subset(data, size: int, *, seed: int, pool: np.ndarray | None = None) -> np.ndarray | None:
+    """Sorted ids of ``size`` households drawn at random with ``seed`` from ``pool`` (default: every household).
 
-    The category and product stages draw their subsets here, so equal sizes
-    and seeds give both stages the same households.
+    ``None`` when ``size`` is 0 and there is no pool (every household); the
+    pool itself when ``size`` is 0. The category and product stages draw their
+    subsets here, so equal sizes and seeds give both stages the same households.
     """
     if not size:
-        return None
-    ids = data.households["household_id"].to_numpy()
+        return None if pool is None else np.sort(np.asarray(pool))
+    ids = data.households["household_id"].to_numpy() if pool is None else np.sort(np.asarray(pool))
     return np.sort(np.random.default_rng(seed).choice(ids, size=min(size, ids.size), replace=False))
 
 
@@ -403,7 +421,7 @@ def run_category_stage(
     selection = data_selection(config, weeks=weeks)
     t0 = time.perf_counter()
     vd = visit.build_visit_data(data, visit_config)
-    subset = household_subset(data, category_config.households, seed=seed)
+    subset = household_subset(data, category_config.households, seed=seed, pool=fitted_households(data, selection))
     rows = slice(None) if subset is None else pd.Index(vd.households).get_indexer(subset)
     cd = category.build_category_data(data, vd.trips[rows], vd.households[rows], vd.weeks)
     cd = cd.restricted_to(selection.week_numbers)
@@ -428,7 +446,7 @@ def run_category_stage(
     expected = category.expected_purchase_draws(cd, idata.posterior, draws=20)
     seasonal = category.seasonal_indices(cd, expected, scored_weeks=selection.week_numbers)
     replayed = category.posterior_predictive(cd, expected)
-    provenance = _provenance(config, category_config, sampler, data, seed=seed, weeks=selection.weeks, verdict=verdict)
+    provenance = _provenance(config, category_config, sampler, data, seed=seed, selection=selection, verdict=verdict)
     if linkage is not None:
         provenance["category_value_linkage"] = linkage
     summary = _summary(
@@ -559,7 +577,7 @@ def run_product_stage(
     selection = data_selection(config, weeks=weeks)
     t0 = time.perf_counter()
     depth = product_depth_panel(data, out)
-    households = household_subset(data, product_config.households, seed=seed)
+    households = household_subset(data, product_config.households, seed=seed, pool=fitted_households(data, selection))
     pdata = product.build_product_data(data, depth, product_config, households=households)
     pdata = pdata.restricted_to(selection.week_numbers)
     model = product.build_model(pdata, product_config)
@@ -570,7 +588,7 @@ def run_product_stage(
     )
     idata, sampling, verdict = _sample(model, sampler, seed=seed, stage=product.STAGE)
     table = posterior_table(idata, PRODUCT_HYPERPRIORS)
-    provenance = _provenance(config, product_config, sampler, data, seed=seed, weeks=selection.weeks, verdict=verdict)
+    provenance = _provenance(config, product_config, sampler, data, seed=seed, selection=selection, verdict=verdict)
     summary = _summary(
         product.STAGE, provenance,
         seconds={"sampling": sampling, "total": time.perf_counter() - t0},

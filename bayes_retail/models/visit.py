@@ -131,6 +131,17 @@ class VisitData:
     promo_intensity: np.ndarray
     entry_week: np.ndarray
 
+    def subset_households(self, ids) -> "VisitData":
+        """The rows of households ``ids`` (every one must be here); the signal's scale stays the whole panel's."""
+        rows = pd.Index(self.households).get_indexer(np.asarray(ids))
+        if (rows < 0).any():
+            raise ValueError(f"households not in the visit panel: {np.asarray(ids)[rows < 0][:5].tolist()}")
+        return replace(
+            self, households=self.households[rows], trips=self.trips[rows], scored=self.scored[rows],
+            lag=self.lag[rows], signal=self.signal[rows], signal_household_mean=self.signal_household_mean[rows],
+            category_weights=self.category_weights[rows], entry_week=self.entry_week[rows],
+        )
+
     @classmethod
     def from_arrays(
         cls,
