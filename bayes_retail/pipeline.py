@@ -48,6 +48,11 @@ def stage_is_current(models: str | Path, stage: str, data, config: dict) -> tupl
     differing = sorted(k for k, v in wanted.items() if fitted.get(k, defaults.get(k)) != v)
     if differing:
         return False, f"fitted with other [{stage}] settings ({', '.join(differing)})"
+    linked = json.loads(attrs.get("category_value_linkage") or "{}").get("product_fit_id")
+    if linked is not None:
+        product_attrs = load_posterior(models, "product", data_hash=data.data_hash).attrs
+        if product_attrs.get("fit_id") != linked:
+            return False, "its category values came from another product fit"
     return True, "current"
 
 

@@ -144,3 +144,14 @@ def test_category_value_links_one_product_draw_and_is_refused_without_the_produc
     assert {"mu_value", "tau_value"} <= set(hyper["variable"])
     effects = pd.read_csv(tmp_path / "models" / "category" / CATEGORY_EFFECTS_FILENAME)
     assert "k" in set(effects["variable"])
+    # the linkage names the product fit: a product refit makes the category stage stale
+    from bayes_retail.config import load_config
+    from bayes_retail.pipeline import stage_is_current
+
+    product_fit = load_posterior(tmp_path / "models", "product", data_hash=data.data_hash).attrs["fit_id"]
+    assert linkage["product_fit_id"] == product_fit and len(product_fit) == 16
+    assert stage_is_current(tmp_path / "models", "category", data, load_config(config)) == (True, "current")
+    product_cli = [c if c != "category" else "product" for c in cli]
+    assert main([*product_cli[:-1], "9", "--out", str(tmp_path / "models")]) == 0  # another seed
+    assert stage_is_current(tmp_path / "models", "category", data, load_config(config)) == (
+        False, "its category values came from another product fit")

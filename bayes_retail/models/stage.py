@@ -179,6 +179,21 @@ def _summary(stage: str, provenance: dict, *, seconds: dict, **extra) -> dict:
     }
 
 
+def fit_id(idata) -> str:
+    """A digest of every posterior draw (before thinning): names one fit, the same on every rerun with its seed.
+
+    A stage that conditions on another (the category value on the product
+    stage) records its fit id, so a refit of the other makes it stale.
+    """
+    import hashlib
+
+    digest = hashlib.blake2b(digest_size=8)
+    for name in sorted(idata.posterior.data_vars):
+        digest.update(name.encode())
+        digest.update(np.ascontiguousarray(idata.posterior[name].values, dtype=np.float64).tobytes())
+    return digest.hexdigest()
+
+
 def _write_stage(
     idata, out, *, module, provenance: dict, hyperpriors: pd.DataFrame, keep_draws: int, tables: dict,
     documents: dict, say, **trace_options,
@@ -188,7 +203,7 @@ def _write_stage(
     The trace's attributes are the provenance plus the hyperprior table.
     """
     target = Path(out) / module.STAGE
-    attrs = {**provenance, "hyperpriors": hyperpriors.to_dict(orient="records")}
+    attrs = {**provenance, "fit_id": fit_id(idata), "hyperpriors": hyperpriors.to_dict(orient="records")}
     with atomic_dir(target) as tmp:
         save_stage(
             idata, tmp, stage=module.STAGE, model_version=module.MODEL_VERSION, attrs=attrs,
@@ -358,7 +373,8 @@ def linked_category_values(data, cd, out: str | os.PathLike, config: dict, *, se
     from bayes_retail.models.artifacts import load_posterior
 
     try:
-        posterior = load_posterior(out, product.STAGE, data_hash=data.data_hash).posterior
+        fitted = load_posterior(out, product.STAGE, data_hash=data.data_hash)
+        posterior, attrs = fitted.posterior, fitted.attrs
     except ArtifactError as exc:
         raise ArtifactError(f"[category] category_value = true needs the product stage fitted first: {exc}") from exc
     rng = np.random.default_rng([seed, 2])
@@ -378,7 +394,8 @@ def linked_category_values(data, cd, out: str | os.PathLike, config: dict, *, se
     rows = pd.Index(pdata.households).get_indexer(cd.households)
     cumulative = membership[rows].cumsum(axis=1)
     classes = (rng.random((rows.size, 1)) > cumulative).sum(axis=1).clip(max=membership.shape[1] - 1)
-    linkage = {"product_chain": chain, "product_draw": draw, "categories_without_choice_set": int((~known).sum())}
+    linkage = {"product_chain": chain, "product_draw": draw, "product_fit_id": attrs.get("fit_id"),
+               "categories_without_choice_set": int((~known).sum())}
     return category.with_category_value(cd, value, classes), linkage
 
 
