@@ -198,7 +198,9 @@ def posterior_predictive_suite(
     out-of-household check.
     Returns ``scores`` (per metric, over draws), ``per_draw``, ``p_values``
     (summary and joint statistics), ``entities`` and, in replay mode,
-    ``households`` and ``pit`` (see the module docstring).
+    ``households`` and ``pit`` (see the module docstring), and with
+    ``weeks`` in replay mode ``elpd``: the visit stage's exact log predictive
+    density of those weeks' household-weeks.
     """
     from bayes_retail.config import parse_weeks
     from bayes_retail.data import load_side
@@ -253,7 +255,27 @@ def posterior_predictive_suite(
     }
     if mode == "replay":
         tables["households"], tables["pit"] = household_calibration(household_totals(real_prep, households), totals)
+    if scored is not None and mode == "replay":
+        tables["elpd"] = pd.DataFrame([{"stage": "visit", "weeks": f"{weeks[0]}-{weeks[-1]}",
+                                        **visit_elpd(posterior, data, weeks)}])
     return tables
+
+
+def visit_elpd(posterior: str | os.PathLike, data, weeks) -> dict:
+    """The visit stage's log predictive density of the household-weeks of ``weeks`` (exact; for weeks the fit left out)."""
+    import json
+
+    from bayes_retail.models import visit
+    from bayes_retail.models.artifacts import load_posterior
+    from bayes_retail.models.elpd import heldout_elpd
+
+    idata = load_posterior(posterior, "visit", data_hash=data.data_hash)
+    vd = visit.build_visit_data(data, visit.VisitConfig(**json.loads(idata.attrs["stage_config"])))
+    households = idata.posterior["household"].values
+    vd = vd.subset_households(households)
+    # the cells a fit scores (in the household's window, after its entry week) in the asked weeks
+    cells = vd.scored & np.isin(vd.weeks, weeks)[None, :]
+    return heldout_elpd(visit.cell_loglik_draws(vd, idata.posterior, draws=100, cells=cells))
 
 
 PPC_FILENAME = "ppc.json"

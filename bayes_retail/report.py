@@ -227,6 +227,8 @@ def _stage_section(models: Path, stage: str) -> dict | None:
     hyper = pd.read_csv(folder / "hyperpriors.csv")
     section = {"stage": stage, "hyperpriors": hyper.round(4).to_html(index=False, na_rep="", border=0),
                "figures": hyperparameter_figures(idata, list(dict.fromkeys(hyper["variable"])))}
+    summary = json.loads((folder / "fit_summary.json").read_text()) if (folder / "fit_summary.json").exists() else {}
+    section["loo"] = summary.get("loo")
     checks = predictive_check_table(folder)
     section["checks"] = None if checks is None else checks.round(4).to_html(index=False, na_rep="", border=0)
     section["figures"]["household heterogeneity (posterior means)"] = heterogeneity_figure(idata, stage)
@@ -259,6 +261,10 @@ everything simulated from them are provisional.</div>{% endif %}
 <h2 id="{{ s.stage }}">Stage: {{ s.stage }}</h2>
 <h3>Hyperparameters</h3>
 {{ s.hyperpriors }}
+{% if s.loo %}<p>PSIS-LOO over the fitted cells ({{ s.loo.cells }} cells, {{ s.loo.draws }} draws): elpd_loo
+{{ "%.1f"|format(s.loo.elpd_loo) }} (se {{ "%.1f"|format(s.loo.se) }}), p_loo {{ "%.1f"|format(s.loo.p_loo) }};
+Pareto k &gt; {{ s.loo.k_max }} in {{ "%.2f"|format(100 * s.loo.share_k_above_max) }}% of cells
+(max {{ "%.2f"|format(s.loo.max_k) }}).</p>{% endif %}
 {% if s.checks %}<h3>Prior and posterior predictive checks</h3>
 <p>Observed statistic against its prior predictive (are the priors sensible?) and posterior predictive
 (does the fit reproduce it?) 5% / 50% / 95% quantiles; a quantile of the observed value near 0 or 1 is a miss.</p>

@@ -116,5 +116,10 @@ def test_a_held_out_block_is_scored_on_its_weeks_only(tiny_fitted, tmp_path):
     assert observed["visit_rate"] == pytest.approx(len(visits) / (real["household_id"].nunique() * 2))
     households = out["households"].set_index("statistic")
     assert (households["households"] == data.transactions["household_id"].nunique()).all()
+    elpd = out["elpd"].iloc[0]
+    assert elpd["stage"] == "visit" and elpd["weeks"] == "3-4" and np.isfinite(elpd["elpd"]) and elpd["elpd"] < 0
+    # every household-week of weeks 3-4 after the household's entry week is a cell
+    first = data.households.set_index("household_id")["first_week"]
+    assert elpd["cells"] == sum(int(w > first[h]) for h in first.index for w in (3, 4))
     with pytest.raises(ValueError, match="none of the weeks 90-95 is in the data"):
         posterior_predictive_suite(tmp / "models", data, tmp_path / "ppc2", draws=2, weeks="90-95")

@@ -24,6 +24,7 @@ from bayes_retail.errors import ArtifactError
 from bayes_retail.models import category, product, quantity, visit
 from bayes_retail.models.artifacts import save_stage
 from bayes_retail.models.diagnostics import announce, convergence
+from bayes_retail.models.elpd import loo_summary
 from bayes_retail.models.sampling import SamplerConfig, sample_posterior
 from bayes_retail.models.tables import posterior_table
 
@@ -257,6 +258,7 @@ def run_visit_stage(
         households=int(vd.households.size),
         scored_cells=int(vd.scored.sum()),
         posterior_predictive=visit_posterior_check(vd, idata.posterior, seed=seed),
+        loo=loo_summary(visit.cell_loglik_draws(vd, idata.posterior, draws=100)),
     )
     _write_stage(
         idata, out, module=visit, provenance=provenance, hyperpriors=table,

@@ -447,6 +447,23 @@ def pointwise_loglik(vd: VisitData, theta: np.ndarray, rho: float, s: np.ndarray
     return np.where(vd.scored, ll_visit + ll_trips, np.nan)
 
 
+def cell_loglik_draws(vd: VisitData, posterior, *, draws: int = 100, cells: np.ndarray | None = None) -> np.ndarray:
+    """``(S, N)`` log-likelihood of the ``N`` household-weeks in ``cells`` (default: the scored ones) under ``S`` draws.
+
+    ``cells`` is an ``(H, W)`` mask; draws are evenly spaced over the chains
+    stacked. What :func:`~bayes_retail.models.elpd.loo_summary` (fitted cells)
+    and :func:`~bayes_retail.models.elpd.heldout_elpd` (held-out weeks) take.
+    """
+    mask = vd.scored if cells is None else np.asarray(cells, dtype=bool)
+    theta = household_parameters(posterior)
+    rho = posterior["rho"].values.reshape(-1)
+    s = posterior["s"].values.reshape(-1, vd.weeks.size)
+    masked = replace(vd, scored=mask)
+    return np.stack([
+        pointwise_loglik(masked, theta[i], float(rho[i]), s[i])[mask] for i in evenly_spaced(theta.shape[0], draws)
+    ])
+
+
 def simulate(
     theta: np.ndarray,
     rho: float,
