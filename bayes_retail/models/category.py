@@ -43,7 +43,7 @@ by one. Tested equal to the row-level Bernoulli log-likelihood.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -207,10 +207,8 @@ class CategoryData:
 
 def with_category_value(cd: CategoryData, value: np.ndarray, household_class: np.ndarray) -> CategoryData:
     """``cd`` with category values ``(K, C, W)`` and each household's class ``(H,)`` (validated)."""
-    import dataclasses
-
-    return dataclasses.replace(cd, value=np.asarray(value, dtype=np.float64),
-                               household_class=np.asarray(household_class, dtype=np.int64))
+    return replace(cd, value=np.asarray(value, dtype=np.float64),
+                   household_class=np.asarray(household_class, dtype=np.int64))
 
 
 def build_category_data(data, trips: np.ndarray, households: np.ndarray, weeks: np.ndarray) -> CategoryData:
