@@ -131,6 +131,27 @@ def entity_coverage(real: dict[str, pd.DataFrame], draws: list[dict[str, pd.Data
     return pd.DataFrame(rows)
 
 
+def replicate_calibration(per_draw: pd.DataFrame, pairs: pd.DataFrame, *, prob: float = 0.9) -> pd.DataFrame:
+    """Per metric: KS(real, replicate) beside the spread of KS(replicate, replicate') over pairs of draws.
+
+    A calibrated model's real data look like one more replicate: the median
+    KS against the real data lies inside the replicate pairs' central ``prob``
+    interval (``calibrated``). ``share_inside`` is the share of draws whose
+    KS(real, replicate) is at most that interval's upper end.
+    """
+    hi_q = (1 + prob) / 2
+    rows = []
+    for metric, g in pairs.groupby("metric", sort=False):
+        real_ks = per_draw.loc[per_draw["metric"] == metric, "ks"].to_numpy()
+        upper = float(g["ks"].quantile(hi_q))
+        rows.append({
+            "metric": metric, "pairs": len(g), "ks_real_median": float(np.median(real_ks)),
+            "ks_replicate_median": float(g["ks"].median()), f"ks_replicate_q{hi_q:.2f}": upper,
+            "share_inside": float(np.mean(real_ks <= upper)), "calibrated": bool(np.median(real_ks) <= upper),
+        })
+    return pd.DataFrame(rows)
+
+
 def household_calibration(real: pd.DataFrame, draws: list[pd.DataFrame]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Coverage and PIT of each household's totals (columns of :func:`~bayes_retail.metrics.joint.household_totals`).
 
@@ -198,7 +219,8 @@ def posterior_predictive_suite(
     out-of-household check.
     Returns ``scores`` (per metric, over draws), ``per_draw``, ``p_values``
     (summary and joint statistics), ``entities`` and, in replay mode,
-    ``households`` and ``pit`` (see the module docstring), and with
+    ``households`` and ``pit`` (see the module docstring), ``replicates``
+    (:func:`replicate_calibration`, from disjoint pairs of draws), and with
     ``weeks`` in replay mode ``elpd``: the visit stage's exact log predictive
     density of those weeks' household-weeks.
     """
@@ -235,12 +257,17 @@ def posterior_predictive_suite(
     real_prep = _prepared(real, weeks)
     categories = frequent_categories(real_prep, COPURCHASE_CATEGORIES)
     observed = {**summary_statistics(real.transactions, n_weeks), **joint_statistics(real_prep, categories)}
-    rows, stats, entities, totals = [], [], [], []
-    for d in manifest["spec"]["draws"]:
+    rows, stats, entities, totals, replicate_rows = [], [], [], [], []
+    previous = None
+    for i, d in enumerate(manifest["spec"]["draws"]):
         side = load_side(Path(out), name="synthetic", reference=data, cache_dir=cache_dir, draw=d).subset_weeks(weeks)
         result = compute_suite(real, side, seed=seed, floor=floor)
         rows += [{"draw": d, "metric": name, "tier": m.tier, "ks": m.ks, "score": 1.0 - m.ks}
                  for name, m in result.metrics.items()]
+        if i % 2 == 1:  # disjoint pairs of draws: how far one replicate lies from another
+            pair = compute_suite(previous, side, seed=seed)
+            replicate_rows += [{"pair": i // 2, "metric": name, "ks": m.ks} for name, m in pair.metrics.items()]
+        previous = side
         prep = _prepared(side, weeks)
         stats.append({"draw": d, **summary_statistics(side.transactions, n_weeks), **joint_statistics(prep, categories)})
         entities.append(entity_values(prep))
@@ -253,6 +280,8 @@ def posterior_predictive_suite(
         "p_values": bayesian_p_values(pd.DataFrame(stats), observed),
         "entities": entity_coverage(entity_values(real_prep), entities),
     }
+    if replicate_rows:
+        tables["replicates"] = replicate_calibration(per_draw, pd.DataFrame(replicate_rows))
     if mode == "replay":
         tables["households"], tables["pit"] = household_calibration(household_totals(real_prep, households), totals)
     if scored is not None and mode == "replay":

@@ -285,6 +285,9 @@ Pareto k &gt; {{ s.loo.k_max }} in {{ "%.2f"|format(100 * s.loo.share_k_above_ma
 <p>Bayesian p-values (share of draws at or below the real value) of summary and joint statistics
 (visits x basket size across households; co-purchase lift of the frequent category pairs):</p>
 {{ ppc.p_values }}
+{% if ppc.replicates %}<p>Replicate calibration: KS(real, replicate) beside KS(replicate, replicate') over disjoint
+pairs of draws (calibrated: the real data look like one more replicate):</p>
+{{ ppc.replicates }}{% endif %}
 {% if ppc.entities %}<p>Entity-matched: share of categories / products (and of their sales) whose 90% predictive interval
 holds the real value (a KS score cannot see which entity is which):</p>
 {{ ppc.entities }}{% endif %}
@@ -331,7 +334,7 @@ def build_report(models: str | os.PathLike = "models", *, metrics: str | os.Path
 
         tables = read_ppc(ppc_path)
         shown = {name: tables[name].round(4).to_html(index=False, na_rep="", border=0)
-                 for name in ("scores", "p_values", "entities", "households") if name in tables}
+                 for name in ("scores", "p_values", "replicates", "entities", "households") if name in tables}
         if "pit" in tables:
             shown["pit_figure"] = pit_figure(tables["pit"])
         context.update(ppc=shown)

@@ -36,6 +36,9 @@ def test_replayed_households_are_scored_per_draw_beside_the_floor(tiny_fitted, t
     assert households["households"].eq(data.transactions["household_id"].nunique()).all()
     pit = out["pit"]
     np.testing.assert_allclose(pit.groupby("statistic")["share"].sum(), 1.0)
+    replicates = out["replicates"]  # 3 draws: one pair
+    assert (replicates["pairs"] == 1).all() and set(replicates["metric"]) == set(scores["metric"])
+    assert replicates["share_inside"].between(0, 1).all()
 
 
 def test_new_customers_get_no_household_calibration(tiny_fitted, tmp_path):
@@ -43,7 +46,20 @@ def test_new_customers_get_no_household_calibration(tiny_fitted, tmp_path):
     data = load_data(src, cache_dir=tmp / "cache")
     out = posterior_predictive_suite(tmp / "models", data, tmp_path / "ppc", draws=2, mode="new", prices="observed",
                                      cache_dir=str(tmp / "cache"))
-    assert set(out) == {"scores", "per_draw", "p_values", "entities"}
+    assert set(out) == {"scores", "per_draw", "p_values", "entities", "replicates"}
+
+
+def test_replicate_calibration_by_hand():
+    from bayes_retail.ppc import replicate_calibration
+
+    per_draw = pd.DataFrame({"metric": "quantity", "ks": [0.02, 0.03, 0.10, 0.04]})
+    pairs = pd.DataFrame({"metric": "quantity", "ks": [0.01, 0.02, 0.03, 0.05, 0.04]})
+    row = replicate_calibration(per_draw, pairs).iloc[0]
+    # replicate 95% quantile of 0.01..0.05 = 0.048; real median 0.035 inside; 3 of 4 draws at or below
+    assert row["ks_replicate_q0.95"] == pytest.approx(0.048) and row["ks_real_median"] == pytest.approx(0.035)
+    assert row["calibrated"] and row["share_inside"] == 0.75 and row["pairs"] == 5
+    far = replicate_calibration(per_draw.assign(ks=[0.2, 0.3, 0.25, 0.22]), pairs).iloc[0]
+    assert not far["calibrated"] and far["share_inside"] == 0.0
 
 
 def test_entity_coverage_and_household_calibration_by_hand():
@@ -93,7 +109,7 @@ def test_the_ppc_command_writes_ppc_json_and_the_report_shows_it(tiny_fitted, tm
     assert main([*cli, "ppc", "--posterior", str(tmp / "models"), "--data", str(src), "--draws", "2",
                  "--synthetic", str(tmp_path / "syn"), "--out", str(tmp_path / "rep")]) == 0
     tables = read_ppc(tmp_path / "rep" / "ppc.json")
-    assert set(tables) == {"scores", "per_draw", "p_values", "entities", "households", "pit"}
+    assert set(tables) == {"scores", "per_draw", "p_values", "entities", "households", "pit", "replicates"}
     assert (tables["scores"]["draws"] == 2).all()
     assert "score_median" in capsys.readouterr().out
     from bayes_retail.report import build_report
