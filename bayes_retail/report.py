@@ -300,9 +300,25 @@ spend and visits (calibrated: coverage near 0.5 / 0.9, PITs flat; U-shaped PITs 
 """
 
 
+PROMOTION_FILENAME = "promo_response.csv"
+
+
+def write_promotion_table(models: str | os.PathLike, out: str | os.PathLike) -> Path:
+    """``out/promo_response.csv``: every stage's promotion response by category (:func:`~bayes_retail.models.tables.promotion_responses`)."""
+    from bayes_retail.models.tables import promotion_responses
+
+    path = Path(out) / PROMOTION_FILENAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        promotion_responses(models).to_csv(tmp, index=False)
+    return path
+
+
 def build_report(models: str | os.PathLike = "models", *, metrics: str | os.PathLike | None = None,
                  out: str | os.PathLike = "reports", ppc: str | os.PathLike | None = None) -> Path:
     """Write ``out/report.html`` from the artifacts in ``models`` and, when given, a ``metrics.json``.
+
+    Also writes ``out/promo_response.csv``, the stages' promotion responses in one table.
 
     The posterior predictive check (``ppc.json`` of ``bayes-retail ppc``) is
     included from ``ppc``, else from beside ``metrics`` when it is there.
@@ -339,6 +355,7 @@ def build_report(models: str | os.PathLike = "models", *, metrics: str | os.Path
             shown["pit_figure"] = pit_figure(tables["pit"])
         context.update(ppc=shown)
     html = jinja2.Environment(autoescape=False).from_string(_TEMPLATE).render(**context)
+    write_promotion_table(models, out)
     path = Path(out) / REPORT_FILENAME
     with atomic_path(path) as tmp:
         tmp.write_text(html)

@@ -57,3 +57,21 @@ def test_predictive_check_table_joins_prior_and_posterior_checks(tmp_path):
     assert row["statistic"] == "purchase_rate" and row["observed"] == 0.05
     assert row["prior q95"] == 0.3 and row["observed prior quantile"] == 0.0
     assert row["posterior median"] == 0.05 and row["observed posterior quantile"] == 0.5
+
+
+def test_the_promotion_table_gathers_every_stages_responses(tiny_fitted, tmp_path):
+    import pandas as pd
+
+    from bayes_retail.models.tables import PROMOTION_COLUMNS, promotion_responses
+    from bayes_retail.report import write_promotion_table
+
+    tmp, _ = tiny_fitted
+    table = pd.read_csv(write_promotion_table(tmp / "models", tmp_path))
+    assert list(table.columns) == PROMOTION_COLUMNS
+    responses = set(zip(table["stage"], table["response"]))
+    assert {("product", "display"), ("product", "mailer"), ("product", "discount_lift"),
+            ("product", "own_price_elasticity"), ("quantity", "stockpiling_kappa"), ("category", "k")} <= responses
+    categories = table["category_id"].nunique()
+    assert (table.groupby(["stage", "response"]).size() == categories).all()  # one row per category and response
+    assert (table["q0.05"] <= table["q0.95"]).all()
+    assert promotion_responses(tmp_path / "nothing").empty

@@ -47,3 +47,44 @@ def _labels(da, dims: list[str]) -> list[dict]:
     grids = np.meshgrid(*[da[d].values for d in dims], indexing="ij")
     return [{d: g.ravel()[i].item() if hasattr(g.ravel()[i], "item") else g.ravel()[i] for d, g in zip(dims, grids)}
             for i in range(grids[0].size)]
+
+
+#: Columns of :func:`promotion_responses`.
+PROMOTION_COLUMNS = ["category_id", "product_category", "stage", "response", "scale", "mean", "q0.05", "median", "q0.95"]
+
+
+def promotion_responses(models) -> pd.DataFrame:
+    """Every stage's promotion response by category in one tidy table, read from the stages' own tables.
+
+    - product: ``display`` and ``mailer`` (utility, log-odds within the
+      category) from ``promo_response.csv``; ``discount_lift``,
+      ``display_lift``, ``mailer_lift`` and ``own_price_elasticity`` (share of
+      the category's purchases) from ``elasticities.csv``;
+    - quantity: ``stockpiling_kappa`` (log mean of extra units per unit of depth);
+    - category: ``k`` (response of purchase incidence to the category value), when fitted.
+
+    A stage without its table is left out. ``scale`` says what the number
+    measures, so rows of different stages are not compared as like for like.
+    """
+    from pathlib import Path
+
+    models = Path(models)
+    frames = []
+
+    def take(path, stage, response_column, scale, keep=None):
+        if not path.exists():
+            return
+        table = pd.read_csv(path)
+        if keep is not None:
+            table = table[table[response_column].isin(keep)]
+        frames.append(table.rename(columns={response_column: "response"}).assign(stage=stage, scale=scale))
+
+    take(models / "product" / "promo_response.csv", "product", "response", "utility (within-category log-odds)")
+    take(models / "product" / "elasticities.csv", "product", "measure", "share of the category's purchases")
+    take(models / "quantity" / "promo_response.csv", "quantity", "response", "log mean extra units per unit depth")
+    take(models / "category" / "category_effects.csv", "category", "variable", "purchase incidence per unit value",
+         keep=["k"])
+    if not frames:
+        return pd.DataFrame(columns=PROMOTION_COLUMNS)
+    return pd.concat(frames, ignore_index=True)[PROMOTION_COLUMNS].sort_values(
+        ["category_id", "stage", "response"], ignore_index=True)
