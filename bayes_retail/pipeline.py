@@ -48,6 +48,16 @@ def stage_is_current(models: str | Path, stage: str, data, config: dict) -> tupl
     differing = sorted(k for k, v in wanted.items() if fitted.get(k, defaults.get(k)) != v)
     if differing:
         return False, f"fitted with other [{stage}] settings ({', '.join(differing)})"
+    if stage != "pricing":  # the households and weeks the stage fitted ([data]; older traces: every one)
+        from bayes_retail.models.stage import data_selection
+
+        def households(share, split_seed):  # the split seed means nothing when every household is fitted
+            return (float(share), int(split_seed) if float(share) < 1 else 0)
+
+        selection = data_selection(config)
+        fitted_data = (attrs.get("weeks", "all"), *households(attrs.get("fit_share", 1.0), attrs.get("split_seed", 0)))
+        if fitted_data != (selection.weeks or "all", *households(selection.fit_share, selection.split_seed)):
+            return False, "fitted on other weeks or households ([data])"
     linked = json.loads(attrs.get("category_value_linkage") or "{}").get("product_fit_id")
     if linked is not None:
         product_attrs = load_posterior(models, "product", data_hash=data.data_hash).attrs

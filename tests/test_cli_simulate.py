@@ -179,3 +179,18 @@ def test_each_draw_gets_its_own_class_membership(fitted):
     n_draws = posteriors.product.sizes["draw"]
     direct = product.class_membership(product.posterior_params(posteriors.product, pdata, 59 // n_draws, 59 % n_draws), pdata)
     np.testing.assert_allclose(last, direct[pd.Index(pdata.households).get_indexer(ids)])
+
+
+def test_a_stage_fitted_on_other_weeks_or_households_is_stale(fitted):
+    from bayes_retail.config import load_config
+    from bayes_retail.pipeline import stage_is_current
+
+    tmp, src = fitted
+    data = load_data(src, cache_dir=tmp / "cache")
+    config = load_config(tmp / "small.toml")
+    for section in ({"weeks": "3-5"}, {"fit_share": 0.5}, {"fit_share": 0.5, "split_seed": 3}):
+        config["sections"]["data"] = section
+        assert stage_is_current(tmp / "models", "quantity", data, config) == (
+            False, "fitted on other weeks or households ([data])"), section
+    config["sections"]["data"] = {"weeks": "all", "fit_share": 1.0, "split_seed": 7}  # every household: seed moot
+    assert stage_is_current(tmp / "models", "quantity", data, config) == (True, "current")
