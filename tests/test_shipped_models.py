@@ -15,7 +15,7 @@ from bayes_retail.models.artifacts import attr_json, load_posterior
 MODELS = Path(__file__).resolve().parents[1] / "models"
 
 
-@pytest.mark.parametrize("stage", ["visit", "category", "quantity"])
+@pytest.mark.parametrize("stage", ["visit", "category", "product", "quantity"])
 def test_shipped_stage_matches_the_embedded_data_and_the_default_config(stage):
     from bayes_retail.config import load_config
     from bayes_retail.data import load_data
@@ -33,7 +33,7 @@ def test_shipped_stage_matches_the_embedded_data_and_the_default_config(stage):
 
 @pytest.mark.parametrize("stage", ["visit", "quantity"])
 def test_shipped_hyperparameters_converged(stage):
-    # the category stage's shipped fit does not converge (docs/models.md): its verdict says so in the trace
+    # the category and product stages' shipped fits do not converge (docs/models.md): their verdicts say so
     hyper = pd.read_csv(MODELS / stage / "hyperpriors.csv")
     assert (hyper["r_hat"] <= 1.01).all() and (hyper["ess_bulk"] >= 400).all()
 
@@ -61,3 +61,11 @@ def test_thinning_a_stage_keeps_its_provenance_and_records_the_new_size(tiny_fit
     assert all(any(np.array_equal(kept[0, i], full[0, j]) for j in range(full.shape[1])) for i in range(kept.shape[1]))
     with pytest.raises(ValueError, match="would not thin"):
         thin_stage(tmp_path, "visit", 500)
+
+
+def test_the_shipped_product_fit_says_it_stopped_at_its_time_limit():
+    idata = load_posterior(MODELS, "product", data_hash=cache_key(locate(None)))
+    verdict = attr_json(idata, "convergence")
+    assert verdict["stopped_early"] and not verdict["passed"]
+    assert any("time limit" in failure for failure in verdict["failures"])
+    assert (MODELS / "product" / "elasticities.csv").exists()
