@@ -67,18 +67,13 @@ class MetricTables:
 
     def subset_weeks(self, weeks) -> "MetricTables":
         """The same side with only the lines of ``weeks`` (week numbers; calendar and products kept)."""
-        keep = self.transactions["week"].isin(np.asarray(weeks))
-        return MetricTables(
-            self.transactions.loc[keep].reset_index(drop=True),
-            self.products,
-            self.promo_weeks,
-            name=self.name,
-            meta=dict(self.meta),
-        )
+        return self._lines_where(self.transactions["week"].isin(np.asarray(weeks)))
 
     def subset_households(self, households: np.ndarray) -> "MetricTables":
         """The same side restricted to ``households`` (calendar and products kept)."""
-        keep = self.transactions["household_id"].isin(households)
+        return self._lines_where(self.transactions["household_id"].isin(households))
+
+    def _lines_where(self, keep) -> "MetricTables":
         return MetricTables(
             self.transactions.loc[keep].reset_index(drop=True),
             self.products,
