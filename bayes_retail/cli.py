@@ -49,10 +49,10 @@ def _parser() -> argparse.ArgumentParser:
     data.add_argument("--rebuild", action="store_true", help="rebuild the panels even when cached")
     data.set_defaults(func=cmd_data)
 
-    fit = sub.add_parser("fit", help="fit model stages and write their artifacts (built so far: visit, category, product, quantity, pricing)")
+    fit = sub.add_parser("fit", help="fit model stages and write their artifacts")
     fit.add_argument(
         "--stage", choices=FIT_STAGES, default="all",
-        help="stage to fit; all = pricing, visit, category, quantity (product: not yet, its fit takes hours)"
+        help="stage to fit; all = pricing, visit, product, category, quantity (the product stage takes hours)"
     )
     fit.add_argument("--method", default=None, help="inference method: nutpie (default), pymc, numpyro, advi, pathfinder")
     fit.add_argument("--weeks", default=None, help="score only these weeks, e.g. 2-26,37-53 (default: the config's [data] weeks, else all)")

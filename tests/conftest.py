@@ -21,6 +21,7 @@ category_value = true    # linked to the product stage's draws: the simulator's 
 [product]
 n_classes = 2
 burn_in_weeks = 0
+state = "ever"           # the simulator reads the state memory from the trace: its "ever" path runs everywhere
 """
 
 

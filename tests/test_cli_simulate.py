@@ -181,6 +181,25 @@ def test_each_draw_gets_its_own_class_membership(fitted):
     np.testing.assert_allclose(last, direct[pd.Index(pdata.households).get_indexer(ids)])
 
 
+def test_the_simulator_takes_the_state_memory_from_the_product_trace(fitted):
+    from bayes_retail.simulate.population import Posteriors, stage_draw
+    from bayes_retail.simulate.world import catalogue_from_data
+
+    tmp, src = fitted
+    data = load_data(src, cache_dir=tmp / "cache")
+    posteriors = Posteriors.load(tmp / "models", data_hash=data.data_hash)
+    catalogue = catalogue_from_data(data)
+    assert stage_draw(posteriors, catalogue, 0).state_memory == "ever"  # the tiny config's [product] state
+    attrs = dict(posteriors.product.attrs)
+    config = json.loads(attrs["stage_config"])
+    del config["state"]  # a trace from before the setting: its state term was "last"
+    posteriors.product.attrs["stage_config"] = json.dumps(config)
+    try:
+        assert stage_draw(posteriors, catalogue, 0).state_memory == "last"
+    finally:
+        posteriors.product.attrs.update(attrs)
+
+
 def test_a_stage_fitted_on_other_weeks_or_households_is_stale(fitted):
     from bayes_retail.config import load_config
     from bayes_retail.pipeline import stage_is_current

@@ -25,12 +25,12 @@ def _exact_set_probability(p: np.ndarray) -> float:
     return total
 
 
-def _study(seed=0, n_classes=4, **kwargs):
+def _study(seed=0, n_classes=4, state="last", **kwargs):
     rng = np.random.default_rng(seed)
     design = product.synthetic_design(rng, **kwargs)
     params = product.draw_parameters(design, rng, n_classes=n_classes, log_extra_rate=0.3)
     classes = rng.integers(0, n_classes, design.households.size)
-    return product.simulate_occasions(params, design, classes, rng), params
+    return product.simulate_occasions(params, design, classes, rng, state=state), params
 
 
 def test_set_probability_of_two_items_by_hand():
@@ -141,8 +141,10 @@ def test_choice_kernel_gradient_equals_finite_differences():
             assert grad.ravel()[idx] == pytest.approx((up - down) / 2e-6, rel=1e-5, abs=1e-5), (name, idx)
 
 
-def test_aggregated_likelihood_equals_the_occasion_by_occasion_sum_over_orders():
-    pdata, params = _study(n_households=12, n_categories=2, items_per_category=7, n_weeks=8, burn_in_weeks=2)
+@pytest.mark.parametrize("state", product.STATE_MEMORIES)
+def test_aggregated_likelihood_equals_the_occasion_by_occasion_sum_over_orders(state):
+    pdata, params = _study(n_households=12, n_categories=2, items_per_category=7, n_weeks=8, burn_in_weeks=2,
+                           state=state)
     assert pdata.set_size.max() >= 4 and pdata.last_item.size > 0
     assert product.total_loglik(params, pdata) == pytest.approx(product.brute_force_loglik(params, pdata), rel=1e-8)
 
@@ -220,7 +222,62 @@ def test_state_pairs_point_to_the_previous_occasion_in_the_category():
     np.testing.assert_array_equal(item, [2])
 
 
+def test_ever_state_pairs_hold_every_earlier_item_by_hand():
+    # household 0, category 0: weeks 1..4 buy {2}, {0, 1}, {2}, {5}; category 1 in week 2 buys {7}
+    occ_h, occ_c, occ_w = np.zeros(5, int), np.array([0, 1, 0, 0, 0]), np.array([1, 2, 2, 3, 4])
+    chosen_occ, chosen_item = np.array([0, 1, 2, 2, 3, 4]), np.array([2, 7, 0, 1, 2, 5])
+    occ, item = product.state_pairs(occ_h, occ_c, occ_w, chosen_occ, chosen_item, state="ever")
+    np.testing.assert_array_equal(occ, [2, 3, 3, 3, 4, 4, 4])
+    np.testing.assert_array_equal(item, [2, 0, 1, 2, 0, 1, 2])
+    last = product.state_pairs(occ_h, occ_c, occ_w, chosen_occ, chosen_item, state="last")
+    np.testing.assert_array_equal(last[1], [2, 0, 1, 2])
+    with pytest.raises(ValueError, match="state"):
+        product.state_pairs(occ_h, occ_c, occ_w, chosen_occ, chosen_item, state="always")
+
+
+def test_ever_state_keeps_the_most_recent_distinct_items():
+    state = product.next_ever_state(None, np.array([5, 3]), max_items=3)
+    np.testing.assert_array_equal(state, [3, 5])
+    state = product.next_ever_state(state, np.array([9, 5]), max_items=3)
+    np.testing.assert_array_equal(state, [5, 9, 3])  # this occasion's items first, then the older ones
+    np.testing.assert_array_equal(product.next_ever_state(state, np.array([1, 2]), max_items=3), [1, 2, 5])
+
+
+def test_ever_state_pairs_equal_the_readable_recursion_past_the_cap():
+    rng = np.random.default_rng(4)
+    n_occ = 400
+    occ_h, occ_c = rng.integers(0, 5, n_occ), rng.integers(0, 2, n_occ)
+    occ_w = rng.permutation(n_occ)  # distinct weeks: a strict order within each household-category
+    sizes = rng.integers(1, 5, n_occ)
+    chosen_occ = np.repeat(np.arange(n_occ), sizes)
+    chosen_item = np.concatenate([rng.choice(60, k, replace=False) for k in sizes])
+    occ, item = product.state_pairs(occ_h, occ_c, occ_w, chosen_occ, chosen_item, state="ever")
+    want_occ, want_item, states = [], [], {}
+    for o in np.lexsort((occ_w, occ_c, occ_h)):
+        key = (occ_h[o], occ_c[o])
+        if key in states:
+            want_occ += [o] * states[key].size
+            want_item += sorted(states[key])
+        states[key] = product.next_ever_state(states.get(key), chosen_item[chosen_occ == o])
+    order = np.lexsort((want_item, want_occ))
+    np.testing.assert_array_equal(occ, np.array(want_occ)[order])
+    np.testing.assert_array_equal(item, np.array(want_item)[order])
+    assert max(s.size for s in states.values()) == product.EVER_STATE_ITEMS  # the cap was reached
+
+
+def test_forward_sampler_records_the_states_the_pair_builder_finds():
+    for state in product.STATE_MEMORIES:
+        pdata, _ = _study(seed=5, n_households=20, n_categories=2, items_per_category=6, n_weeks=12, state=state)
+        occ, item = product.state_pairs(pdata.occasion_household, pdata.occasion_category, pdata.occasion_week,
+                                        pdata.chosen_occasion, pdata.chosen_item, state=state)
+        np.testing.assert_array_equal(occ, pdata.last_occasion)
+        np.testing.assert_array_equal(item, pdata.last_item)
+    assert pdata.last_item.size > 2 * np.unique(pdata.last_occasion).size  # "ever" states grow past one item
+
+
 def test_config_and_data_errors():
+    with pytest.raises(ValueError, match="state"):
+        product.ProductConfig(state="always")
     with pytest.raises(ValueError, match="n_classes"):
         product.ProductConfig(n_classes=1)
     with pytest.raises(ValueError, match="promo_sigma"):

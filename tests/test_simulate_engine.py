@@ -206,7 +206,7 @@ def _choose(n, prob, lam, last, m, *, seed=2):
     items, _ = _kernels.choose_week(
         keys, 0, np.arange(n), np.zeros(n, np.int64), np.ones(n, np.int64), np.full(n, m),
         np.arange(n + 1) * m, np.zeros(n, np.int64), theta, prob[None, :], np.cumsum(prob)[None, :],
-        np.array([0]), np.array([g]), state_items, state_count,
+        np.array([0]), np.array([g]), state_items, state_count, False,
     )
     return items.reshape(n, m), state_items, state_count
 
@@ -300,3 +300,47 @@ def test_inputs_with_wrong_shapes_are_named(world):
         simulate_batch(draw, bad, catalogue, prices, seed=1)
     with pytest.raises(ValueError, match="depths"):
         dataclasses.replace(prices, depth=prices.depth + 1.0)
+
+
+def test_ever_state_update_is_the_product_stages_recursion():
+    from bayes_retail.models import product
+
+    assert _kernels.MAX_STATE_ITEMS == product.EVER_STATE_ITEMS
+    rng = np.random.default_rng(2)
+    state_items = np.zeros((1, 1, _kernels.MAX_STATE_ITEMS), dtype=np.int64)
+    state_count = np.zeros((1, 1), dtype=np.int64)
+    want = None
+    for _ in range(40):
+        bought = rng.choice(50, rng.integers(1, 6), replace=False).astype(np.int64)
+        _kernels._update_ever_state(state_items[0, 0], state_count, 0, 0, bought)
+        want = product.next_ever_state(want, bought)
+        np.testing.assert_array_equal(state_items[0, 0, :state_count[0, 0]], want)
+    assert state_count[0, 0] == _kernels.MAX_STATE_ITEMS
+
+
+def test_an_ever_state_brings_customers_back_to_items_bought_before_the_last_occasion(world):
+    catalogue, prices, draw, customers, _ = world
+    single = np.full(catalogue.n_categories, -30.0)  # one item per occasion: the state is then easy to read
+    last = dataclasses.replace(draw, class_coefficients=draw.class_coefficients.copy(), log_extra_rate=single)
+    last.class_coefficients[:, 2] = 2.0
+    ever = dataclasses.replace(last, state_memory="ever")
+
+    def repeats(d):
+        """Share of non-first category purchases that repeat the previous item / any earlier item."""
+        lines = simulate_batch(d, customers, catalogue, prices, seed=9).lines
+        item = catalogue.product_item()[lines["product"].to_numpy()]
+        frame = lines.assign(item=item, category=catalogue.item_category[item]).sort_values(["customer", "category", "week"])
+        group = frame.groupby(["customer", "category"])["item"]
+        later = group.cumcount() > 0
+        previous = (frame["item"].diff() == 0)[later].mean()
+        earlier = frame.assign(seen=group.transform(lambda s: s.duplicated()))["seen"][later].mean()
+        return previous, earlier
+
+    last_previous, last_earlier = repeats(last)
+    ever_previous, ever_earlier = repeats(ever)
+    # the same coefficient on every earlier item: customers return to older items (0.15 of later purchases here
+    # against 0.05 under "last"), and the previous item's pull is shared with them
+    assert ever_earlier - ever_previous > 2 * (last_earlier - last_previous) > 0
+    assert ever_previous < last_previous
+    with pytest.raises(ValueError, match="state_memory"):
+        simulate_batch(dataclasses.replace(draw, state_memory="always"), customers, catalogue, prices, seed=1)

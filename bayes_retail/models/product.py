@@ -19,8 +19,9 @@ category's choice set, drawn without replacement from a multinomial logit:
   the category) whose weights ``z_k`` vary across households only (their mean
   is in ``t_j``);
 - ``last_hj = 1`` if the household bought item j on its previous occasion in
-  the category (state dependence). Occasions in the first ``burn_in_weeks``
-  weeks set the state and are not scored.
+  the category (state dependence; ``state = "ever"``: on any earlier
+  occasion there, a reduced-form loyalty term). Occasions in the first
+  ``burn_in_weeks`` weeks set the state and are not scored.
 
 Heterogeneity: latent classes at fixed standardised locations. The class
 coefficients are ``theta_k = mu + sigma * xi_k`` with ``xi_k`` K fixed points
@@ -56,6 +57,7 @@ import itertools
 import re
 from dataclasses import asdict, dataclass
 
+import numba
 import numpy as np
 import pandas as pd
 import pymc as pm
@@ -76,6 +78,10 @@ MODEL_VERSION = 1
 CORE_COEFFICIENTS = ("price", "discount", "state")
 #: Item attributes (columns of ``ProductData.attributes``).
 ATTRIBUTES = ("national_brand", "pack_size", "price_tier")
+#: What the state term remembers: the previous occasion's items, or every earlier item (the most recent ones).
+STATE_MEMORIES = ("last", "ever")
+#: Most items an ``"ever"`` state holds (the simulator's state capacity).
+EVER_STATE_ITEMS = 16
 
 
 @dataclass(frozen=True)
@@ -92,6 +98,14 @@ class ProductConfig:
         heterogeneity reads as false state dependence (kept for that check).
     burn_in_weeks
         Leading weeks that only set each household's state (not scored).
+    state
+        What ``last_hj`` marks: ``"last"`` (DESIGN.md §2) the items of the
+        household's previous occasion in the category; ``"ever"`` the items it
+        bought on any earlier occasion there (the :data:`EVER_STATE_ITEMS` most
+        recent distinct ones). ``"ever"`` is a reduced-form loyalty term: it
+        also absorbs household-specific product preferences that K classes
+        cannot hold, so its coefficient is not causal state dependence
+        (docs/models.md).
     households
         Fit on this many households drawn at random with the fit's seed (0 =
         every household). Every item keeps its intercept; a subset gives the
@@ -105,6 +119,7 @@ class ProductConfig:
     n_classes: int = 8
     burn_in_weeks: int = 8
     heterogeneity: bool = True
+    state: str = "last"
     households: int = 0
     intercept_sigma: float = 2.0
     coefficient_sigma: float = 2.0
@@ -117,6 +132,8 @@ class ProductConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
                 raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
+        if self.state not in STATE_MEMORIES:
+            raise ValueError(f"state must be one of {STATE_MEMORIES}, got {self.state!r}")
         for name in ("intercept_sigma", "coefficient_sigma", "scale_sigma", "promo_sigma", "extra_sigma"):
             if not float(getattr(self, name)) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
@@ -150,7 +167,9 @@ class ProductData:
     chosen_occasion, chosen_item
         Items bought on each occasion (distinct; sorted by occasion).
     last_occasion, last_item
-        Items of the household's previous occasion in the same category.
+        State pairs: the items ``last_hj`` marks on each occasion (those of the
+        household's previous occasion in the category, or of every earlier one:
+        :attr:`ProductConfig.state`).
     """
 
     households: np.ndarray
@@ -680,11 +699,14 @@ def simulate_occasions(
     pdata: ProductData,
     household_class: np.ndarray,
     rng: np.random.Generator,
+    *,
+    state: str = "last",
 ) -> ProductData:
     """Forward sampler: new chosen items for every occasion of ``pdata`` (its households, categories, weeks).
 
     Occasions are visited in week order per household and category so that each
-    one's state is the previous simulated purchase; the number of items is
+    one's state is the previous simulated purchase (``state="ever"``: every
+    earlier one, as :func:`next_ever_state` keeps it); the number of items is
     ``1 + Poisson(exp(rho_c))`` (capped at the choice-set size) and the items
     are the top m of utilities plus Gumbel noise (exactly sequential draws
     without replacement from the logit). ``household_class`` ``(H,)`` gives each
@@ -704,14 +726,14 @@ def simulate_occasions(
         k = household_class[h]
         items = np.arange(starts[c], starts[c] + sizes[c])
         util = v[k, items, w].copy()
-        previous = last.get((h, c))
+        previous = last.get((h, c))  # "ever": most recent first
         if previous is not None:
             util[previous - starts[c]] += theta[k, 2]
-            last_rows.append((o, previous))
+            last_rows.append((o, np.sort(previous)))
         m = min(1 + rng.poisson(np.exp(params["log_extra_rate"][c])), sizes[c])
         pick = np.sort(items[np.argsort(-(util + rng.gumbel(size=util.size)))[:m]])
         chosen_rows.append((o, pick))
-        last[(h, c)] = pick
+        last[(h, c)] = pick if state == "last" else next_ever_state(previous, pick)
     chosen_rows.sort(key=lambda r: r[0])
     last_rows.sort(key=lambda r: r[0])
     return _with_choices(pdata, chosen_rows, last_rows)
@@ -729,6 +751,73 @@ def _with_choices(pdata, chosen_rows, last_rows) -> ProductData:
     return dataclasses.replace(
         pdata, chosen_occasion=chosen_occasion, chosen_item=chosen_item, last_occasion=last_occasion, last_item=last_item
     )
+
+
+def next_ever_state(state: np.ndarray | None, bought: np.ndarray, max_items: int = EVER_STATE_ITEMS) -> np.ndarray:
+    """An ``"ever"`` state after an occasion: ``bought`` (by item index), then the earlier state's other items.
+
+    ``state`` is ordered most recent first; the result keeps the first
+    ``max_items`` (the simulator's kernel keeps the same ones).
+    """
+    bought = np.sort(np.asarray(bought, dtype=np.int64))
+    if state is None:
+        return bought[:max_items]
+    return np.concatenate([bought, state[~np.isin(state, bought)]])[:max_items]
+
+
+def state_pairs(
+    occasion_household, occasion_category, occasion_week, chosen_occasion, chosen_item, *, state: str = "last"
+) -> tuple[np.ndarray, np.ndarray]:
+    """State pairs ``(occasion, item)`` sorted by occasion and item, for either state memory.
+
+    ``chosen_occasion`` must be sorted. ``"last"``: :func:`last_items_from_choices`;
+    ``"ever"``: the items of every earlier occasion of the household in the
+    category, the :data:`EVER_STATE_ITEMS` most recent distinct ones.
+    """
+    if state not in STATE_MEMORIES:
+        raise ValueError(f"state must be one of {STATE_MEMORIES}, got {state!r}")
+    if state == "last":
+        return last_items_from_choices(occasion_household, occasion_category, occasion_week, chosen_occasion, chosen_item)
+    household, category = (np.asarray(x, dtype=np.int64) for x in (occasion_household, occasion_category))
+    bounds = np.searchsorted(chosen_occasion, np.arange(household.size + 1))
+    order = np.lexsort((occasion_week, category, household))
+    args = (order, household, category, bounds, np.asarray(chosen_item, dtype=np.int64), EVER_STATE_ITEMS)
+    occ = np.empty(_ever_state_pairs(*args, np.empty(0, np.int64), np.empty(0, np.int64)), dtype=np.int64)
+    item = np.empty_like(occ)
+    _ever_state_pairs(*args, occ, item)
+    by_occasion = np.lexsort((item, occ))
+    return occ[by_occasion], item[by_occasion]
+
+
+@numba.njit(cache=True)
+def _ever_state_pairs(order, household, category, bounds, chosen_item, max_items, out_occasion, out_item):
+    """:func:`next_ever_state` along each household-category's occasions; fills the outputs when they are
+    large enough, and returns the number of pairs (call once with empty outputs to size them)."""
+    write = out_occasion.size > 0
+    current = np.empty(max_items, np.int64)
+    following = np.empty(max_items, np.int64)
+    n_current, n_pairs = 0, 0
+    for idx in range(order.size):
+        o = order[idx]
+        if idx == 0 or household[o] != household[order[idx - 1]] or category[o] != category[order[idx - 1]]:
+            n_current = 0
+        if write:
+            out_occasion[n_pairs:n_pairs + n_current] = o
+            out_item[n_pairs:n_pairs + n_current] = current[:n_current]
+        n_pairs += n_current
+        bought = np.sort(chosen_item[bounds[o]:bounds[o + 1]])
+        n_next = min(bought.size, max_items)
+        following[:n_next] = bought[:n_next]
+        for r in range(n_current):
+            if n_next == max_items:
+                break
+            j = current[r]
+            if not np.any(bought == j):
+                following[n_next] = j
+                n_next += 1
+        current, following = following, current
+        n_current = n_next
+    return n_pairs
 
 
 def last_items_from_choices(
@@ -889,7 +978,7 @@ def build_product_data(
     display = grid(panel.display.astype(float))
     mailer = grid(panel.mailer.astype(float))
     attributes = _item_attributes(items, data.products, grid(log_shelf).mean(axis=1), real)
-    return _occasions(data, items, panel.weeks, config.burn_in_weeks, households, dict(
+    return _occasions(data, items, panel.weeks, config.burn_in_weeks, config.state, households, dict(
         item_category=items["category_id"].to_numpy(np.int64),
         price=price, discount=discount, display=display, mailer=mailer, attributes=attributes,
     ))
@@ -928,7 +1017,7 @@ def _item_attributes(items, products, mean_log_shelf, real) -> np.ndarray:
     return np.column_stack([national, zscore(size), zscore(tier)])
 
 
-def _occasions(data, items, weeks, burn_in_weeks, selected, item_fields) -> ProductData:
+def _occasions(data, items, weeks, burn_in_weeks, state, selected, item_fields) -> ProductData:
     ch = data.choices
     households = data.households["household_id"].to_numpy()
     if selected is not None:
@@ -952,7 +1041,7 @@ def _occasions(data, items, weeks, burn_in_weeks, selected, item_fields) -> Prod
     occ = frame.groupby(["h", "c", "w"], sort=False).ngroup().to_numpy()
     first = np.flatnonzero(np.r_[True, occ[1:] != occ[:-1]])
     oh, oc, ow = (frame[col].to_numpy()[first] for col in ("h", "c", "w"))
-    last_occasion, last_item = last_items_from_choices(oh, oc, ow, occ, frame["g"].to_numpy())
+    last_occasion, last_item = state_pairs(oh, oc, ow, occ, frame["g"].to_numpy(), state=state)
     return ProductData(
         households=households,
         categories=np.arange(len(data.categories)),

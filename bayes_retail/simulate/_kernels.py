@@ -249,16 +249,35 @@ def _draw_item(key, week, c, slot, prob_k, cum_k, start, end, lam, last, n_last,
 
 
 @numba.njit(cache=True)
+def _update_ever_state(state, state_count, i, c, bought):
+    """``state`` (a view, most recent first) becomes ``bought`` by item index, then its own other items, capped."""
+    bought = np.sort(bought)
+    n_old = state_count[i, c]
+    old = state[:n_old].copy()
+    n_new = min(bought.size, MAX_STATE_ITEMS)
+    state[:n_new] = bought[:n_new]
+    for r in range(n_old):
+        if n_new == MAX_STATE_ITEMS:
+            break
+        if not np.any(bought == old[r]):
+            state[n_new] = old[r]
+            n_new += 1
+    state_count[i, c] = n_new
+
+
+@numba.njit(cache=True)
 def choose_week(
     keys, week, occ_customer, occ_category, occ_trips, counts, line_start,
     customer_class, class_coefficients, prob, cum, category_start, category_items,
-    state_items, state_count,
+    state_items, state_count, ever_state,
 ):
     """Items of every occasion (sequential logit draws without replacement, with state), and each item's trip.
 
     Updates ``state_items`` / ``state_count`` (``(n, C, MAX_STATE_ITEMS)`` / ``(n, C)``)
-    to each occasion's set. Returns the line item and trip arrays (lines of
-    occasion ``o`` start at ``line_start[o]``).
+    to each occasion's set, or with ``ever_state`` to the set followed by the
+    earlier state's other items (most recent first, capped; the product
+    stage's ``next_ever_state``). Returns the line item and trip arrays (lines
+    of occasion ``o`` start at ``line_start[o]``).
     """
     n_lines = line_start[-1] if line_start.size else 0
     line_item = np.empty(n_lines, dtype=np.int64)
@@ -278,10 +297,13 @@ def choose_week(
                 keys[i], week, c, r, prob[k], cum[k], start, end,
                 class_coefficients[k, _STATE], last, n_last, chosen, r,
             )
-        keep = min(m, MAX_STATE_ITEMS)
-        for r in range(keep):
-            state_items[i, c, r] = chosen[r]
-        state_count[i, c] = keep
+        if ever_state:
+            _update_ever_state(state_items[i, c], state_count, i, c, chosen[:m])
+        else:
+            keep = min(m, MAX_STATE_ITEMS)
+            for r in range(keep):
+                state_items[i, c, r] = chosen[r]
+            state_count[i, c] = keep
         # each item goes to one of the trips that bought the category, uniformly
         mask = occ_trips[o]
         bits = 0

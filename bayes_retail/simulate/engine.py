@@ -183,7 +183,7 @@ def simulate_batch(
         line_item, line_trip = _kernels.choose_week(
             keys, w, occ_customer, occ_category, occ_trips, counts, line_start, klass,
             draw.class_coefficients, prob_weeks[w], cum_weeks[w], catalogue.category_start, catalogue.category_items,
-            state_items, state_count,
+            state_items, state_count, draw.state_memory == "ever",
         )
         line_customer = np.repeat(occ_customer, counts)
         product, quantity = _kernels.line_products_and_quantities(

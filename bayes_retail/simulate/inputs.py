@@ -152,6 +152,10 @@ class StageDraw:
         extra distinct items.
     quantity_intercept, kappa, alpha
         Quantity stage: ``(G,)`` item intercepts ``l``, ``(C,)`` stockpiling response, ``(C,)`` NB dispersion.
+    state_memory
+        What the product stage's state term remembers: ``"last"`` (the previous
+        occasion's items) or ``"ever"`` (every earlier item, the most recent
+        ones); the product stage's ``state`` setting.
     category_value_response, category_value_centre
         With a category-value term: ``(C,)`` response ``k`` and ``(K, C)`` the
         category values' mean over the fitted weeks under the observed prices
@@ -173,6 +177,7 @@ class StageDraw:
     alpha: np.ndarray
     category_value_response: np.ndarray | None = None
     category_value_centre: np.ndarray | None = None
+    state_memory: str = "last"
 
     def check(self, catalogue: Catalogue, n_weeks: int) -> None:
         """Raise ``ValueError`` naming the first array whose shape disagrees with the catalogue or weeks."""
@@ -187,6 +192,8 @@ class StageDraw:
             _shape(name, np.asarray(getattr(self, name)), shape)
         if self.class_coefficients.ndim != 2 or self.class_coefficients.shape[1] != n_coef:
             raise ValueError(f"class_coefficients must have shape (K, {n_coef}), got {self.class_coefficients.shape}")
+        if self.state_memory not in ("last", "ever"):
+            raise ValueError(f"state_memory must be 'last' or 'ever', got {self.state_memory!r}")
         if np.any(~(np.asarray(self.alpha) > 0)):
             raise ValueError("alpha (NB dispersion) must be positive")
         if (self.category_value_response is None) != (self.category_value_centre is None):

@@ -19,6 +19,7 @@ does not follow the draw.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,6 +90,7 @@ def stage_draw(posteriors: Posteriors, catalogue: Catalogue, index: int) -> Stag
         quantity_intercept=_flat(q, "l", index),
         kappa=_flat(q, "kappa", index),
         alpha=np.broadcast_to(_flat(q, "alpha", index), (n_c,)).copy(),
+        state_memory=json.loads(p.attrs.get("stage_config") or "{}").get("state", "last"),
     )
 
 
@@ -163,8 +165,6 @@ def modal_stores(transactions: pd.DataFrame) -> pd.Series:
 
 def product_stage_data(posteriors: Posteriors, data, depth: np.ndarray):
     """The product stage's data for the households its trace was fitted on (its settings from the trace)."""
-    import json
-
     from bayes_retail.models import product
 
     config = product.ProductConfig(**json.loads(posteriors.product.attrs.get("stage_config", "{}")))
