@@ -181,7 +181,7 @@ def test_each_draw_gets_its_own_class_membership(fitted):
     np.testing.assert_allclose(last, direct[pd.Index(pdata.households).get_indexer(ids)])
 
 
-def test_the_simulator_takes_the_state_memory_from_the_product_trace(fitted):
+def test_the_simulator_takes_the_state_memory_and_the_weekly_shock_from_the_traces(fitted):
     from bayes_retail.simulate.population import Posteriors, stage_draw
     from bayes_retail.simulate.world import catalogue_from_data
 
@@ -189,7 +189,11 @@ def test_the_simulator_takes_the_state_memory_from_the_product_trace(fitted):
     data = load_data(src, cache_dir=tmp / "cache")
     posteriors = Posteriors.load(tmp / "models", data_hash=data.data_hash)
     catalogue = catalogue_from_data(data)
-    assert stage_draw(posteriors, catalogue, 0).state_memory == "ever"  # the tiny config's [product] state
+    draw = stage_draw(posteriors, catalogue, 0)
+    assert draw.state_memory == "ever"  # the tiny config's [product] state
+    sigma = posteriors.category["sigma_household_week"].values.ravel()[0]
+    assert draw.household_week_sigma == pytest.approx(sigma) and sigma > 0  # [category] household_week_effect
+    assert "household_week_raw" not in posteriors.category  # one shock per visited week: not stored
     attrs = dict(posteriors.product.attrs)
     config = json.loads(attrs["stage_config"])
     del config["state"]  # a trace from before the setting: its state term was "last"

@@ -392,3 +392,53 @@ def test_category_value_response_is_recovered_and_follows_the_truth(value_recove
         assert ((lo <= truth["k"]) & (truth["k"] <= hi)).sum() >= 6  # of 8 at 90%
         means[mu] = float(post["mu_value"].mean())
     assert means[0.8] - means[0.0] > 0.5
+
+
+# --------------------------------------------------------------------------- household-week shocks
+
+
+def test_household_week_effect_likelihood_equals_the_row_level_bernoulli_given_the_shocks():
+    cd, _ = _study(seed=2)
+    model = category.build_model(cd, category.CategoryConfig(household_week_effect=True))
+    assert model["household_week_raw"].eval().size == int((cd.trips > 0).sum())  # one per visited week
+    point = random_point(model, np.random.default_rng(1), 0.5)
+    params = {name: evaluate(model, point, model[name]) for name in ("b", "u", "f", "loadings", "s", "d")}
+    sigma = evaluate(model, point, model["sigma_household_week"])
+    grid = np.zeros(cd.trips.size)
+    grid[np.flatnonzero(cd.trips.ravel() > 0)] = sigma * point["household_week_raw"]
+    params["household_week"] = grid.reshape(cd.trips.shape)
+    assert np.abs(params["household_week"]).max() > 0.1  # a non-trivial point
+    assert potential_sum(model, point) == pytest.approx(np.nansum(category.pointwise_loglik(params, cd)), rel=1e-10)
+
+
+def test_expected_purchases_integrate_the_household_week_shock_out():
+    cd, params = _study(seed=12, n_h=40, n_c=5, n_w=6, household_week_sd=0.8)
+    marginal = {k: v for k, v in params.items() if k != "household_week"}
+    expected = category.expected_purchases(marginal, cd.trips, chunk=2)
+    rng = np.random.default_rng(0)
+    sims = []
+    for _ in range(300):  # fresh shocks each replicate: the marginal over e
+        drawn = dict(marginal, household_week=rng.normal(0, 0.8, cd.trips.shape))
+        sims.append(category.expected_purchases(drawn, cd.trips))
+    np.testing.assert_allclose(np.mean(sims, axis=0), expected, rtol=0.03)
+    without = category.expected_purchases({k: v for k, v in marginal.items() if k != "sigma_household_week"}, cd.trips)
+    assert np.abs(expected / without - 1).max() > 0.05  # the shock changes the expectation
+
+
+@pytest.fixture(scope="module")
+def shock_recovery():
+    rng = np.random.default_rng(5)
+    n_h, n_c, n_w = 80, 25, 12
+    params = category.draw_parameters(n_h, n_c, n_w, rng, rank=1, intercept_mean=-1.5, household_week_sd=0.7)
+    trips = rng.poisson(1.0, (n_h, n_w)) * (rng.random((n_h, n_w)) < 0.8)
+    cd = category.category_data_from_arrays(category.simulate(params, trips, rng), trips)
+    model = category.build_model(cd, category.CategoryConfig(rank=1, household_week_effect=True))
+    return params, sample_posterior(model, config=SamplerConfig(chains=2, draws=300, tune=300), seed=2)
+
+
+def test_household_week_shock_sd_is_recovered(shock_recovery):
+    truth, idata = shock_recovery
+    q = np.quantile(idata.posterior["sigma_household_week"].values.ravel(), [0.05, 0.95])
+    assert q[0] <= truth["sigma_household_week"] <= q[1], q
+    q = np.quantile(idata.posterior["sigma_household"].values.ravel(), [0.005, 0.995])
+    assert q[0] <= 0.5 <= q[1], q  # the household level is not absorbed by the weekly shocks

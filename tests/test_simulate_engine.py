@@ -6,6 +6,7 @@ import dataclasses
 import itertools
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 
@@ -344,3 +345,47 @@ def test_an_ever_state_brings_customers_back_to_items_bought_before_the_last_occ
     assert ever_previous < last_previous
     with pytest.raises(ValueError, match="state_memory"):
         simulate_batch(dataclasses.replace(draw, state_memory="always"), customers, catalogue, prices, seed=1)
+
+
+def test_an_other_item_becomes_distinct_tail_products_in_the_observed_numbers(world):
+    catalogue, prices, draw, customers, _ = world
+    size_probs = np.array([0.5, 0.3, 0.2])  # the synthetic catalogue has 3 tail products per category
+    multi = dataclasses.replace(catalogue, tail_size_cumprob=np.tile(np.cumsum(size_probs), (catalogue.n_categories, 1)))
+    lines = simulate_batch(draw, customers, multi, prices, seed=4).lines
+    item = multi.product_item()[lines["product"].to_numpy()]
+    tail = multi.item_product[item] < 0
+    occasion = lines.loc[tail].assign(category=multi.item_category[item[tail]])
+    per = occasion.groupby(["customer", "week", "category"])["product"]
+    assert (per.nunique() == per.size()).all()  # distinct products within an occasion
+    counts = per.size().value_counts().reindex([1, 2, 3], fill_value=0).to_numpy()
+    assert counts.sum() > 500
+    assert stats.chisquare(counts, size_probs * counts.sum()).pvalue > 1e-4
+    single = simulate_batch(draw, customers, catalogue, prices, seed=4).lines
+    assert len(lines) > len(single)
+    # one tail product per "other" item: the same draws as a catalogue without the table
+    one = dataclasses.replace(catalogue, tail_size_cumprob=np.ones((catalogue.n_categories, 1)))
+    pd.testing.assert_frame_equal(simulate_batch(draw, customers, one, prices, seed=4).lines, single)
+
+
+def test_tail_size_table_is_checked(world):
+    catalogue = world[0]
+    with pytest.raises(ValueError, match="tail_size_cumprob"):
+        dataclasses.replace(catalogue, tail_size_cumprob=np.ones((2, 1)))
+    with pytest.raises(ValueError, match="rise to 1"):
+        dataclasses.replace(catalogue, tail_size_cumprob=np.tile([0.6, 0.5], (catalogue.n_categories, 1)))
+
+
+def test_a_household_week_shock_spreads_the_categories_of_a_week_as_the_model_says():
+    n, n_c, rate, sigma = 40_000, 10, 0.2, 0.8
+    keys = customer_keys(3, 0, np.arange(n))
+    args = (keys, 0, np.ones(n, dtype=np.int64), np.ones((n, n_c)), np.full((1, n_c), rate), np.zeros(n, dtype=np.int64))
+    count = np.bincount(_kernels.category_week(*args, sigma)[0], minlength=n)
+    plain = np.bincount(_kernels.category_week(*args)[0], minlength=n)
+    nodes, weights = np.polynomial.hermite.hermgauss(60)
+    p = -np.expm1(-rate * np.exp(np.sqrt(2.0) * sigma * nodes))  # purchase probability given the shock
+    weights = weights / np.sqrt(np.pi)
+    mean = n_c * (weights * p).sum()
+    variance = (weights * n_c * p * (1 - p)).sum() + (weights * (n_c * p) ** 2).sum() - mean**2
+    assert abs(count.mean() - mean) < 4 * np.sqrt(variance / n)
+    assert count.var() == pytest.approx(variance, rel=0.05)
+    assert count.var() > 1.5 * plain.var()  # without the shock: a binomial count

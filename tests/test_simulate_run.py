@@ -186,3 +186,22 @@ def test_population_customers_follow_the_population_distributions(setting):
     assert abs(customers.basket.std() - pop["basket_sd"]) < 0.01
     share = np.bincount(customers.product_class, minlength=4) / n
     np.testing.assert_allclose(share, 0.25, atol=0.01)
+
+
+def test_tail_size_distribution_by_hand():
+    from bayes_retail.simulate.world import tail_size_distribution
+
+    tail = pd.DataFrame({"category_id": [0, 0, 1], "product_id": [10, 11, 20]})
+    # category 0: two occasions with 1 tail product (one has a top product beside it), one with 2;
+    # category 1: four with 1
+    choices = pd.DataFrame({
+        "household_id": [1, 1, 1, 2, 2, 1, 2, 3, 4],
+        "category_id": [0, 0, 0, 0, 0, 1, 1, 1, 1],
+        "week": [1, 1, 2, 1, 1, 1, 1, 1, 1],
+        "product_id": [10, 99, 11, 10, 11, 20, 20, 20, 20],
+    })
+    got = tail_size_distribution(choices, tail, 3, max_size=2, prior_occasions=10.0)
+    pooled = np.array([6, 1]) / 7
+    np.testing.assert_allclose(got[0], (np.array([2, 1]) + 10 * pooled) / 13)
+    np.testing.assert_allclose(got[1], (np.array([4, 0]) + 10 * pooled) / 14)
+    np.testing.assert_allclose(got[2], pooled)  # no tail occasions: the pooled distribution

@@ -31,6 +31,13 @@ each trip as a Poisson process of rate ``exp(eta_hcw)``, so over the week
   and classes come from one posterior draw of the product stage (a cut
   posterior: the category stage does not feed back into the product stage).
 
+- with ``household_week_effect = true``, ``+ e_hw``, ``e_hw ~ N(0,
+  sigma_household_week)`` for every visited household-week (non-centred): a
+  shock shared by all categories of one week's shopping ("big shop" against
+  "top-up" weeks), which the other terms cannot make (they vary by household,
+  by week or by category-week, never by household-week). Its draws are left
+  out of the trace; the simulator draws new shocks from the fitted sd.
+
 Exact aggregation (the cloglog factorisation): the log-likelihood is
 
     sum over purchased cells of [log(1 - exp(-r_hcw)) + r_hcw]  -  sum over all visited (h, c, w) of r_hcw,
@@ -103,6 +110,11 @@ class CategoryConfig:
         ``tau_value``. Off: ``k_c = 0``.
     value_sigma
         Prior sd of ``mu_value`` (and twice the prior scale of ``tau_value``).
+    household_week_effect
+        Add ``e_hw ~ N(0, sigma_household_week)`` per visited household-week
+        (non-centred), shared by every category of that week.
+    household_week_sigma
+        Prior scale of ``sigma_household_week`` (HalfNormal).
     """
 
     rank: int = 2
@@ -117,6 +129,8 @@ class CategoryConfig:
     loading_signs: str = "positive_diagonal"
     category_value: bool = False
     value_sigma: float = 1.0
+    household_week_effect: bool = False
+    household_week_sigma: float = 1.0
 
     def __post_init__(self) -> None:
         if self.loading_signs not in LOADING_SIGNS:
@@ -125,7 +139,8 @@ class CategoryConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
-        for name in ("intercept_sigma", "household_sigma", "loading_sigma", "week_sigma", "season_sigma", "value_sigma"):
+        for name in ("intercept_sigma", "household_sigma", "loading_sigma", "week_sigma", "season_sigma", "value_sigma",
+                     "household_week_sigma"):
             if not float(getattr(self, name)) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
 
@@ -239,7 +254,16 @@ def coords(cd: CategoryData, rank: int) -> dict:
         "category": cd.categories,
         "week": cd.weeks,
         "factor": [f"f{k + 1}" for k in range(rank)],
+        "household_week": np.arange(int((cd.trips > 0).sum())),
     }
+
+
+def _household_week_effect(cd: CategoryData, config: CategoryConfig):
+    """``(H, W)`` ``e_hw``: non-centred normal shocks on the visited household-weeks, 0 elsewhere."""
+    visited = np.flatnonzero(cd.trips.ravel() > 0)
+    sigma = pm.HalfNormal("sigma_household_week", config.household_week_sigma)
+    raw = pm.Normal("household_week_raw", 0.0, 1.0, dims="household_week")
+    return pt.zeros(cd.trips.size)[visited].set(sigma * raw).reshape(cd.trips.shape)
 
 
 def free_loading_mask(n_categories: int, rank: int) -> np.ndarray:
@@ -384,7 +408,8 @@ def build_model(cd: CategoryData, config: CategoryConfig | None = None) -> pm.Mo
         else:  # few purchases per category-week (a household subset): the centred form is a funnel
             d_raw = pm.ZeroSumNormal("d_raw", sigma=1.0, dims=("category", "week"), n_zerosum_axes=1)
             d = pm.Deterministic("d", sigma_d * d_raw, dims=("category", "week"))
-        household_week = pm.Data("trips", cd.trips.astype(np.float64)) * pt.exp(u[:, None] + s[None, :])
+        shock = _household_week_effect(cd, config) if config.household_week_effect else pt.zeros(cd.trips.shape)
+        household_week = pm.Data("trips", cd.trips.astype(np.float64)) * pt.exp(u[:, None] + s[None, :] + shock)
         if config.category_value:
             k = _category_value_response(cd, config)
             z = cd.household_class
@@ -398,6 +423,8 @@ def build_model(cd: CategoryData, config: CategoryConfig | None = None) -> pm.Mo
             offset = pt.zeros(h.size)
             # every visited (h, c, w): one dense (H x C) @ (C x W) product
             expected = (household_week * (pt.exp(preference) @ pt.exp(b[:, None] + d))).sum()
+        if config.household_week_effect:
+            offset = offset + shock[h, w]
         # purchased cells, one by one (one fused kernel: value and gradient in one pass)
         purchased = cloglog_cells_loglik_op(b, u, preference, s, d, offset, h, c, w, cell_trips)
         pm.Potential("category_loglik", purchased - expected)
@@ -434,8 +461,9 @@ def linear_predictor(params: dict, cd: CategoryData | None = None, *, categories
     """``(H, C, W)`` eta for given parameter values (dense: small data only), for ``categories`` (a slice).
 
     ``params`` holds ``b (C,)``, ``u (H,)``, ``f (H, R)``, ``loadings (C, R)``,
-    ``s (W,)``, ``d (C, W)`` and, with a category value, ``k (C,)``,
-    ``value (K, C, W)`` and ``household_class (H,)``.
+    ``s (W,)``, ``d (C, W)``, with a category value ``k (C,)``,
+    ``value (K, C, W)`` and ``household_class (H,)``, and with household-week
+    shocks their ``(H, W)`` grid ``household_week``.
     """
     pref = params["f"] @ params["loadings"][categories].T
     eta = (
@@ -447,6 +475,8 @@ def linear_predictor(params: dict, cd: CategoryData | None = None, *, categories
     )
     if "k" in params:
         eta = eta + params["k"][categories][None, :, None] * params["value"][:, categories][params["household_class"]]
+    if "household_week" in params:
+        eta = eta + params["household_week"][:, None, :]
     return eta
 
 
@@ -485,12 +515,16 @@ def draw_parameters(
     loading_sd: float = 0.6,
     week_sd: float = 0.2,
     season_sd: float = 0.2,
+    household_week_sd: float = 0.0,
 ) -> dict:
-    """Parameter values of the stage's form (lower-triangular loadings, zero-sum week effects), for simulation studies."""
+    """Parameter values of the stage's form (lower-triangular loadings, zero-sum week effects), for simulation studies.
+
+    ``household_week_sd > 0`` adds a drawn ``(H, W)`` grid of household-week shocks and their sd.
+    """
     n_below = int(free_loading_mask(n_categories, rank).sum())
     s = rng.normal(0, week_sd, n_weeks)
     d = rng.normal(0, season_sd, (n_categories, n_weeks))
-    return {
+    params = {
         "b": rng.normal(intercept_mean, intercept_sd, n_categories),
         "u": rng.normal(0, household_sd, n_households),
         "f": rng.standard_normal((n_households, rank)),
@@ -500,6 +534,10 @@ def draw_parameters(
         "s": s - s.mean(),
         "d": d - d.mean(axis=1, keepdims=True),
     }
+    if household_week_sd > 0:
+        params.update(household_week=rng.normal(0, household_week_sd, (n_households, n_weeks)),
+                      sigma_household_week=household_week_sd)
+    return params
 
 
 def category_data_from_arrays(purchases: np.ndarray, trips: np.ndarray) -> CategoryData:
@@ -534,6 +572,8 @@ def posterior_parameters(posterior, draw: int, cd: CategoryData | None = None) -
         params.update(f=flat("f"), loadings=flat("loadings"))
     else:  # rank 0: no preference factors
         params.update(f=np.zeros((params["u"].size, 0)), loadings=np.zeros((params["b"].size, 0)))
+    if "sigma_household_week" in posterior:  # the shocks themselves are not stored: expectations integrate them out
+        params["sigma_household_week"] = float(flat("sigma_household_week"))
     if "k" in posterior and cd is not None:
         if cd.value is None:
             raise ValueError("this posterior has a category-value response: pass the CategoryData with its values")
@@ -558,7 +598,8 @@ def prior_predictive(cd: CategoryData, config: CategoryConfig | None = None, *, 
     config = config or CategoryConfig()
     rng = np.random.default_rng(seed)
     model = build_model(cd, config)
-    names = ["b", "u", "s", "d"] + (["f", "loadings"] if config.rank else []) + (["k"] if config.category_value else [])
+    names = (["b", "u", "s", "d"] + (["f", "loadings"] if config.rank else []) + (["k"] if config.category_value else [])
+             + (["sigma_household_week"] if config.household_week_effect else []))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The effect of Potentials")
         prior = pm.sample_prior_predictive(draws=draws, model=model, var_names=names, random_seed=rng).prior
@@ -570,18 +611,29 @@ def prior_predictive(cd: CategoryData, config: CategoryConfig | None = None, *, 
     return pd.DataFrame(rows)
 
 
+#: Gauss-Hermite nodes that integrate a household-week shock out of expected purchases (a smooth integrand).
+SHOCK_NODES = 12
+
+
 def expected_purchases(params: dict, trips: np.ndarray, *, chunk: int = 16) -> np.ndarray:
     """``(C, W)`` expected number of purchasing households per category-week, given the trips grid.
 
     Sums ``1 - exp(-n_hw exp(eta_hcw))`` over households, ``chunk`` categories
-    at a time so memory stays ``H x chunk x W``.
+    at a time so memory stays ``H x chunk x W``. With ``sigma_household_week``
+    and no drawn shocks in ``params``, the shock is integrated out by
+    :data:`SHOCK_NODES`-point Gauss-Hermite quadrature.
     """
     n_c = params["b"].size
     out = np.zeros((n_c, trips.shape[1]))
+    if "sigma_household_week" in params and "household_week" not in params:
+        nodes, weights = np.polynomial.hermite.hermgauss(SHOCK_NODES)
+        shifts, weights = np.sqrt(2.0) * params["sigma_household_week"] * nodes, weights / np.sqrt(np.pi)
+    else:
+        shifts, weights = np.zeros(1), np.ones(1)
     for lo in range(0, n_c, chunk):
         hi = min(lo + chunk, n_c)
-        eta = linear_predictor(params, categories=slice(lo, hi))
-        out[lo:hi] = (-np.expm1(-trips[:, None, :] * np.exp(eta))).sum(axis=0)
+        rate = trips[:, None, :] * np.exp(linear_predictor(params, categories=slice(lo, hi)))
+        out[lo:hi] = sum(wt * (-np.expm1(-rate * np.exp(shift))).sum(axis=0) for shift, wt in zip(shifts, weights))
     return out
 
 

@@ -352,7 +352,8 @@ def run_quantity_stage(
 
 
 #: Population-level variables of the category stage (the hyperpriors table).
-CATEGORY_HYPERPRIORS = ["sigma_household", "loading_diagonal", "sigma_week", "sigma_season", "mu_value", "tau_value"]
+CATEGORY_HYPERPRIORS = ["sigma_household", "loading_diagonal", "sigma_week", "sigma_season", "mu_value", "tau_value",
+                        "sigma_household_week"]
 CATEGORY_EFFECTS_FILENAME = "category_effects.csv"
 
 
@@ -486,7 +487,7 @@ def run_category_stage(
         documents={SUMMARY_FILENAME: summary, PRIOR_CHECK_FILENAME: prior_check},
         say=say,
         float32=True,
-        drop_vars=("d_raw",),  # the non-centred piece of d (d is stored whole)
+        drop_vars=("d_raw", "household_week_raw"),  # d is stored whole; the shocks: one per visited household-week
     )
     return summary
 

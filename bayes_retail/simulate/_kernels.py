@@ -16,11 +16,13 @@ import numba
 import numpy as np
 
 from bayes_retail.simulate.streams import (
+    BASKET_SHOCK,
     CATEGORY,
     ITEM,
     ITEM_COUNT,
     QUANTITY,
     TAIL,
+    TAIL_SIZE,
     TRIP_OF_CATEGORY,
     TRIP_OF_LINE,
     TRIPS,
@@ -28,8 +30,11 @@ from bayes_retail.simulate.streams import (
     uniform,
 )
 
-#: Most items a customer's state remembers per category (the last occasion's set; 1 + Poisson rarely exceeds 3).
+#: Most items a customer's state remembers per category (the last occasion's set, or with an "ever" state its
+#: most recent distinct items: the product stage's ``EVER_STATE_ITEMS``).
 MAX_STATE_ITEMS = 16
+#: Draws per extra tail product before taking the first one not yet in the occasion (both give distinct products).
+MAX_TAIL_ATTEMPTS = 64
 #: Most trips a week can hold (a category's trips are a bit mask).
 MAX_TRIPS = 62
 #: Rejection attempts per item before drawing it from the explicit conditional (both exact).
@@ -87,7 +92,7 @@ def visit_week(keys, week, visit, signal_w, previous, entry_week, rho, week_effe
 
 
 @numba.njit(cache=True)
-def category_week(keys, week, trips, preference_rate, category_rate, customer_class):
+def category_week(keys, week, trips, preference_rate, category_rate, customer_class, shock_sigma=0.0):
     """Category purchases of the week's visiting customers, with the trips that bought.
 
     A trip buys in category c with probability ``p = 1 - exp(-exp(eta))``; the
@@ -99,8 +104,10 @@ def category_week(keys, week, trips, preference_rate, category_rate, customer_cl
     ``exp(b_c + s_w + d_cw + k_c CV_kcw)`` ``(K, C)`` for each product class
     (rows equal without a category value), read at the customer's
     ``customer_class``: their product is ``exp(eta)`` (exponentials taken once
-    per batch and once per week, not per cell). Returns occasion customer,
-    category and trip bit mask.
+    per batch and once per week, not per cell). ``shock_sigma > 0`` multiplies
+    every rate of a customer's week by ``exp(e)``, ``e ~ N(0, shock_sigma)``
+    (the category stage's household-week effect; Box-Muller from two
+    uniforms). Returns occasion customer, category and trip bit mask.
     """
     n, n_c = preference_rate.shape
     total = 0
@@ -115,8 +122,12 @@ def category_week(keys, week, trips, preference_rate, category_rate, customer_cl
         m = trips[i]
         if m == 0:
             continue
+        shock = 1.0
+        if shock_sigma > 0.0:
+            radius = math.sqrt(-2.0 * math.log(uniform(keys[i], week, BASKET_SHOCK, 0, 0)))
+            shock = math.exp(shock_sigma * radius * math.cos(2.0 * math.pi * uniform(keys[i], week, BASKET_SHOCK, 0, 1)))
         for c in range(n_c):
-            rate = category_rate[customer_class[i], c] * preference_rate[i, c]
+            rate = category_rate[customer_class[i], c] * preference_rate[i, c] * shock
             p_week = -math.expm1(-m * rate)
             if uniform(keys[i], week, CATEGORY, c, 0) >= p_week:
                 continue
@@ -325,27 +336,63 @@ def choose_week(
 
 
 @numba.njit(cache=True)
-def line_products_and_quantities(
-    keys, week, line_customer, line_item, item_category, item_product, tail_start, tail_product, tail_cumshare,
-    tail_count, depth_w, quantity_intercept, kappa, alpha, basket,
-):
-    """Each line's product (an "other" item becomes a tail product by its observed share) and quantity.
+def tail_line_counts(keys, week, line_customer, line_item, item_product, item_category, tail_count, tail_size_cumprob):
+    """Lines each chosen item becomes: 1, or for an "other" item the number of distinct tail products bought.
 
-    Quantity is ``1 + NB(exp(l_g + kappa_c depth + basket_h), alpha_c)`` with the
-    depth of the product actually bought.
+    That number is drawn from the category's row of ``tail_size_cumprob``
+    ``(C, S)`` (cumulative probabilities of 1..S) and capped by its tail
+    products; with ``S = 0`` every item is one line.
+    """
+    n = line_item.size
+    out = np.ones(n, dtype=np.int64)
+    size = tail_size_cumprob.shape[1]
+    if size == 0:
+        return out
+    for r in range(n):
+        g = line_item[r]
+        if item_product[g] < 0:
+            c = item_category[g]
+            drawn = _search(tail_size_cumprob[c], 0, size, uniform(keys[line_customer[r]], week, TAIL_SIZE, g, 0)) + 1
+            out[r] = min(drawn, tail_count[c])
+    return out
+
+
+@numba.njit(cache=True)
+def _tail_product(key, week, g, slot, start, count, tail_cumshare, tail_product, taken):
+    """A tail product by observed share, distinct from ``taken`` (the occasion's earlier tail lines)."""
+    for attempt in range(MAX_TAIL_ATTEMPTS):
+        p = tail_product[_search(tail_cumshare, start, start + count, uniform(key, week, TAIL, g, slot * MAX_TAIL_ATTEMPTS + attempt))]
+        if not np.any(taken == p):
+            return p
+    for j in range(start, start + count):  # nearly every share is taken: the first free one in share order
+        if not np.any(taken == tail_product[j]):
+            return tail_product[j]
+    return -1
+
+
+@numba.njit(cache=True)
+def line_products_and_quantities(
+    keys, week, line_customer, line_item, line_slot, item_category, item_product, tail_start, tail_product,
+    tail_cumshare, tail_count, depth_w, quantity_intercept, kappa, alpha, basket,
+):
+    """Each line's product (an "other" item becomes tail products by their observed shares) and quantity.
+
+    ``line_slot`` numbers the lines one "other" item became (0, 1, ...; 0 for
+    every other line): slot s draws a tail product distinct from the s before
+    it. Quantity is ``1 + NB(exp(l_g + kappa_c depth + basket_h), alpha_c)``
+    with the depth of the product actually bought.
     """
     n = line_item.size
     product = np.empty(n, dtype=np.int64)
     quantity = np.empty(n, dtype=np.int64)
     for r in range(n):
-        i, g = line_customer[r], line_item[r]
+        i, g, slot = line_customer[r], line_item[r], line_slot[r]
         c = item_category[g]
         p = item_product[g]
         if p < 0:
-            s = tail_start[c]
-            j = _search(tail_cumshare, s, s + tail_count[c], uniform(keys[i], week, TAIL, g, 0))
-            p = tail_product[j]
+            p = _tail_product(keys[i], week, g, slot, tail_start[c], tail_count[c], tail_cumshare, tail_product,
+                              product[r - slot:r])
         product[r] = p
         mean = math.exp(quantity_intercept[g] + kappa[c] * depth_w[p] + basket[i])
-        quantity[r] = 1 + negative_binomial_inverse(uniform(keys[i], week, QUANTITY, g, 0), mean, alpha[c])
+        quantity[r] = 1 + negative_binomial_inverse(uniform(keys[i], week, QUANTITY, g, slot), mean, alpha[c])
     return product, quantity

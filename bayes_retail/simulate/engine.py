@@ -100,6 +100,18 @@ def fitted_category_value_centre(draw: StageDraw, catalogue: Catalogue, observed
     ], axis=0)
 
 
+def tail_lines(keys, week, line_customer, line_item, line_trip, catalogue: Catalogue):
+    """Lines with each chosen "other" item repeated once per tail product it becomes, and each line's slot."""
+    reps = _kernels.tail_line_counts(
+        keys, week, line_customer, line_item, catalogue.item_product, catalogue.item_category, catalogue.tail_count,
+        catalogue.tail_size_table,
+    )
+    if reps.size == 0 or reps.max() == 1:
+        return line_customer, line_item, line_trip, np.zeros(line_item.size, dtype=np.int64)
+    slot = np.arange(reps.sum()) - np.repeat(np.cumsum(reps) - reps, reps)
+    return np.repeat(line_customer, reps), np.repeat(line_item, reps), np.repeat(line_trip, reps), slot
+
+
 def category_rates(draw: StageDraw, values: np.ndarray, week: int) -> np.ndarray:
     """``(K, C)`` ``exp(b_c + s_w + d_cw [+ k_c (CV_kcw - centre_kc)])``: the week's category rates of each class."""
     rate = np.exp(draw.category_intercept + draw.category_week[week] + draw.category_season[:, week])
@@ -175,7 +187,9 @@ def simulate_batch(
         visited = np.flatnonzero(trips)
         visits.append((visited, np.full(visited.size, w), trips[visited]))
         rate = category_rates(draw, value_weeks, w)
-        occ_customer, occ_category, occ_trips = _kernels.category_week(keys, w, trips, preference_rate, rate, klass)
+        occ_customer, occ_category, occ_trips = _kernels.category_week(
+            keys, w, trips, preference_rate, rate, klass, float(draw.household_week_sigma)
+        )
         counts = _kernels.item_counts(
             keys, w, occ_customer, occ_category, draw.log_extra_rate, catalogue.category_items
         )
@@ -186,8 +200,9 @@ def simulate_batch(
             state_items, state_count, draw.state_memory == "ever",
         )
         line_customer = np.repeat(occ_customer, counts)
+        line_customer, line_item, line_trip, line_slot = tail_lines(keys, w, line_customer, line_item, line_trip, catalogue)
         product, quantity = _kernels.line_products_and_quantities(
-            keys, w, line_customer, line_item, catalogue.item_category, catalogue.item_product,
+            keys, w, line_customer, line_item, line_slot, catalogue.item_category, catalogue.item_product,
             catalogue.tail_start, catalogue.tail_product, catalogue.tail_cumshare, catalogue.tail_count,
             np.ascontiguousarray(prices.depth[:, w]), draw.quantity_intercept, draw.kappa, alpha,
             np.asarray(customers.basket, dtype=float),

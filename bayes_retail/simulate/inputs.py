@@ -42,6 +42,10 @@ class Catalogue:
         Cumulative observed line shares of the tail products within their category (each group ends at 1).
     product_ids
         ``(P,)`` product id of each product row.
+    tail_size_cumprob
+        ``(C, S)`` per category the cumulative probabilities that a chosen
+        "other" item is 1, 2, ..., S distinct tail products (capped by the
+        category's tail); ``None``: always one.
     """
 
     item_category: np.ndarray
@@ -52,6 +56,7 @@ class Catalogue:
     tail_product: np.ndarray
     tail_cumshare: np.ndarray
     product_ids: np.ndarray
+    tail_size_cumprob: np.ndarray | None = None
     category_start: np.ndarray = field(init=False)
     category_items: np.ndarray = field(init=False)
 
@@ -77,6 +82,19 @@ class Catalogue:
         ends = self.tail_cumshare[self.tail_start[other] + self.tail_count[other] - 1]
         if not np.allclose(ends, 1.0):
             raise ValueError("each category's tail_cumshare must end at 1")
+        if self.tail_size_cumprob is not None:
+            cum = np.asarray(self.tail_size_cumprob, dtype=np.float64)
+            if cum.ndim != 2 or cum.shape[0] != n_c or cum.shape[1] < 1:
+                raise ValueError(f"tail_size_cumprob must have shape ({n_c}, S), got {cum.shape}")
+            if np.any(np.diff(cum, axis=1) < 0) or np.any(cum < 0) or not np.allclose(cum[:, -1], 1.0):
+                raise ValueError("each row of tail_size_cumprob must rise to 1")
+
+    @property
+    def tail_size_table(self) -> np.ndarray:
+        """``tail_size_cumprob`` as the kernels take it: ``(C, 0)`` when every "other" item is one product."""
+        if self.tail_size_cumprob is None:
+            return np.zeros((self.n_categories, 0))
+        return np.ascontiguousarray(self.tail_size_cumprob, dtype=np.float64)
 
     @property
     def n_categories(self) -> int:
@@ -152,6 +170,9 @@ class StageDraw:
         extra distinct items.
     quantity_intercept, kappa, alpha
         Quantity stage: ``(G,)`` item intercepts ``l``, ``(C,)`` stockpiling response, ``(C,)`` NB dispersion.
+    household_week_sigma
+        Category stage: sd of the household-week shock shared by a week's
+        categories (0: the stage has none).
     state_memory
         What the product stage's state term remembers: ``"last"`` (the previous
         occasion's items) or ``"ever"`` (every earlier item, the most recent
@@ -178,6 +199,7 @@ class StageDraw:
     category_value_response: np.ndarray | None = None
     category_value_centre: np.ndarray | None = None
     state_memory: str = "last"
+    household_week_sigma: float = 0.0
 
     def check(self, catalogue: Catalogue, n_weeks: int) -> None:
         """Raise ``ValueError`` naming the first array whose shape disagrees with the catalogue or weeks."""
@@ -192,6 +214,8 @@ class StageDraw:
             _shape(name, np.asarray(getattr(self, name)), shape)
         if self.class_coefficients.ndim != 2 or self.class_coefficients.shape[1] != n_coef:
             raise ValueError(f"class_coefficients must have shape (K, {n_coef}), got {self.class_coefficients.shape}")
+        if not float(self.household_week_sigma) >= 0:
+            raise ValueError(f"household_week_sigma must be >= 0, got {self.household_week_sigma!r}")
         if self.state_memory not in ("last", "ever"):
             raise ValueError(f"state_memory must be 'last' or 'ever', got {self.state_memory!r}")
         if np.any(~(np.asarray(self.alpha) > 0)):

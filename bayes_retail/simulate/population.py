@@ -91,6 +91,7 @@ def stage_draw(posteriors: Posteriors, catalogue: Catalogue, index: int) -> Stag
         kappa=_flat(q, "kappa", index),
         alpha=np.broadcast_to(_flat(q, "alpha", index), (n_c,)).copy(),
         state_memory=json.loads(p.attrs.get("stage_config") or "{}").get("state", "last"),
+        household_week_sigma=float(_flat(c, "sigma_household_week", index)) if "sigma_household_week" in c else 0.0,
     )
 
 

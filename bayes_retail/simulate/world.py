@@ -60,7 +60,39 @@ def catalogue_from_data(data) -> Catalogue:
         tail_product=real.sum() + np.arange(len(tail), dtype=np.int64),
         tail_cumshare=cumshare,
         product_ids=np.concatenate([top_ids, tail["product_id"].to_numpy(np.int64)]),
+        tail_size_cumprob=np.cumsum(tail_size_distribution(data.choices, tail, n_c), axis=1),
     )
+
+
+#: Most distinct tail products one "other" item becomes (larger observed counts are counted here).
+MAX_TAIL_SIZE = 8
+#: Pseudo-occasions of the pooled distribution added to each category's own counts.
+TAIL_SIZE_PRIOR_OCCASIONS = 10.0
+
+
+def tail_size_distribution(
+    choices: pd.DataFrame, tail: pd.DataFrame, n_categories: int, *,
+    max_size: int = MAX_TAIL_SIZE, prior_occasions: float = TAIL_SIZE_PRIOR_OCCASIONS,
+) -> np.ndarray:
+    """``(C, max_size)`` probabilities that an occasion buying a category's tail buys 1, 2, ... distinct tail products.
+
+    The product stage counts a category's tail products as one "other" item
+    (bought or not per occasion); the real occasions that buy it buy 1.19
+    distinct tail products on average. Per category, the observed counts over
+    household-category-weeks with at least one tail product (counts above
+    ``max_size`` counted at ``max_size``) plus ``prior_occasions`` occasions
+    of the distribution pooled over categories, normalised; a category
+    without such occasions gets the pooled distribution.
+    """
+    bought = choices.loc[choices["product_id"].isin(tail["product_id"]), ["household_id", "category_id", "week", "product_id"]]
+    sizes = bought.drop_duplicates().groupby(["household_id", "category_id", "week"]).size()
+    category = sizes.index.get_level_values("category_id").to_numpy(np.int64)
+    size = np.minimum(sizes.to_numpy(np.int64), max_size)
+    counts = np.zeros((n_categories, max_size))
+    np.add.at(counts, (category, size - 1), 1.0)
+    total = counts.sum()
+    pooled = counts.sum(axis=0) / total if total > 0 else np.eye(max_size)[0]
+    return (counts + prior_occasions * pooled) / (counts.sum(axis=1, keepdims=True) + prior_occasions)
 
 
 def tail_price_table(data, catalogue: Catalogue) -> pd.DataFrame:
