@@ -485,3 +485,8 @@ def test_category_values_are_the_log_sum_exp_of_each_categorys_utilities():
     assert responsive.any()
     assert (moved[responsive, 0, 2] > values[responsive, 0, 2]).all()
     np.testing.assert_array_equal(np.delete(moved, 2, axis=2), np.delete(values, 2, axis=2))
+
+
+def test_forward_sampler_refuses_an_unknown_state_memory():
+    with pytest.raises(ValueError, match="state must be one of"):
+        _study(n_households=3, n_categories=1, items_per_category=3, n_weeks=2, state="always")

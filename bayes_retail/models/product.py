@@ -713,6 +713,8 @@ def simulate_occasions(
     household's class. Returns a copy of ``pdata`` with the simulated choices
     and states.
     """
+    if state not in STATE_MEMORIES:
+        raise ValueError(f"state must be one of {STATE_MEMORIES}, got {state!r}")
     theta = params["theta"]
     v = class_utilities(params["t"], theta, params["display"], params["mailer"], pdata)
     starts = pdata.category_start

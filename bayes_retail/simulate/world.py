@@ -60,8 +60,15 @@ def catalogue_from_data(data) -> Catalogue:
         tail_product=real.sum() + np.arange(len(tail), dtype=np.int64),
         tail_cumshare=cumshare,
         product_ids=np.concatenate([top_ids, tail["product_id"].to_numpy(np.int64)]),
-        tail_size_cumprob=np.cumsum(tail_size_distribution(data.choices, tail, n_c), axis=1),
+        tail_size_cumprob=_cumulative(tail_size_distribution(data.choices, tail, n_c)),
     )
+
+
+def _cumulative(probabilities: np.ndarray) -> np.ndarray:
+    """Row-wise running sums that end at exactly 1 (a uniform never falls past the last entry)."""
+    cum = np.cumsum(probabilities, axis=1)
+    cum[:, -1] = 1.0
+    return cum
 
 
 #: Most distinct tail products one "other" item becomes (larger observed counts are counted here).
