@@ -70,6 +70,7 @@ from bayes_retail.models._choice_kernel import (
     choice_loglik_op,
     household_class_loglik,
 )
+from bayes_retail.models._state import EVER_STATE_ITEMS, ever_state_step
 
 STAGE = "product"
 MODEL_VERSION = 1
@@ -80,8 +81,6 @@ CORE_COEFFICIENTS = ("price", "discount", "state")
 ATTRIBUTES = ("national_brand", "pack_size", "price_tier")
 #: What the state term remembers: the previous occasion's items, or every earlier item (the most recent ones).
 STATE_MEMORIES = ("last", "ever")
-#: Most items an ``"ever"`` state holds (the simulator's state capacity).
-EVER_STATE_ITEMS = 16
 
 
 @dataclass(frozen=True)
@@ -793,7 +792,7 @@ def state_pairs(
 
 @numba.njit(cache=True)
 def _ever_state_pairs(order, household, category, bounds, chosen_item, max_items, out_occasion, out_item):
-    """:func:`next_ever_state` along each household-category's occasions; fills the outputs when they are
+    """:func:`ever_state_step` along each household-category's occasions; fills the outputs when they are
     large enough, and returns the number of pairs (call once with empty outputs to size them)."""
     write = out_occasion.size > 0
     current = np.empty(max_items, np.int64)
@@ -807,18 +806,8 @@ def _ever_state_pairs(order, household, category, bounds, chosen_item, max_items
             out_occasion[n_pairs:n_pairs + n_current] = o
             out_item[n_pairs:n_pairs + n_current] = current[:n_current]
         n_pairs += n_current
-        bought = np.sort(chosen_item[bounds[o]:bounds[o + 1]])
-        n_next = min(bought.size, max_items)
-        following[:n_next] = bought[:n_next]
-        for r in range(n_current):
-            if n_next == max_items:
-                break
-            j = current[r]
-            if not np.any(bought == j):
-                following[n_next] = j
-                n_next += 1
+        n_current = ever_state_step(current, n_current, chosen_item[bounds[o]:bounds[o + 1]], following)
         current, following = following, current
-        n_current = n_next
     return n_pairs
 
 

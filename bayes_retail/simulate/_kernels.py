@@ -15,6 +15,7 @@ import math
 import numba
 import numpy as np
 
+from bayes_retail.models._state import EVER_STATE_ITEMS, ever_state_step
 from bayes_retail.simulate.streams import (
     BASKET_SHOCK,
     CATEGORY,
@@ -31,8 +32,8 @@ from bayes_retail.simulate.streams import (
 )
 
 #: Most items a customer's state remembers per category (the last occasion's set, or with an "ever" state its
-#: most recent distinct items: the product stage's ``EVER_STATE_ITEMS``).
-MAX_STATE_ITEMS = 16
+#: most recent distinct items: the product stage's capacity, so both keep the same ones).
+MAX_STATE_ITEMS = EVER_STATE_ITEMS
 #: Draws per extra tail product before taking the first one not yet in the occasion (both give distinct products).
 MAX_TAIL_ATTEMPTS = 64
 #: Most trips a week can hold (a category's trips are a bit mask).
@@ -261,19 +262,9 @@ def _draw_item(key, week, c, slot, prob_k, cum_k, start, end, lam, last, n_last,
 
 @numba.njit(cache=True)
 def _update_ever_state(state, state_count, i, c, bought):
-    """``state`` (a view, most recent first) becomes ``bought`` by item index, then its own other items, capped."""
-    bought = np.sort(bought)
-    n_old = state_count[i, c]
-    old = state[:n_old].copy()
-    n_new = min(bought.size, MAX_STATE_ITEMS)
-    state[:n_new] = bought[:n_new]
-    for r in range(n_old):
-        if n_new == MAX_STATE_ITEMS:
-            break
-        if not np.any(bought == old[r]):
-            state[n_new] = old[r]
-            n_new += 1
-    state_count[i, c] = n_new
+    """``state`` (a view, most recent first) steps as the product stage's states do (``ever_state_step``)."""
+    old = state[:state_count[i, c]].copy()
+    state_count[i, c] = ever_state_step(old, old.size, bought, state)
 
 
 @numba.njit(cache=True)
