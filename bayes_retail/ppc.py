@@ -97,14 +97,24 @@ def _prepared(tables, weeks):
 
 
 def joint_statistics(prep, categories: list[str]) -> dict[str, float]:
-    """Visits x basket Spearman correlation; median co-purchase lift and share of pairs above 1 (over ``categories``)."""
-    from bayes_retail.metrics.joint import copurchase_lifts, visits_basket_correlation
+    """Visits x basket Spearman correlation; median co-purchase lift and share of pairs above 1 (over ``categories``);
+    repeat rates of the previous / any earlier category purchase; single-trip category-count dispersion."""
+    from bayes_retail.metrics.joint import (
+        category_count_dispersion,
+        copurchase_lifts,
+        repeat_rates,
+        visits_basket_correlation,
+    )
 
     lifts = copurchase_lifts(prep, categories).dropna()
+    repeat_last, repeat_any = repeat_rates(prep)
     return {
         "visits_basket_spearman": visits_basket_correlation(prep),
         "copurchase_lift_median": float(lifts.median()),
         "copurchase_share_above_1": float((lifts > 1).mean()),
+        "repeat_previous_purchase": repeat_last,
+        "repeat_any_earlier_purchase": repeat_any,
+        "category_count_dispersion": category_count_dispersion(prep),
     }
 
 

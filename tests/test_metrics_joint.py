@@ -9,11 +9,13 @@ from metric_example import LINE_COLS
 
 from bayes_retail.metrics.distributions import prepare
 from bayes_retail.metrics.joint import (
+    category_count_dispersion,
     copurchase_lifts,
     frequent_categories,
     household_totals,
     interval_coverage,
     mid_pit,
+    repeat_rates,
     visits_basket_correlation,
 )
 from bayes_retail.metrics.tables import MetricTables
@@ -61,6 +63,33 @@ def test_visits_basket_correlation_needs_three_households_and_ranks_them():
     reversed_lines = [(h, 10 * h + w, 1, 5 - h, 1.0, 0.0, w) for h in (1, 2, 3) for w in range(1, h + 2)]
     prep = prepare(MetricTables(pd.DataFrame(reversed_lines, columns=LINE_COLS), PRODUCTS, name="t"), [1, 2, 3, 4])
     assert visits_basket_correlation(prep) == pytest.approx(-1.0)
+
+
+# household 1 buys A: {1}, {2}, {1} in weeks 1-3, one trip each; household 2: A+B {1, 3} in
+# one basket, then A {1}; household 3: A and B in two baskets of week 1, then A alone.
+REPEATS = [
+    (1, 1, 1, 1, 1.0, 0.0, 1), (1, 2, 2, 1, 1.0, 0.0, 2), (1, 3, 1, 1, 1.0, 0.0, 3),
+    (2, 4, 1, 1, 1.0, 0.0, 1), (2, 4, 3, 1, 1.0, 0.0, 1), (2, 5, 1, 1, 1.0, 0.0, 2),
+    (3, 6, 1, 1, 1.0, 0.0, 1), (3, 7, 3, 1, 1.0, 0.0, 1), (3, 8, 2, 1, 1.0, 0.0, 3),
+]
+
+
+def test_repeat_rates_by_hand():
+    # repeat category weeks: h1 A w2 (previous {1}: neither), h1 A w3 (previous {2}: not it,
+    # earlier {1, 2}: yes), h2 A w2 (previous {1}: both), h3 A w3 (previous {1}: neither)
+    last, any_earlier = repeat_rates(_prep(REPEATS))
+    assert last == pytest.approx(1 / 4) and any_earlier == pytest.approx(2 / 4)
+    # no household buys a category twice
+    assert all(np.isnan(repeat_rates(_prep([(1, 1, 1, 1, 1.0, 0.0, 1), (2, 2, 3, 1, 1.0, 0.0, 1)]))))
+
+
+def test_category_count_dispersion_by_hand():
+    # single-trip visits: h1 1, 1, 1 categories (mean 1); h2 2, 1 (mean 1.5); h3 has one
+    # (its week 1 had two trips) so it is left out
+    expected = np.std([1.0, 1.0, 1.0, 2 / 1.5, 1 / 1.5])
+    assert category_count_dispersion(_prep(REPEATS)) == pytest.approx(expected)
+    assert category_count_dispersion(_prep(REPEATS), min_weeks=3) == pytest.approx(0.0)  # h1 only
+    assert np.isnan(category_count_dispersion(_prep(REPEATS), min_weeks=4))
 
 
 def test_interval_coverage_and_mid_pit_by_hand():

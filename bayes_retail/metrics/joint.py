@@ -10,6 +10,12 @@ groupings, so real and synthetic data are measured by the same code:
 - :func:`copurchase_lifts`: for pairs of frequent categories, how much more
   often than independence they are bought in the same visit. Real grocery
   baskets centre well above 1; independent category draws give ~1.
+- :func:`repeat_rates`: how often a category purchase repeats a product of the
+  household's previous purchase in that category, and of any earlier one (the
+  gap between the two is what a one-occasion state memory cannot reproduce);
+- :func:`category_count_dispersion`: how much the number of categories a
+  household buys varies from week to week with the number of trips held at
+  one (week-level shocks to the whole basket, which trips do not explain).
 
 The pure-numpy coverage and PIT helpers (:func:`interval_coverage`,
 :func:`mid_pit`) take a real vector and a ``(draws, units)`` replicate matrix.
@@ -23,13 +29,15 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
-from bayes_retail.metrics.distributions import Prepared
+from bayes_retail.metrics.distributions import Prepared, _group_starts, _previous_purchase_weeks
 
 __all__ = [
     "household_totals",
     "visits_basket_correlation",
     "frequent_categories",
     "copurchase_lifts",
+    "repeat_rates",
+    "category_count_dispersion",
     "interval_coverage",
     "mid_pit",
 ]
@@ -82,6 +90,48 @@ def copurchase_lifts(prep: Prepared, categories: list[str]) -> pd.Series:
     return pd.Series(
         [lift[a, b] for a, b in pairs], index=[f"{categories[a]} | {categories[b]}" for a, b in pairs], name="lift"
     )
+
+
+def repeat_rates(prep: Prepared) -> tuple[float, float]:
+    """Share of repeat category purchases that rebuy a product of the previous / of any earlier purchase.
+
+    Over every household-category-week that is not the household's first in
+    that category: the share holding a product the household bought in its
+    previous purchase week of the category, and the share holding a product
+    it bought in any earlier week of the category. NaN when no household
+    buys a category twice.
+    """
+    prev_pw, prev_cw = _previous_purchase_weeks(prep)
+    n_hcw = prep.hcw_week.size
+    eligible = prev_cw >= 0
+    if not eligible.any():
+        return float("nan"), float("nan")
+    # A product's latest earlier week cannot be after the category's previous week,
+    # so it was in that week exactly when the two are equal.
+    last = (prev_pw >= 0) & (prev_pw == prev_cw[prep.hpw_hcw])
+    any_earlier = np.bincount(prep.hpw_hcw, weights=prev_pw >= 0, minlength=n_hcw) > 0
+    in_last = np.bincount(prep.hpw_hcw, weights=last, minlength=n_hcw) > 0
+    return float(in_last[eligible].mean()), float(any_earlier[eligible].mean())
+
+
+def category_count_dispersion(prep: Prepared, *, min_weeks: int = 2) -> float:
+    """Sd of categories per single-trip visit relative to the household's mean over its single-trip visits.
+
+    Only visits with exactly one trip (basket) count, and only households
+    with at least ``min_weeks`` of them; each visit's distinct-category count
+    is divided by its household's mean, and the sd is taken over all those
+    visits. 0 when every household buys the same number of categories each
+    week; NaN when no household qualifies.
+    """
+    one = prep.visit_trips == 1
+    household = prep.visit_household[one]
+    count = prep.visit_categories[one].astype(np.float64)
+    n = np.bincount(household, minlength=prep.n_households)
+    mean = np.bincount(household, weights=count, minlength=prep.n_households) / np.maximum(n, 1)
+    keep = n[household] >= min_weeks
+    if not keep.any():
+        return float("nan")
+    return float(np.std(count[keep] / mean[household[keep]]))
 
 
 def interval_coverage(real: np.ndarray, replicates: np.ndarray, prob: float) -> float:
