@@ -282,6 +282,10 @@ def test_config_and_data_errors():
         product.ProductConfig(n_classes=1)
     with pytest.raises(ValueError, match="promo_sigma"):
         product.ProductConfig(promo_sigma=0.0)
+    with pytest.raises(ValueError, match="intercept_centre"):
+        product.ProductConfig(intercept_centre="zero")
+    with pytest.raises(ValueError, match="centre_sigma"):
+        product.ProductConfig(centre_sigma=-1.0)
     pdata, _ = _study(n_households=4, n_categories=2, items_per_category=3, n_weeks=3, burn_in_weeks=0)
     with pytest.raises(ValueError, match="outside the occasion's category"):
         dataclasses.replace(pdata, chosen_item=(pdata.chosen_item + 3) % 6)
@@ -490,3 +494,55 @@ def test_category_values_are_the_log_sum_exp_of_each_categorys_utilities():
 def test_forward_sampler_refuses_an_unknown_state_memory():
     with pytest.raises(ValueError, match="state must be one of"):
         _study(n_households=3, n_categories=1, items_per_category=3, n_weeks=2, state="always")
+
+
+# ---------------------------------------------------------------- what the item intercepts are shrunk toward
+
+
+def _reference_share_study():
+    """Single-item occasions; the reference item popular, the other 49 of each category rare (t ~ N(-3.5, 1))."""
+    rng = np.random.default_rng(5)
+    design = product.synthetic_design(rng, n_households=120, n_categories=2, items_per_category=50, n_weeks=12,
+                                      occasion_rate=0.6, burn_in_weeks=2)
+    truth = product.draw_parameters(design, rng, mu=(-2.0, 2.0, 0.0), sigma=(0.0,) * 5, intercept_mean=-3.5,
+                                    log_extra_rate=-20.0)
+    return product.simulate_occasions(truth, design, np.zeros(120, dtype=int), rng), truth
+
+
+def _reference_shares(pdata, truth, centre):
+    """Observed share of the reference item over scored occasions, and the posterior draws' predicted share."""
+    from bayes_retail.models.sampling import SamplerConfig, sample_posterior
+
+    config = product.ProductConfig(burn_in_weeks=2, heterogeneity=False, intercept_centre=centre)
+    idata = sample_posterior(product.build_model(pdata, config), config=SamplerConfig(chains=2, draws=200, tune=200),
+                             seed=1)
+    occ = product.scored_occasions(pdata)
+    ref = pdata.reference_item
+    observed = np.isin(pdata.chosen_item[np.isin(pdata.chosen_occasion, occ)], ref).mean()
+    free = product.free_items(pdata)
+    predicted = []
+    for row in idata.posterior["t_free"].values.reshape(-1, free.size)[::10]:
+        t = np.zeros(pdata.item_category.size)
+        t[free] = row
+        v = product.class_utilities(t, truth["theta"][:1], truth["display"], truth["mailer"], pdata)[0]
+        p = np.exp(v[ref]) / np.add.reduceat(np.exp(v), pdata.category_start, axis=0)  # (C, W)
+        predicted.append(p[pdata.occasion_category[occ], pdata.occasion_week[occ]].mean())
+    return observed, np.array(predicted), idata
+
+
+def test_category_centred_intercepts_reproduce_the_reference_items_share():
+    pdata, truth = _reference_share_study()
+    observed, predicted, idata = _reference_shares(pdata, truth, "category")
+    lo, mid, hi = np.quantile(predicted, [0.05, 0.5, 0.95])
+    assert lo <= observed <= hi and abs(mid - observed) < 0.015, (observed, lo, mid, hi)
+    centre = idata.posterior["item_centre"]
+    assert centre.dims[2:] == ("category",)
+    assert np.all(np.abs(centre.mean(("chain", "draw")).values + 3.5) < 0.5)
+
+
+@pytest.mark.slow
+def test_intercepts_shrunk_toward_a_popular_reference_under_predict_it():
+    """The check can fail: shrinking rare items toward the reference's 0 takes share from the reference."""
+    pdata, truth = _reference_share_study()
+    observed, predicted, _ = _reference_shares(pdata, truth, "reference")
+    assert np.quantile(predicted, 0.95) < observed
