@@ -9,7 +9,7 @@ import xarray as xr
 
 from bayes_retail.errors import ArtifactError
 from bayes_retail.models.artifacts import TRACE_FILENAME, attr_json, load_stage, save_stage, stage_path
-from bayes_retail.models.diagnostics import ConvergenceWarning, announce, convergence
+from bayes_retail.models.diagnostics import ConvergenceWarning, announce, convergence, drop_chains, stuck_chains
 from bayes_retail.models.sampling import SamplerConfig
 from bayes_retail.models.tables import posterior_table
 
@@ -47,6 +47,8 @@ def test_sampler_config_validates_every_field():
         SamplerConfig(time_limit_minutes=-1)
     with pytest.raises(ValueError, match="'nutpie' only, not 'pymc'"):
         SamplerConfig(method="pymc", time_limit_minutes=5)
+    with pytest.raises(ValueError, match="drop_stuck_chains must be true or false"):
+        SamplerConfig(drop_stuck_chains="yes")
 
 
 def _slow_normal_model():
@@ -106,6 +108,46 @@ def test_a_stuck_chain_fails_on_rhat_and_names_the_variable():
     assert not verdict.passed
     assert verdict.max_rhat > 1.1 and verdict.worst["rhat"].startswith("mu[")
     assert any(f.startswith("R-hat") for f in verdict.failures)
+
+
+def _with_a_stuck_chain(rng, stuck=2):
+    """4 well-mixed chains with a log density, chain ``stuck`` far away and a million below the others."""
+    idata = _idata(rng)
+    idata.posterior["mu"][stuck] += 50.0
+    logp = rng.normal(-100.0, 2.0, (4, 500))
+    logp[1] -= 5.0  # 2.5 sds lower: an ordinary chain
+    logp[stuck] -= 1e6
+    idata.sample_stats["logp"] = (("chain", "draw"), logp)
+    return idata
+
+
+def test_a_chain_far_below_the_others_log_density_is_stuck_and_dropped():
+    idata = _with_a_stuck_chain(np.random.default_rng(6))
+    stuck = stuck_chains(idata)
+    assert list(stuck) == [2] and stuck[2] == pytest.approx(1e6, rel=1e-3)
+    assert convergence(idata).max_rhat > 1.5  # all four: the stuck chain ruins R-hat
+    dropped = drop_chains(idata, stuck)
+    assert dropped.posterior.sizes["chain"] == 3 and list(dropped.posterior["chain"].values) == [0, 1, 2]
+    np.testing.assert_array_equal(dropped.posterior["mu"].values, idata.posterior["mu"].values[[0, 1, 3]])
+    np.testing.assert_array_equal(dropped.sample_stats["logp"].values, idata.sample_stats["logp"].values[[0, 1, 3]])
+    verdict = convergence(dropped)
+    assert verdict.max_rhat < 1.01 and not verdict.passed
+    assert verdict.dropped_chains == {"2": pytest.approx(1e6, rel=1e-3)}
+    assert verdict.failures[0].startswith("chain 2 stuck (mean log density 1,000,")
+    # a tighter threshold in sds also flags the ordinary chain; no log density: nothing to judge
+    assert list(stuck_chains(idata, logp_sds=2.0)) == [1, 2]
+    assert stuck_chains(_idata(np.random.default_rng(6))) == {}
+
+
+def test_fitting_drops_stuck_chains_unless_told_not_to(monkeypatch):
+    from bayes_retail.models import stage
+
+    idata = _with_a_stuck_chain(np.random.default_rng(7), stuck=0)
+    monkeypatch.setattr(stage, "sample_posterior", lambda model, config, seed: idata)
+    kept, _, verdict = stage._sample(None, SamplerConfig(), seed=0, stage="test")
+    assert kept.posterior.sizes["chain"] == 3 and list(verdict.dropped_chains) == ["0"]
+    every, _, verdict = stage._sample(None, SamplerConfig(drop_stuck_chains=False), seed=0, stage="test")
+    assert every.posterior.sizes["chain"] == 4 and verdict.dropped_chains == {} and verdict.max_rhat > 1.5
 
 
 def test_divergences_and_low_ess_are_failures():

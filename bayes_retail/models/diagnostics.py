@@ -15,6 +15,8 @@ RHAT_MAX = 1.01
 ESS_MIN = 400
 BFMI_MIN = 0.3
 MAX_DIVERGENCES = 0
+#: A chain whose mean log density lies more than this many within-chain sds below the best chain's is stuck.
+STUCK_LOGP_SDS = 20.0
 
 
 class ConvergenceWarning(UserWarning):
@@ -42,6 +44,10 @@ class Convergence:
     stopped_early
         The sampler's time limit cut the chains short (always a failure: the
         chains ran fewer draws than configured).
+    dropped_chains
+        Chains left out as stuck (:func:`stuck_chains`), with how far their
+        mean log density lay below the best chain's; the other numbers cover
+        the remaining chains only, and a drop is always a failure.
     failures
         One line per threshold that was missed.
     thresholds
@@ -58,6 +64,7 @@ class Convergence:
     passed: bool = False
     approximate: bool = False
     stopped_early: bool = False
+    dropped_chains: dict = field(default_factory=dict)
     failures: list = field(default_factory=list)
     thresholds: dict = field(default_factory=dict)
 
@@ -96,6 +103,7 @@ def convergence(
     post = idata.posterior if var_names is None else idata.posterior[var_names]
     approximate = bool(idata.attrs.get("approximate", 0))
     stopped_early = bool(idata.attrs.get("stopped_early", 0))
+    dropped = json.loads(idata.attrs.get("dropped_chains", "{}"))
     rhat = _flat(az.rhat(post))
     bulk = _flat(az.ess(post, method="bulk"))
     tail = _flat(az.ess(post, method="tail"))
@@ -114,6 +122,7 @@ def convergence(
         },
         approximate=approximate,
         stopped_early=stopped_early,
+        dropped_chains=dropped,
         thresholds={"rhat_max": rhat_max, "ess_min": ess_min, "bfmi_min": bfmi_min, "max_divergences": max_divergences},
     )
     failures = []
@@ -123,6 +132,9 @@ def convergence(
         failures.append(
             f"stopped at the sampler's time limit after {idata.attrs.get('draws_completed', '?')} draws per chain"
         )
+    for chain, gap in dropped.items():
+        failures.append(f"chain {chain} stuck (mean log density {gap:,.0f} below the best chain's) and dropped: "
+                        "the numbers cover the other chains")
     if not verdict.max_rhat <= rhat_max:
         failures.append(f"R-hat {verdict.max_rhat:.3f} > {rhat_max} ({verdict.worst['rhat']})")
     if not verdict.min_ess_bulk >= ess_min:
@@ -136,6 +148,52 @@ def convergence(
     verdict.failures = failures
     verdict.passed = not failures
     return verdict
+
+
+def _log_density(stats) -> np.ndarray | None:
+    for name in ("logp", "lp"):  # nutpie, PyMC
+        if name in stats:
+            return np.asarray(stats[name].values, dtype=np.float64)
+    return None
+
+
+def stuck_chains(idata: az.InferenceData, *, logp_sds: float = STUCK_LOGP_SDS) -> dict[int, float]:
+    """Chains stuck far from the posterior's typical set, with how far below the best chain they sit.
+
+    A chain is stuck when its mean log density lies more than ``logp_sds``
+    within-chain sds (the median over chains of each chain's sd) below the
+    highest chain mean. Healthy chains of one posterior differ by a few sds;
+    a chain whose adaptation failed (a tiny step size far out in a funnel,
+    or a start it never left) sits orders of magnitude lower. Empty without
+    a log-density statistic or with fewer than 2 chains.
+
+    Parameters
+    ----------
+    logp_sds
+        Threshold in within-chain sds (default :data:`STUCK_LOGP_SDS`).
+    """
+    stats = getattr(idata, "sample_stats", None)
+    logp = None if stats is None else _log_density(stats)
+    if logp is None or logp.shape[0] < 2:
+        return {}
+    means = logp.mean(axis=1)
+    spread = max(float(np.median(logp.std(axis=1))), 1e-12)
+    gaps = means.max() - means
+    return {int(c): float(gaps[c]) for c in np.flatnonzero(gaps > logp_sds * spread)}
+
+
+def drop_chains(idata: az.InferenceData, chains: dict[int, float]) -> az.InferenceData:
+    """``idata`` without ``chains`` (renumbered from 0); ``attrs["dropped_chains"]`` records them and their gaps."""
+    keep = [c for c in range(idata.posterior.sizes["chain"]) if c not in chains]
+    if len(keep) < 1:
+        raise ValueError("cannot drop every chain")
+    out = idata.isel(chain=keep)
+    for group in out.groups():
+        if "chain" in getattr(out, group).dims:
+            getattr(out, group)["chain"] = np.arange(len(keep))
+    out.attrs.update(idata.attrs)
+    out.attrs["dropped_chains"] = json.dumps({str(c): gap for c, gap in sorted(chains.items())})
+    return out
 
 
 def announce(verdict: Convergence, *, stage: str, stream=None) -> None:

@@ -49,6 +49,13 @@ class SamplerConfig:
         of the shortest chain; the trace says so (``stopped_early``) and the
         convergence verdict fails. A run that meets its limit is not
         reproducible bit for bit (where it stops depends on the machine).
+    drop_stuck_chains
+        Leave out chains stuck far below the others' log density
+        (:func:`~bayes_retail.models.diagnostics.stuck_chains`) before the
+        verdict, the tables and the saved trace, when at least two chains
+        remain. The verdict then fails and names them: one chain whose
+        adaptation failed would otherwise be a quarter of every draw the
+        simulator takes.
     """
 
     method: str = "nutpie"
@@ -59,6 +66,7 @@ class SamplerConfig:
     vi_iterations: int = 20_000
     keep_draws: int = 0
     time_limit_minutes: float = 0.0
+    drop_stuck_chains: bool = True
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -72,6 +80,8 @@ class SamplerConfig:
             raise ValueError(f"time_limit_minutes must be a non-negative number, got {limit!r}")
         if limit and self.method != "nutpie":
             raise ValueError(f"time_limit_minutes works with method 'nutpie' only, not {self.method!r}")
+        if not isinstance(self.drop_stuck_chains, bool):
+            raise ValueError(f"drop_stuck_chains must be true or false, got {self.drop_stuck_chains!r}")
         if not 0.5 <= float(self.target_accept) < 1.0:
             raise ValueError(f"target_accept must be in [0.5, 1), got {self.target_accept!r}")
 

@@ -23,7 +23,7 @@ from bayes_retail.config import ConfigError, DataSelection, stage_config
 from bayes_retail.errors import ArtifactError
 from bayes_retail.models import category, product, quantity, visit
 from bayes_retail.models.artifacts import save_stage
-from bayes_retail.models.diagnostics import announce, convergence
+from bayes_retail.models.diagnostics import announce, convergence, drop_chains, stuck_chains
 from bayes_retail.models.elpd import loo_summary
 from bayes_retail.models.sampling import SamplerConfig, sample_posterior
 from bayes_retail.models.tables import posterior_table
@@ -134,10 +134,15 @@ def _sample(model, sampler: SamplerConfig, *, seed: int, stage: str, fold=None):
     """Posterior draws, seconds spent sampling, and the announced convergence verdict.
 
     ``fold`` maps the posterior dataset to the identified one (mirror modes
-    folded) before the verdict is computed.
+    folded) before the verdict is computed; stuck chains are dropped first
+    (``[sampler] drop_stuck_chains``).
     """
     t0 = time.perf_counter()
     idata = sample_posterior(model, config=sampler, seed=seed)
+    if sampler.drop_stuck_chains:
+        stuck = stuck_chains(idata)
+        if stuck and idata.posterior.sizes["chain"] - len(stuck) >= 2:
+            idata = drop_chains(idata, stuck)
     if fold is not None:
         idata.posterior = fold(idata.posterior)
     seconds = time.perf_counter() - t0
