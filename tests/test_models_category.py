@@ -381,6 +381,7 @@ def value_recovery():
     return fits
 
 
+@pytest.mark.slow  # two fits, 75 s of the default suite; the likelihood equivalence and the CLI fit stay in it
 def test_category_value_response_is_recovered_and_follows_the_truth(value_recovery):
     means = {}
     for mu, (truth, idata) in value_recovery.items():
