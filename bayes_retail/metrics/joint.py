@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
-from bayes_retail.metrics.distributions import Prepared, _group_starts, _previous_purchase_weeks
+from bayes_retail.metrics.distributions import Prepared, _previous_purchase_weeks
 
 __all__ = [
     "household_totals",

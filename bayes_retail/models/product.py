@@ -119,8 +119,8 @@ class ProductConfig:
         category's most bought item (its tail products together), so shrinking
         rarely bought items toward it raises them toward its level: on the
         embedded data the shipped fit, replaying its own households with their
-        observed states, predicts "other" in 0.81 of the sets it is in and the
-        items ranked past 20 in 1.10 (docs/models.md).
+        observed states, predicts 0.81 times as many "other" choices as they
+        made and 1.10 times as many of the items ranked past 20 (docs/models.md).
     centre_sigma
         Prior sd of the category centres (``intercept_centre = "category"``).
     intercept_sigma, coefficient_sigma, scale_sigma, promo_sigma, extra_sigma
