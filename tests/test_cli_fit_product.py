@@ -68,6 +68,9 @@ def test_product_fit_writes_its_folder_with_provenance(fitted):
     assert post["theta"].shape[2:] == (2, 6)  # classes x (price, discount, state, 3 attributes)
     summary = json.loads((out / SUMMARY_FILENAME).read_text())
     assert summary["stage"] == "product" and summary["households"] == 4 and summary["depth_panel"] == 0
+    check = summary["posterior_predictive"]
+    assert check["draws"] == 5 and set(check["statistics"]) == {"reference_share", "mean_items"}
+    assert 0 <= check["statistics"]["reference_share"]["observed"] <= 1
 
 
 def test_product_tables(fitted):

@@ -546,3 +546,32 @@ def test_intercepts_shrunk_toward_a_popular_reference_under_predict_it():
     pdata, truth = _reference_share_study()
     observed, predicted, _ = _reference_shares(pdata, truth, "reference")
     assert np.quantile(predicted, 0.95) < observed
+
+
+def test_set_statistics_by_hand():
+    design = product.synthetic_design(np.random.default_rng(0), n_households=2, n_categories=2, items_per_category=3,
+                                      n_weeks=2, occasion_rate=1.0, burn_in_weeks=1)
+    # occasions (h, c, w) in order: 000 001 010 011 100 101 110 111; references 2 and 5; week 1 scored
+    sets = [[0], [2], [3], [3, 4], [2], [0, 2], [5], [4]]
+    pdata = dataclasses.replace(
+        design, chosen_occasion=np.repeat(np.arange(8), [len(s) for s in sets]),
+        chosen_item=np.concatenate([np.array(s) for s in sets]),
+    )
+    # scored: [2] yes, [3, 4] no, [0, 2] yes, [4] no
+    assert product.set_statistics(pdata) == {"reference_share": 0.5, "mean_items": 1.5}
+
+
+def test_posterior_predictive_replays_the_reference_share_of_the_truth():
+    import xarray as xr
+
+    pdata, truth = _study(seed=4, n_households=80, n_categories=3, items_per_category=5, n_weeks=10, burn_in_weeks=2)
+    free = product.free_items(pdata)
+    draws = {"t_free": truth["t"][free], "theta": truth["theta"], "display": truth["display"],
+             "mailer": truth["mailer"], "log_extra_rate": truth["log_extra_rate"]}
+    posterior = xr.Dataset({k: (("chain", "draw", *[f"{k}_{i}" for i in range(np.ndim(v))]), np.asarray(v)[None, None])
+                            for k, v in draws.items()})
+    replayed = product.posterior_predictive(pdata, posterior, draws=3, rng=np.random.default_rng(1))
+    assert list(replayed.columns) == ["reference_share", "mean_items"] and len(replayed) == 1  # one stored draw
+    observed = product.set_statistics(pdata)
+    assert abs(replayed["reference_share"].iloc[0] - observed["reference_share"]) < 0.04
+    assert abs(replayed["mean_items"].iloc[0] - observed["mean_items"]) < 0.1

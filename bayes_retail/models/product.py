@@ -771,6 +771,42 @@ def simulate_occasions(
     return _with_choices(pdata, chosen_rows, last_rows)
 
 
+def set_statistics(pdata: ProductData) -> dict[str, float]:
+    """Over the scored occasions: the share whose set holds the category's reference item, and the mean set size.
+
+    The reference item is the one the intercept prior centres on under
+    ``intercept_centre = "reference"`` (a category's "other" where it has
+    one): its share is what that prior was seen to bias (docs/models.md).
+    """
+    occ = np.flatnonzero(pdata.occasion_scored)
+    holds = np.zeros(pdata.n_occasions, dtype=bool)
+    holds[pdata.chosen_occasion[np.isin(pdata.chosen_item, pdata.reference_item)]] = True
+    return {"reference_share": float(holds[occ].mean()) if occ.size else float("nan"),
+            "mean_items": float(pdata.set_size[occ].mean()) if occ.size else float("nan")}
+
+
+def posterior_predictive(
+    pdata: ProductData, posterior, *, draws: int, rng: np.random.Generator, state: str = "last"
+) -> pd.DataFrame:
+    """:func:`set_statistics` of ``draws`` replays of ``pdata``'s occasions, one per evenly spaced posterior draw.
+
+    Each replay draws every household's class from its class-membership
+    posterior at that draw and runs :func:`simulate_occasions` (its own
+    states, not the observed ones), so it checks what the simulator will do.
+    """
+    n_chain, n_draw = posterior.sizes["chain"], posterior.sizes["draw"]
+    picks = np.linspace(0, n_chain * n_draw - 1, min(draws, n_chain * n_draw)).round().astype(int)
+    inputs = kernel_inputs(pdata)
+    rows = []
+    for flat in picks:
+        params = posterior_params(posterior, pdata, int(flat // n_draw), int(flat % n_draw))
+        membership = class_membership(params, pdata, inputs=inputs)
+        cum = membership.cumsum(axis=1)
+        classes = np.minimum((cum < rng.random((cum.shape[0], 1)) * cum[:, -1:]).sum(axis=1), cum.shape[1] - 1)
+        rows.append(set_statistics(simulate_occasions(params, pdata, classes, rng, state=state)))
+    return pd.DataFrame(rows)
+
+
 def _with_choices(pdata, chosen_rows, last_rows) -> ProductData:
     def flat(rows):
         if not rows:

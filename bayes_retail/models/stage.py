@@ -503,6 +503,8 @@ PRODUCT_HYPERPRIORS = ["mu", "sigma", "sigma_item", "mu_display", "tau_display",
 #: Non-centred pieces of the product stage's category vectors (left out of the trace).
 PRODUCT_PIECES = ("display_raw", "mailer_raw", "log_extra_rate_raw")
 CLASS_MEMBERSHIP_FILENAME = "class_membership.csv"
+#: Posterior draws the product stage's forward sampler replays for its posterior predictive check.
+PRODUCT_CHECK_DRAWS = 5
 
 
 def product_promo_table(idata, categories: pd.DataFrame) -> pd.DataFrame:
@@ -613,6 +615,8 @@ def run_product_stage(
     )
     idata, sampling, verdict = _sample(model, sampler, seed=seed, stage=product.STAGE)
     table = posterior_table(idata, PRODUCT_HYPERPRIORS)
+    replayed = product.posterior_predictive(pdata, idata.posterior, draws=PRODUCT_CHECK_DRAWS,
+                                            rng=np.random.default_rng(seed), state=product_config.state)
     provenance = _provenance(config, product_config, sampler, data, seed=seed, selection=selection, verdict=verdict)
     summary = _summary(
         product.STAGE, provenance,
@@ -621,6 +625,8 @@ def run_product_stage(
         scored_occasions=scored,
         items=int(pdata.item_category.size),
         depth_panel=0,
+        posterior_predictive=predictive_check(product.set_statistics(pdata), replayed, draws=len(replayed),
+                                              kind="posterior"),
     )
     _write_stage(
         idata, out, module=product, provenance=provenance, hyperpriors=table,
