@@ -482,16 +482,31 @@ def _previous_purchase_weeks(prep: Prepared) -> tuple[np.ndarray, np.ndarray]:
     return prev_pw, prev_cw
 
 
+def _in_previous_week(prep: Prepared, prev_pw: np.ndarray, prev_cw: np.ndarray) -> np.ndarray:
+    """Per purchased line: whether its product was bought in the household's previous purchase week of the category.
+
+    A product's own previous week cannot be later than the category's, so it
+    was in that week exactly when the two are equal.
+    """
+    return (prev_pw >= 0) & (prev_pw == prev_cw[prep.hpw_hcw])
+
+
+def _weeks_holding(prep: Prepared, lines: np.ndarray) -> np.ndarray:
+    """Per household-category-week: whether any of its purchased lines is flagged in ``lines`` (one per line).
+
+    With ``lines = prev_pw >= 0`` (the product was bought in an earlier week), only
+    non-first weeks of a category can hold one.
+    """
+    return np.bincount(prep.hpw_hcw, weights=lines, minlength=prep.hcw_week.size) > 0
+
+
 def loyalty(prep: Prepared) -> np.ndarray:
     """Per household with a repeat category week (sorted by id): share of its
     category purchase weeks, after its first in that category, that contain a
     product it bought in an earlier week in that category.
     """
     prev_pw, prev_cw = _previous_purchase_weeks(prep)
-    n_hcw = prep.hcw_week.size
-    # A purchased line repeats when the household bought that product in an earlier
-    # week; such a line can only sit in a non-first week of its category.
-    has_repeat = np.bincount(prep.hpw_hcw, weights=(prev_pw >= 0), minlength=n_hcw) > 0
+    has_repeat = _weeks_holding(prep, prev_pw >= 0)
     eligible = prev_cw >= 0
     n_elig = np.bincount(prep.hcw_household, weights=eligible, minlength=prep.n_households)
     n_rep = np.bincount(prep.hcw_household, weights=has_repeat & eligible, minlength=prep.n_households)
@@ -506,10 +521,8 @@ def brand_switching(prep: Prepared) -> np.ndarray:
     """
     prev_pw, prev_cw = _previous_purchase_weeks(prep)
     n_hcw = prep.hcw_week.size
-    # A product of week k was in the previous category week iff the product's own
-    # previous week is that week (it cannot be later). Equal sizes + every product
-    # of week k found in week k-1  <=>  equal sets.
-    in_prev = (prev_pw >= 0) & (prev_pw == prev_cw[prep.hpw_hcw])
+    # Equal sizes + every product of week k found in week k-1  <=>  equal sets.
+    in_prev = _in_previous_week(prep, prev_pw, prev_cw)
     n_found = np.bincount(prep.hpw_hcw, weights=in_prev, minlength=n_hcw)
     n_prod = np.bincount(prep.hpw_hcw, minlength=n_hcw).astype(np.float64)
     n_prod_prev = np.empty_like(n_prod)

@@ -29,7 +29,12 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
-from bayes_retail.metrics.distributions import Prepared, _previous_purchase_weeks
+from bayes_retail.metrics.distributions import (
+    Prepared,
+    _in_previous_week,
+    _previous_purchase_weeks,
+    _weeks_holding,
+)
 
 __all__ = [
     "household_totals",
@@ -102,15 +107,11 @@ def repeat_rates(prep: Prepared) -> tuple[float, float]:
     buys a category twice.
     """
     prev_pw, prev_cw = _previous_purchase_weeks(prep)
-    n_hcw = prep.hcw_week.size
     eligible = prev_cw >= 0
     if not eligible.any():
         return float("nan"), float("nan")
-    # A product's latest earlier week cannot be after the category's previous week,
-    # so it was in that week exactly when the two are equal.
-    last = (prev_pw >= 0) & (prev_pw == prev_cw[prep.hpw_hcw])
-    any_earlier = np.bincount(prep.hpw_hcw, weights=prev_pw >= 0, minlength=n_hcw) > 0
-    in_last = np.bincount(prep.hpw_hcw, weights=last, minlength=n_hcw) > 0
+    any_earlier = _weeks_holding(prep, prev_pw >= 0)
+    in_last = _weeks_holding(prep, _in_previous_week(prep, prev_pw, prev_cw))
     return float(in_last[eligible].mean()), float(any_earlier[eligible].mean())
 
 
