@@ -20,6 +20,7 @@ from bayes_retail.models.stage import (
     HYPERPRIORS_FILENAME,
     ITEMS_FILENAME,
     PRODUCT_HYPERPRIORS,
+    PRIOR_CHECK_FILENAME,
     PRODUCT_PIECES,
     PROMO_FILENAME,
     SUMMARY_FILENAME,
@@ -57,7 +58,7 @@ def test_product_fit_writes_its_folder_with_provenance(fitted):
     assert code == 0
     out = tmp / "models" / product.STAGE
     expected = ["trace.nc", HYPERPRIORS_FILENAME, PROMO_FILENAME, ITEMS_FILENAME, CLASS_MEMBERSHIP_FILENAME,
-                ELASTICITIES_FILENAME, SUMMARY_FILENAME]
+                ELASTICITIES_FILENAME, SUMMARY_FILENAME, PRIOR_CHECK_FILENAME]
     assert sorted(p.name for p in out.iterdir()) == sorted(expected)
     data = load_data(src, cache_dir=tmp / "cache")
     idata = load_posterior(tmp / "models", "product", data_hash=data.data_hash)
@@ -71,6 +72,9 @@ def test_product_fit_writes_its_folder_with_provenance(fitted):
     check = summary["posterior_predictive"]
     assert check["draws"] == 5 and set(check["statistics"]) == {"reference_share", "mean_items"}
     assert 0 <= check["statistics"]["reference_share"]["observed"] <= 1
+    prior = json.loads((out / PRIOR_CHECK_FILENAME).read_text())
+    assert prior["draws"] == 10 and set(prior["statistics"]) == {"reference_share", "mean_items"}
+    assert prior["statistics"]["mean_items"]["observed"] == check["statistics"]["mean_items"]["observed"]
 
 
 def test_product_tables(fitted):

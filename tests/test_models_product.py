@@ -575,3 +575,20 @@ def test_posterior_predictive_replays_the_reference_share_of_the_truth():
     observed = product.set_statistics(pdata)
     assert abs(replayed["reference_share"].iloc[0] - observed["reference_share"]) < 0.04
     assert abs(replayed["mean_items"].iloc[0] - observed["mean_items"]) < 0.1
+
+
+def test_prior_predictive_of_exchangeable_items_holds_the_reference_in_m_of_n_sets():
+    # every prior scale ~0: all items alike, one extra item at rate exp(-1); so E[m] = 1 + e^-1 (the cap at 5 items
+    # costs ~1e-4) and the reference is in a set of m of the 5 items with probability m / 5
+    pdata, _ = _study(seed=2, n_households=80, n_categories=3, items_per_category=5, n_weeks=10, burn_in_weeks=2)
+    tiny = dict(intercept_sigma=1e-4, coefficient_sigma=1e-4, scale_sigma=1e-4, promo_sigma=1e-4, extra_sigma=1e-4)
+    config = product.ProductConfig(n_classes=2, burn_in_weeks=2, **tiny)
+    prior = product.prior_predictive(pdata, config, draws=4, seed=3)
+    assert list(prior.columns) == ["reference_share", "mean_items"] and len(prior) == 4
+    n = int(pdata.occasion_scored.sum())
+    expected_m = 1 + np.exp(-1.0)
+    assert np.abs(prior["mean_items"] - expected_m).max() < 4 * np.sqrt(np.exp(-1.0) / n)
+    assert np.abs(prior["reference_share"] - expected_m / 5).max() < 4 * np.sqrt(0.27 * 0.73 / n)
+    # and the priors matter: the default scales spread the reference share across draws
+    wide = product.prior_predictive(pdata, product.ProductConfig(n_classes=2, burn_in_weeks=2), draws=4, seed=3)
+    assert wide["reference_share"].std() > 5 * prior["reference_share"].std()

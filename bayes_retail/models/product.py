@@ -807,6 +807,36 @@ def posterior_predictive(
     return pd.DataFrame(rows)
 
 
+#: Variables a prior (or posterior) draw needs for :func:`posterior_params`.
+PARAMETER_NAMES = ("t_free", "theta", "display", "mailer", "log_extra_rate")
+
+
+def prior_predictive(pdata: ProductData, config: ProductConfig | None = None, *, draws: int = 10,
+                     seed: int = 0) -> pd.DataFrame:
+    """Prior predictive check: :func:`set_statistics` of ``pdata``'s occasions replayed under prior draws.
+
+    Each draw takes the model's parameters from the prior, gives every
+    household a class uniformly at random (the prior class weights) and runs
+    :func:`simulate_occasions` over the data's occasions, so it shows which
+    reference-item shares and set sizes the priors allow before the data
+    are seen.
+    """
+    import warnings
+
+    config = config or ProductConfig()
+    rng = np.random.default_rng(seed)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The effect of Potentials")
+        prior = pm.sample_prior_predictive(draws=draws, model=build_model(pdata, config),
+                                           var_names=list(PARAMETER_NAMES), random_seed=rng).prior
+    rows = []
+    for k in range(draws):
+        params = posterior_params(prior, pdata, 0, k)
+        classes = rng.integers(config.n_classes, size=pdata.households.size)
+        rows.append(set_statistics(simulate_occasions(params, pdata, classes, rng, state=config.state)))
+    return pd.DataFrame(rows)
+
+
 def _with_choices(pdata, chosen_rows, last_rows) -> ProductData:
     def flat(rows):
         if not rows:
