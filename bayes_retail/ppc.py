@@ -11,7 +11,8 @@ below the real one.
 Beside the KS suite (:mod:`bayes_retail.metrics.joint`): joint statistics
 (visits x basket size across households; co-purchase lift of frequent
 category pairs) as p-values too; per entity metric, the share of categories
-or products whose 90% predictive interval holds the real value; and, in
+or products whose 90% predictive interval holds the real value; per category
+the promotion lift's 90% interval and PIT (calibration of promotion lift); and, in
 replay mode, where each synthetic household is a real one, the 50% / 90%
 interval coverage and mid-PIT of each household's spend and visits.
 """
@@ -141,6 +142,35 @@ def entity_coverage(real: dict[str, pd.DataFrame], draws: list[dict[str, pd.Data
     return pd.DataFrame(rows)
 
 
+def promotion_lift_calibration(real: pd.DataFrame, draws: list[pd.DataFrame], *, prob: float = 0.9) -> pd.DataFrame:
+    """Per category: the real promotion lift beside its predictive distribution over the draws.
+
+    The lift is the promo_response entity value (log of mean units per
+    promoted over per non-promoted product-week); ``real`` and each of
+    ``draws`` are its :func:`~bayes_retail.metrics.entity.entity_values`
+    table. Columns: ``category``, ``real``, the draws' ``q05`` / ``median`` /
+    ``q95`` (of ``prob``), ``pit`` (mid-PIT), ``covered`` (inside the
+    interval), ``draws`` (how many draws define the lift there) and the real
+    ``sales_value``. Categories without a lift in any draw get NaN and
+    ``covered = False``. Under a calibrated model the PITs are uniform.
+    """
+    lo_q, hi_q = (1 - prob) / 2, (1 + prob) / 2
+    values = np.stack([d["value"].reindex(real.index).to_numpy() for d in draws]) if draws else np.empty((0, len(real)))
+    rows = []
+    for j, (category, row) in enumerate(real.iterrows()):
+        rep = values[:, j][~np.isnan(values[:, j])]
+        if rep.size:
+            q05, median, q95 = np.quantile(rep, [lo_q, 0.5, hi_q])
+            pit = float((rep < row["value"]).mean() + (rep == row["value"]).mean() / 2)
+        else:
+            q05 = median = q95 = pit = np.nan
+        rows.append({"category": category, "real": float(row["value"]), "q05": float(q05), "median": float(median),
+                     "q95": float(q95), "pit": pit, "covered": bool(q05 <= row["value"] <= q95),
+                     "draws": int(rep.size), "sales_value": float(row["sales_value"])})
+    return pd.DataFrame(rows, columns=["category", "real", "q05", "median", "q95", "pit", "covered", "draws",
+                                       "sales_value"])
+
+
 def replicate_calibration(per_draw: pd.DataFrame, pairs: pd.DataFrame, *, prob: float = 0.9) -> pd.DataFrame:
     """Per metric: KS(real, replicate) beside the spread of KS(replicate, replicate') over pairs of draws.
 
@@ -228,7 +258,8 @@ def posterior_predictive_suite(
     left out, as many new customers as there are of them: the
     out-of-household check.
     Returns ``scores`` (per metric, over draws), ``per_draw``, ``p_values``
-    (summary and joint statistics), ``entities`` and, in replay mode,
+    (summary and joint statistics), ``entities``, ``promo_lift``
+    (:func:`promotion_lift_calibration`) and, in replay mode,
     ``households`` and ``pit`` (see the module docstring), ``replicates``
     (:func:`replicate_calibration`, from disjoint pairs of draws), and with
     ``weeks`` in replay mode ``elpd``: the visit stage's exact log predictive
@@ -284,12 +315,16 @@ def posterior_predictive_suite(
         if mode == "replay":  # every replayed household, those without a visit in the scored weeks included
             totals.append(household_totals(prep, households))
     per_draw = pd.DataFrame(rows)
+    real_entities = entity_values(real_prep)
     tables = {
         "scores": summarise_draws(per_draw, floor),
         "per_draw": per_draw,
         "p_values": bayesian_p_values(pd.DataFrame(stats), observed),
-        "entities": entity_coverage(entity_values(real_prep), entities),
+        "entities": entity_coverage(real_entities, entities),
     }
+    if "promo_response" in real_entities:
+        tables["promo_lift"] = promotion_lift_calibration(
+            real_entities["promo_response"], [e["promo_response"] for e in entities if "promo_response" in e])
     if replicate_rows:
         tables["replicates"] = replicate_calibration(per_draw, pd.DataFrame(replicate_rows))
     if mode == "replay":

@@ -40,6 +40,11 @@ def test_replayed_households_are_scored_per_draw_beside_the_floor(tiny_fitted, t
     replicates = out["replicates"]  # 3 draws: one pair
     assert (replicates["pairs"] == 1).all() and set(replicates["metric"]) == set(scores["metric"])
     assert replicates["share_inside"].between(0, 1).all()
+    lift = out["promo_lift"]  # every category with a real promotion lift, each against the draws that define one
+    real_lift = entities.set_index("metric").loc["promo_response", "entities"]
+    assert len(lift) == real_lift and lift["draws"].between(0, 3).all()
+    judged = lift[lift["draws"] > 0]
+    assert (judged["q05"] <= judged["median"]).all() and judged["pit"].between(0, 1).all()
 
 
 def test_new_customers_get_no_household_calibration(tiny_fitted, tmp_path):
@@ -47,7 +52,7 @@ def test_new_customers_get_no_household_calibration(tiny_fitted, tmp_path):
     data = load_data(src, cache_dir=tmp / "cache")
     out = posterior_predictive_suite(tmp / "models", data, tmp_path / "ppc", draws=2, mode="new", prices="observed",
                                      cache_dir=str(tmp / "cache"))
-    assert set(out) == {"scores", "per_draw", "p_values", "entities", "replicates"}
+    assert set(out) == {"scores", "per_draw", "p_values", "entities", "promo_lift", "replicates"}
 
 
 def test_replicate_calibration_by_hand():
@@ -110,7 +115,7 @@ def test_the_ppc_command_writes_ppc_json_and_the_report_shows_it(tiny_fitted, tm
     assert main([*cli, "ppc", "--posterior", str(tmp / "models"), "--data", str(src), "--draws", "2",
                  "--synthetic", str(tmp_path / "syn"), "--out", str(tmp_path / "rep")]) == 0
     tables = read_ppc(tmp_path / "rep" / "ppc.json")
-    assert set(tables) == {"scores", "per_draw", "p_values", "entities", "households", "pit", "replicates"}
+    assert set(tables) == {"scores", "per_draw", "p_values", "entities", "promo_lift", "households", "pit", "replicates"}
     assert (tables["scores"]["draws"] == 2).all()
     assert "score_median" in capsys.readouterr().out
     from bayes_retail.report import build_report
@@ -120,6 +125,7 @@ def test_the_ppc_command_writes_ppc_json_and_the_report_shows_it(tiny_fitted, tm
     assert "score_median" in section and "p_value" in section and "Not run" not in section
     assert "sales_weighted_coverage" in section and "coverage_90" in section
     assert '<img alt="household PIT histograms" src="data:image/png;base64,' in section
+    assert "Calibration of promotion lift" in section and "pit_ks" in section
 
 
 def test_a_held_out_block_is_scored_on_its_weeks_only(tiny_fitted, tmp_path):
@@ -140,3 +146,27 @@ def test_a_held_out_block_is_scored_on_its_weeks_only(tiny_fitted, tmp_path):
     assert elpd["cells"] == sum(int(w > first[h]) for h in first.index for w in (3, 4))
     with pytest.raises(ValueError, match="none of the weeks 90-95 is in the data"):
         posterior_predictive_suite(tmp / "models", data, tmp_path / "ppc2", draws=2, weeks="90-95")
+
+
+def test_promotion_lift_calibration_by_hand():
+    from bayes_retail.ppc import promotion_lift_calibration
+    from bayes_retail.report import promo_lift_summary
+
+    real = pd.DataFrame({"value": [0.5, 1.0, 2.0], "sales_value": [1.0, 3.0, 6.0]}, index=["A", "B", "C"])
+    # A: five draws define it; B: only two; C: none
+    draws = [pd.DataFrame({"value": [v]}, index=["A"]) for v in (0.0, 0.2, 0.4, 0.6, 0.8)]
+    draws[0] = pd.DataFrame({"value": [0.0, 0.9]}, index=["A", "B"])
+    draws[1] = pd.DataFrame({"value": [0.2, 1.1]}, index=["A", "B"])
+    table = promotion_lift_calibration(real, draws).set_index("category")
+    a, b, c = table.loc["A"], table.loc["B"], table.loc["C"]
+    # A: 0.0 0.2 0.4 0.6 0.8: median 0.4, 90% interval 0.04..0.76, 3 of 5 below 0.5
+    assert a["median"] == pytest.approx(0.4) and a["q05"] == pytest.approx(0.04) and a["q95"] == pytest.approx(0.76)
+    assert a["pit"] == pytest.approx(0.6) and a["covered"] and a["draws"] == 5
+    # B: 0.9 and 1.1: interval 0.91..1.09 holds 1.0; one of two below
+    assert b["pit"] == pytest.approx(0.5) and b["covered"] and b["draws"] == 2
+    assert np.isnan(c["median"]) and not c["covered"] and c["draws"] == 0
+    summary = promo_lift_summary(table.reset_index())
+    assert summary["categories"] == 2 and summary["coverage_90"] == 1.0
+    assert summary["sales_weighted_coverage_90"] == 1.0 and summary["pit_mean"] == pytest.approx(0.55)
+    missed = promo_lift_summary(table.reset_index().assign(covered=[False, True, False]))
+    assert missed["coverage_90"] == 0.5 and missed["sales_weighted_coverage_90"] == pytest.approx(0.75)
