@@ -37,14 +37,39 @@ def config_path(name_or_path: str | os.PathLike) -> Path:
     return named
 
 
-def load_config(name_or_path: str | os.PathLike = "default") -> dict:
-    """Read a configuration: ``{"name": ..., "path": ..., "sections": {stage: {key: value}}}``."""
+def load_config(name_or_path: str | os.PathLike = "default", *, _seen: tuple[Path, ...] = ()) -> dict:
+    """Read a configuration: ``{"name": ..., "path": ..., "sections": {stage: {key: value}}}``.
+
+    A file may start with ``extends = "NAME"`` (a configuration name, or a
+    path relative to the file): it then holds only what it changes, and every
+    other key comes from that configuration (sections merged key by key,
+    ``[sampler.STAGE]`` tables too). So a held-out configuration fits exactly
+    the model its base fits, and cannot drift from it.
+    """
     path = config_path(name_or_path)
     try:
         sections = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read the configuration ({exc})") from exc
+    base = sections.pop("extends", None)
+    if base is not None:
+        if not isinstance(base, str):
+            raise ConfigError(f"{path}: extends must be a configuration name or path, got {base!r}")
+        if path.resolve() in _seen:
+            raise ConfigError(f"{path}: configurations extend each other in a cycle "
+                              f"({' -> '.join(p.name for p in (*_seen, path.resolve()))})")
+        relative = path.parent / base
+        parent = load_config(relative if relative.suffix == ".toml" else base, _seen=(*_seen, path.resolve()))
+        sections = _merged(parent["sections"], sections)
     return {"name": path.stem, "path": str(path), "sections": sections}
+
+
+def _merged(base: dict, changes: dict) -> dict:
+    """``base`` with ``changes`` laid over it, tables merged key by key (recursively)."""
+    out = dict(base)
+    for key, value in changes.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 def stage_config(config: dict, stage: str, cls):

@@ -141,11 +141,33 @@ def test_named_configurations_load_and_leave_defaults_to_the_dataclass():
     # the departures: the category and product stages fit 300 households; non-centred category-week deviations
     assert stage_config(load_config("default"), "category", CategoryConfig) == CategoryConfig(households=300, season_centred=False)
     assert stage_config(load_config("default"), "product", ProductConfig) == ProductConfig(households=300)
-    # holdout, seasonal and out_of_household are default with other weeks or households
+    # holdout, seasonal and out_of_household are default with other weeks or households: every other
+    # section, the samplers' included, is default's
+    default = load_config("default")["sections"]
     for name in ("holdout", "seasonal", "out_of_household"):
-        for section, cls in (("pricing", PricingConfig), ("visit", VisitConfig), ("category", CategoryConfig),
-                             ("quantity", QuantityConfig), ("product", ProductConfig)):
-            assert stage_config(load_config(name), section, cls) == stage_config(load_config("default"), section, cls)
+        sections = load_config(name)["sections"]
+        assert set(sections["data"]) and {k: v for k, v in sections.items() if k != "data"} == default, name
+
+
+def test_a_configuration_extends_another_key_by_key(tmp_path):
+    (tmp_path / "base.toml").write_text('[sampler]\ndraws = 1000\nchains = 4\n\n[sampler.product]\ntune = 150\n'
+                                        'draws = 300\n\n[visit]\nlkj_eta = 3.0\n')
+    child = _config(tmp_path, 'extends = "base.toml"\n\n[sampler.product]\ndraws = 50\n\n[data]\nweeks = "2-40"\n')
+    assert child["name"] == "c" and "extends" not in child["sections"]
+    assert child["sections"] == {"sampler": {"draws": 1000, "chains": 4, "product": {"tune": 150, "draws": 50}},
+                                 "visit": {"lkj_eta": 3.0}, "data": {"weeks": "2-40"}}
+    named = _config(tmp_path, 'extends = "quick"\n[pricing]\nrestarts = 2\n')
+    assert named["sections"]["pricing"] == {**load_config("quick")["sections"]["pricing"], "restarts": 2}
+
+
+@pytest.mark.parametrize("text, message", [
+    ('extends = 3\n', "extends must be a configuration name or path"),
+    ('extends = "nowhere"\n', "unknown configuration 'nowhere'"),
+    ('extends = "c.toml"\n', "extend each other in a cycle"),
+])
+def test_a_bad_extends_is_a_clear_error(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        _config(tmp_path, text)
 
 
 def test_a_missing_section_gives_the_defaults(tmp_path):
