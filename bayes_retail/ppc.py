@@ -262,8 +262,8 @@ def posterior_predictive_suite(
     (:func:`promotion_lift_calibration`) and, in replay mode,
     ``households`` and ``pit`` (see the module docstring), ``replicates``
     (:func:`replicate_calibration`, from disjoint pairs of draws), and with
-    ``weeks`` in replay mode ``elpd``: the visit stage's exact log predictive
-    density of those weeks' household-weeks.
+    ``weeks`` in replay mode ``elpd``: the visit and quantity stages' exact
+    log predictive densities of those weeks' household-weeks.
     """
     from bayes_retail.config import parse_weeks
     from bayes_retail.data import load_side
@@ -330,8 +330,9 @@ def posterior_predictive_suite(
     if mode == "replay":
         tables["households"], tables["pit"] = household_calibration(household_totals(real_prep, households), totals)
     if scored is not None and mode == "replay":
-        tables["elpd"] = pd.DataFrame([{"stage": "visit", "weeks": f"{weeks[0]}-{weeks[-1]}",
-                                        **visit_elpd(posterior, data, weeks)}])
+        span = f"{weeks[0]}-{weeks[-1]}"
+        tables["elpd"] = pd.DataFrame([{"stage": "visit", "weeks": span, **visit_elpd(posterior, data, weeks)},
+                                       {"stage": "quantity", "weeks": span, **quantity_elpd(posterior, data, weeks)}])
     return tables
 
 
@@ -350,6 +351,21 @@ def visit_elpd(posterior: str | os.PathLike, data, weeks) -> dict:
     # the cells a fit scores (in the household's window, after its entry week) in the asked weeks
     cells = vd.scored & np.isin(vd.weeks, weeks)[None, :]
     return heldout_elpd(visit.cell_loglik_draws(vd, idata.posterior, draws=100, cells=cells))
+
+
+def quantity_elpd(posterior: str | os.PathLike, data, weeks) -> dict:
+    """The quantity stage's log predictive density of the purchase quantities of ``weeks``, per household-week (exact).
+
+    ``lines_left_out``: lines of households the fit does not hold (no basket
+    propensity to predict them with).
+    """
+    from bayes_retail.models import quantity
+    from bayes_retail.models.artifacts import load_posterior
+    from bayes_retail.models.elpd import heldout_elpd
+
+    idata = load_posterior(posterior, "quantity", data_hash=data.data_hash)
+    loglik, left_out = quantity.household_week_loglik_draws(data, idata.posterior, weeks=weeks, draws=100)
+    return {**heldout_elpd(loglik), "lines_left_out": left_out}
 
 
 PPC_FILENAME = "ppc.json"

@@ -325,6 +325,9 @@ pairs of draws (calibrated: the real data look like one more replicate):</p>
 {% if ppc.entities %}<p>Entity-matched: share of categories / products (and of their sales) whose 90% predictive interval
 holds the real value (a KS score cannot see which entity is which):</p>
 {{ ppc.entities }}{% endif %}
+{% if ppc.elpd %}<p>Log predictive density of the scored (held-out) weeks, exact (the fit did not see them): per stage
+the sum over household-weeks, its standard error and the mean per household-week:</p>
+{{ ppc.elpd }}{% endif %}
 {% if ppc.promo_lift %}<p>Calibration of promotion lift per category (log units per promoted over per non-promoted
 product-week): share of categories whose 90% predictive interval holds the real lift, and the PITs (calibrated:
 coverage near 0.9, PIT mean near 0.5 and a small KS from uniform):</p>
@@ -389,7 +392,7 @@ def build_report(models: str | os.PathLike = "models", *, metrics: str | os.Path
 
         tables = read_ppc(ppc_path)
         shown = {name: tables[name].round(4).to_html(index=False, na_rep="", border=0)
-                 for name in ("scores", "p_values", "replicates", "entities", "households") if name in tables}
+                 for name in ("scores", "p_values", "replicates", "entities", "households", "elpd") if name in tables}
         if "pit" in tables:
             shown["pit_figure"] = pit_figure(tables["pit"])
         if "promo_lift" in tables and len(tables["promo_lift"]):

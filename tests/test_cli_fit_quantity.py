@@ -112,3 +112,30 @@ def test_per_category_dispersion_reports_its_hyperparameters(tmp_path):
     assert hyper["variable"].tolist() == QUANTITY_HYPERPRIORS[:-1] + ["mu_log_alpha", "sigma_log_alpha"]
     post = load_posterior(tmp_path / "models", "quantity").posterior
     assert post["alpha"].dims[2:] == ("category",) and not {"log_alpha_centred", "z_log_alpha"} & set(post.data_vars)
+
+
+def test_household_week_log_likelihoods_sum_the_lines_negative_binomial(fitted):
+    from scipy.stats import nbinom
+
+    tmp, src, _ = fitted
+    data = load_data(src, cache_dir=tmp / "cache")
+    post = load_posterior(tmp / "models", "quantity", data_hash=data.data_hash).posterior
+    loglik, left_out = quantity.household_week_loglik_draws(data, post, draws=3)
+    ch = data.choices
+    assert left_out == 0 and loglik.shape == (3, len(ch.drop_duplicates(["household_id", "week"])))
+    # the first evenly spaced draw is (chain 0, draw 0): the row-level NB over every line
+    p = {name: post[name].isel(chain=0, draw=0).values.astype(float) for name in quantity.PARAMETER_NAMES}
+    lines = quantity._lines(data)[0]
+    mu = np.exp(p["l"][lines["item"]] + p["kappa"][lines["category"]] * lines["depth"] + p["basket"][lines["household"]])
+    rows = nbinom.logpmf(lines["quantity"] - 1, p["alpha"], p["alpha"] / (p["alpha"] + mu))
+    assert loglik[0].sum() == pytest.approx(rows.sum(), rel=1e-9)
+    # the fit summary's PSIS-LOO is over the same household-weeks
+    loo = json.loads((tmp / "models" / quantity.STAGE / SUMMARY_FILENAME).read_text())["loo"]
+    assert loo["cells"] == loglik.shape[1] and loo["draws"] == 100 and loo["elpd_loo"] < 0
+    # held-out weeks: only those weeks' household-weeks; a household the fit lacks is left out, counted in lines
+    week = int(ch["week"].max())
+    one, _ = quantity.household_week_loglik_draws(data, post, weeks=[week], draws=2)
+    assert one.shape == (2, ch.loc[ch["week"] == week, "household_id"].nunique())
+    fewer = post.isel(household=slice(1, None))
+    _, dropped = quantity.household_week_loglik_draws(data, fewer, draws=2)
+    assert dropped == int((ch["household_id"] == post["household"].values[0]).sum())

@@ -144,6 +144,11 @@ def test_a_held_out_block_is_scored_on_its_weeks_only(tiny_fitted, tmp_path):
     # every household-week of weeks 3-4 after the household's entry week is a cell
     first = data.households.set_index("household_id")["first_week"]
     assert elpd["cells"] == sum(int(w > first[h]) for h in first.index for w in (3, 4))
+    # the quantity stage: one cell per household-week with a purchase line in weeks 3-4
+    units = out["elpd"].set_index("stage").loc["quantity"]
+    lines = data.choices[data.choices["week"].isin([3, 4])]
+    assert units["cells"] == len(lines.drop_duplicates(["household_id", "week"])) and units["elpd"] < 0
+    assert units["lines_left_out"] == 0
     with pytest.raises(ValueError, match="none of the weeks 90-95 is in the data"):
         posterior_predictive_suite(tmp / "models", data, tmp_path / "ppc2", draws=2, weeks="90-95")
 

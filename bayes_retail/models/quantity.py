@@ -180,6 +180,44 @@ def line_depth(choices: pd.DataFrame) -> np.ndarray:
     return np.round(np.clip(depth, 0.0, 0.99), 6)
 
 
+def _lines(data, households=None, weeks=None, *, household_index: pd.Index | None = None):
+    """The purchase lines in the stage's indices (``household``, ``item``, ``category``, ``depth``, ``quantity``, ``week``).
+
+    Households are indexed by ``household_index`` when given (lines of other
+    households dropped), else by their sorted ids. Returns the lines, the item
+    table, the category ids and the household index.
+    """
+    from bayes_retail.models.product import item_table
+
+    ch = data.choices
+    if households is not None:
+        ch = ch.loc[ch["household_id"].isin(households)]
+    if household_index is not None:
+        ch = ch.loc[ch["household_id"].isin(household_index)]
+    if weeks is not None:
+        ch = ch.loc[ch["week"].isin(weeks)]
+    if ch.empty:
+        raise ValueError("no purchase lines for the selected households and weeks")
+    items = item_table(data.choice_sets)
+    categories = pd.Index(np.sort(items["category_id"].unique()))
+    item_index = pd.Series(items["g"].to_numpy(), index=pd.MultiIndex.from_frame(items[["category_id", "item"]]))
+    hh = pd.Index(np.sort(ch["household_id"].unique())) if household_index is None else pd.Index(household_index)
+    lines = pd.DataFrame(
+        {
+            "household": hh.get_indexer(ch["household_id"]),
+            "item": item_index.reindex(pd.MultiIndex.from_frame(ch[["category_id", "item"]])).to_numpy(),
+            "category": categories.get_indexer(ch["category_id"]),
+            "depth": line_depth(ch),
+            "quantity": ch["units"].to_numpy(),
+            "week": ch["week"].to_numpy(),
+        }
+    )
+    if lines["item"].isna().any():
+        raise ValueError("a purchase line's (category_id, item) is missing from the choice sets")
+    lines["item"] = lines["item"].astype(np.int64)
+    return lines, items, categories, hh
+
+
 def build_quantity_data(data, households=None, weeks=None) -> tuple[QuantityData, pd.DataFrame, pd.Index]:
     """Quantity-stage data from a :class:`~bayes_retail.data.RetailData` (its choices panel).
 
@@ -190,32 +228,8 @@ def build_quantity_data(data, households=None, weeks=None) -> tuple[QuantityData
     (:func:`~bayes_retail.models.product.item_table`: ``category_id``, ``item``,
     ``product_id``) and the household ids behind the household index.
     """
-    from bayes_retail.models.product import item_table
-
-    ch = data.choices
-    if households is not None:
-        ch = ch.loc[ch["household_id"].isin(households)]
-    if weeks is not None:
-        ch = ch.loc[ch["week"].isin(weeks)]
-    if ch.empty:
-        raise ValueError("no purchase lines for the selected households and weeks")
-    items = item_table(data.choice_sets)
-    categories = pd.Index(np.sort(items["category_id"].unique()))
-    item_index = pd.Series(items["g"].to_numpy(), index=pd.MultiIndex.from_frame(items[["category_id", "item"]]))
-    hh = pd.Index(np.sort(ch["household_id"].unique()))
-    lines = pd.DataFrame(
-        {
-            "household": hh.get_indexer(ch["household_id"]),
-            "item": item_index.reindex(pd.MultiIndex.from_frame(ch[["category_id", "item"]])).to_numpy(),
-            "category": categories.get_indexer(ch["category_id"]),
-            "depth": line_depth(ch),
-            "quantity": ch["units"].to_numpy(),
-        }
-    )
-    if lines["item"].isna().any():
-        raise ValueError("a purchase line's (category_id, item) is missing from the choice sets")
-    lines["item"] = lines["item"].astype(np.int64)
-    qd = quantity_data_from_lines(lines)
+    lines, items, categories, hh = _lines(data, households, weeks)
+    qd = quantity_data_from_lines(lines.drop(columns="week"))
     # every item and category keeps its index even when the selected households never bought it
     qd.items = items["g"].to_numpy()
     qd.categories = np.arange(categories.size)
@@ -410,3 +424,38 @@ def posterior_predictive(qd: QuantityData, posterior, *, draws: int = 20, rng: n
         params = {name: stacked[name].isel(sample=int(k)).values for name in PARAMETER_NAMES}
         rows.append(_simulated_summaries(qd, params, rng))
     return pd.DataFrame(rows)
+
+
+def negbin_logpmf(y: np.ndarray, log_mu: np.ndarray, alpha) -> np.ndarray:
+    """``log NB(y | mean exp(log_mu), dispersion alpha)`` per element (the model's likelihood, constants included)."""
+    from scipy.special import gammaln
+
+    alpha = np.asarray(alpha, dtype=np.float64)
+    return (gammaln(y + alpha) - gammaln(alpha) - gammaln(y + 1.0) + alpha * np.log(alpha) + y * log_mu
+            - (alpha + y) * np.logaddexp(np.log(alpha), log_mu))
+
+
+def household_week_loglik_draws(data, posterior, *, weeks=None, draws: int = 100) -> tuple[np.ndarray, int]:
+    """``(S, N)`` log-likelihood of each household-week's purchase quantities under ``S`` evenly spaced draws.
+
+    A household-week's log-likelihood is the sum over its lines of the NB
+    log-pmf of ``q - 1``: the unit PSIS-LOO (fitted weeks) and the held-out
+    log predictive density (weeks the fit left out) are computed on, as for
+    the visit stage. ``weeks`` (week numbers) selects the lines (all when
+    ``None``); households the posterior does not hold are left out, and
+    their number of lines is returned beside the matrix.
+    """
+    ids = pd.Index(posterior["household"].values)
+    lines, _, _, _ = _lines(data, weeks=weeks, household_index=ids)
+    n_all = len(data.choices) if weeks is None else int(data.choices["week"].isin(weeks).sum())
+    unit = np.unique(lines["household"].to_numpy() * 1000 + lines["week"].to_numpy(), return_inverse=True)[1]
+    h, j, c = (lines[k].to_numpy() for k in ("household", "item", "category"))
+    depth, y = lines["depth"].to_numpy(), lines["quantity"].to_numpy() - 1.0
+    stacked = posterior[PARAMETER_NAMES].stack(sample=("chain", "draw"))
+    out = []
+    for k in evenly_spaced(stacked.sizes["sample"], draws):
+        p = {name: stacked[name].isel(sample=int(k)).values.astype(np.float64) for name in PARAMETER_NAMES}
+        alpha = p["alpha"] if p["alpha"].ndim == 0 else p["alpha"][c]
+        ll = negbin_logpmf(y, p["l"][j] + p["kappa"][c] * depth + p["basket"][h], alpha)
+        out.append(np.bincount(unit, weights=ll))
+    return np.stack(out), n_all - len(lines)

@@ -312,7 +312,8 @@ def run_quantity_stage(
     Writes the trace, ``hyperpriors.csv``, ``promo_response.csv`` (stockpiling
     response by category), ``items.csv`` (the item index: category, item,
     product id; empty for "other"), the prior and posterior predictive checks
-    and the summary. ``weeks`` restricts the lines to those weeks.
+    and the summary (with PSIS-LOO over household-weeks). ``weeks`` restricts
+    the lines to those weeks.
     """
     say = progress or (lambda _m: None)
     quantity_config = stage_config(config, "quantity", quantity.QuantityConfig)
@@ -334,6 +335,7 @@ def run_quantity_stage(
     table = posterior_table(idata, QUANTITY_HYPERPRIORS[:-1] + dispersion)
     promo = quantity_promo_table(idata, data.categories)
     replayed = quantity.posterior_predictive(qd, idata.posterior, draws=20, rng=np.random.default_rng(seed))
+    loglik, _ = quantity.household_week_loglik_draws(data, idata.posterior, weeks=selection.week_numbers, draws=100)
     provenance = _provenance(config, quantity_config, sampler, data, seed=seed, selection=selection, verdict=verdict)
     summary = _summary(
         quantity.STAGE, provenance,
@@ -342,6 +344,7 @@ def run_quantity_stage(
         patterns=int(qd.pattern_lines.size),
         items=int(qd.items.size),
         posterior_predictive=predictive_check(observed, replayed, draws=len(replayed), kind="posterior"),
+        loo=loo_summary(loglik),
     )
     _write_stage(
         idata, out, module=quantity, provenance=provenance, hyperpriors=table,
