@@ -262,8 +262,8 @@ def posterior_predictive_suite(
     (:func:`promotion_lift_calibration`) and, in replay mode,
     ``households`` and ``pit`` (see the module docstring), ``replicates``
     (:func:`replicate_calibration`, from disjoint pairs of draws), and with
-    ``weeks`` in replay mode ``elpd``: the visit and quantity stages' exact
-    log predictive densities of those weeks' household-weeks.
+    ``weeks`` in replay mode ``elpd``: the visit, category and quantity
+    stages' exact log predictive densities of those weeks' household-weeks.
     """
     from bayes_retail.config import parse_weeks
     from bayes_retail.data import load_side
@@ -332,6 +332,7 @@ def posterior_predictive_suite(
     if scored is not None and mode == "replay":
         span = f"{weeks[0]}-{weeks[-1]}"
         tables["elpd"] = pd.DataFrame([{"stage": "visit", "weeks": span, **visit_elpd(posterior, data, weeks)},
+                                       {"stage": "category", "weeks": span, **category_elpd(posterior, data, weeks)},
                                        {"stage": "quantity", "weeks": span, **quantity_elpd(posterior, data, weeks)}])
     return tables
 
@@ -351,6 +352,37 @@ def visit_elpd(posterior: str | os.PathLike, data, weeks) -> dict:
     # the cells a fit scores (in the household's window, after its entry week) in the asked weeks
     cells = vd.scored & np.isin(vd.weeks, weeks)[None, :]
     return heldout_elpd(visit.cell_loglik_draws(vd, idata.posterior, draws=100, cells=cells))
+
+
+def category_elpd(posterior: str | os.PathLike, data, weeks) -> dict:
+    """The category stage's log predictive density of the visited household-weeks of ``weeks`` (exact).
+
+    The fitted households' trips of those weeks, all categories of a
+    household-week jointly (a shock integrated out); a fit with category
+    values gets the same product draw and classes its fit used (from its seed
+    and the product trace beside it).
+    """
+    import json
+
+    from bayes_retail.models import category, visit
+    from bayes_retail.models.artifacts import load_posterior
+    from bayes_retail.models.elpd import heldout_elpd
+    from bayes_retail.models.stage import linked_category_values
+
+    idata = load_posterior(posterior, "category", data_hash=data.data_hash)
+    visit_attrs = load_posterior(posterior, "visit", data_hash=data.data_hash).attrs
+    vd = visit.build_visit_data(data, visit.VisitConfig(**json.loads(visit_attrs["stage_config"])))
+    rows = pd.Index(vd.households).get_indexer(idata.posterior["household"].values)
+    cd = category.build_category_data(data, vd.trips[rows], vd.households[rows], vd.weeks).restricted_to(weeks)
+    if "k" in idata.posterior:
+        stored = json.loads(idata.attrs["category_value_linkage"])
+        product_attrs = load_posterior(posterior, "product", data_hash=data.data_hash).attrs
+        config = {"name": idata.attrs.get("config_name"), "path": str(posterior),
+                  "sections": {"product": json.loads(product_attrs["stage_config"])}}
+        cd, linkage = linked_category_values(data, cd, posterior, config, seed=int(idata.attrs["seed"]))
+        if (linkage["product_chain"], linkage["product_draw"]) != (stored["product_chain"], stored["product_draw"]):
+            raise ValueError("the category fit's category values cannot be rebuilt: refit the category stage")
+    return heldout_elpd(category.household_week_loglik_draws(cd, idata.posterior, draws=100))
 
 
 def quantity_elpd(posterior: str | os.PathLike, data, weeks) -> dict:

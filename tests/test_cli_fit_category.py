@@ -92,6 +92,10 @@ def test_category_predictive_checks(fitted):
     assert 0 < rate["observed"] < 1 and rate["prior_q05"] <= rate["prior_median"] <= rate["prior_q95"]
     post = summary["posterior_predictive"]["statistics"]["purchase_rate"]
     assert post["observed"] == rate["observed"] and post["posterior_q05"] <= post["posterior_q95"]
+    # PSIS-LOO over the visited household-weeks of the scored weeks 2-5
+    visits = data.transactions.loc[data.transactions["week"].between(2, 5), ["household_id", "week"]].drop_duplicates()
+    loo = summary["loo"]
+    assert loo["cells"] == len(visits) and loo["draws"] == 100 and loo["elpd_loo"] < 0 and loo["p_loo"] > 0
 
 
 def test_a_household_subset_keeps_only_those_households_purchases(fitted, tmp_path):

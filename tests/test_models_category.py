@@ -443,3 +443,25 @@ def test_household_week_shock_sd_is_recovered(shock_recovery):
     assert q[0] <= truth["sigma_household_week"] <= q[1], q
     q = np.quantile(idata.posterior["sigma_household"].values.ravel(), [0.005, 0.995])
     assert q[0] <= 0.5 <= q[1], q  # the household level is not absorbed by the weekly shocks
+
+
+def test_household_week_loglik_sums_the_categories_and_integrates_the_shock():
+    cd, params = _study(seed=13, n_h=20, n_c=5, n_w=6, household_week_sd=0.6)
+    drawn = category.household_week_loglik(params, cd, chunk=2)  # the drawn shocks: no integral
+    rows = category.pointwise_loglik(params, cd)
+    visited = cd.trips > 0
+    np.testing.assert_allclose(drawn[visited], rows.sum(axis=1)[visited], rtol=1e-12)
+    assert np.isnan(drawn[~visited]).all()
+    # the shock integrated out: the week's joint likelihood E_e[prod_c p_c(e)], against 200-node quadrature
+    marginal = {k: v for k, v in params.items() if k != "household_week"}
+    got = category.household_week_loglik(marginal, cd)[visited]
+    nodes, weights = np.polynomial.hermite.hermgauss(200)
+    fine = np.zeros(visited.sum())
+    for node, weight in zip(nodes, weights):
+        shocked = dict(marginal, household_week=np.full(cd.trips.shape, np.sqrt(2.0) * 0.6 * node))
+        del shocked["sigma_household_week"]
+        fine += weight / np.sqrt(np.pi) * np.exp(category.household_week_loglik(shocked, cd)[visited])
+    np.testing.assert_allclose(got, np.log(fine), rtol=1e-5)  # 12 nodes: within 2e-6 here
+    # and it differs from the likelihood without a shock
+    independent = {k: v for k, v in marginal.items() if k != "sigma_household_week"}
+    assert np.abs(got - category.household_week_loglik(independent, cd)[visited]).max() > 0.01

@@ -149,6 +149,9 @@ def test_a_held_out_block_is_scored_on_its_weeks_only(tiny_fitted, tmp_path):
     lines = data.choices[data.choices["week"].isin([3, 4])]
     assert units["cells"] == len(lines.drop_duplicates(["household_id", "week"])) and units["elpd"] < 0
     assert units["lines_left_out"] == 0
+    # the category stage: one cell per visited household-week of weeks 3-4 (its fitted households)
+    cats = out["elpd"].set_index("stage").loc["category"]
+    assert cats["cells"] == len(visits) and cats["elpd"] < 0
     with pytest.raises(ValueError, match="none of the weeks 90-95 is in the data"):
         posterior_predictive_suite(tmp / "models", data, tmp_path / "ppc2", draws=2, weeks="90-95")
 

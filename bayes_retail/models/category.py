@@ -491,6 +491,44 @@ def pointwise_loglik(params: dict, cd: CategoryData) -> np.ndarray:
     return np.where(cd.trips[:, None, :] > 0, ll, np.nan)
 
 
+def household_week_loglik(params: dict, cd: CategoryData, *, chunk: int = 16) -> np.ndarray:
+    """``(H, W)`` log-likelihood of each visited household-week's purchases over all categories (NaN where no trips).
+
+    The sum over categories of :func:`pointwise_loglik`, ``chunk`` categories
+    at a time. With ``sigma_household_week`` and no drawn shocks in ``params``
+    the week's shock is shared by its categories, so it is integrated out of
+    the week's joint likelihood (:data:`SHOCK_NODES`-point Gauss-Hermite): the
+    unit PSIS-LOO and held-out densities are computed on.
+    """
+    from scipy.special import logsumexp
+
+    if "sigma_household_week" in params and "household_week" not in params:
+        nodes, weights = np.polynomial.hermite.hermgauss(SHOCK_NODES)
+        shifts, log_weights = np.sqrt(2.0) * params["sigma_household_week"] * nodes, np.log(weights / np.sqrt(np.pi))
+    else:
+        shifts, log_weights = np.zeros(1), np.zeros(1)
+    visited = cd.trips > 0
+    y = cd.purchase_grid().astype(bool)
+    total = np.zeros((shifts.size, *cd.trips.shape))
+    for lo in range(0, cd.categories.size, chunk):
+        hi = min(lo + chunk, cd.categories.size)
+        base = cd.trips[:, None, :] * np.exp(linear_predictor(params, cd, categories=slice(lo, hi)))
+        bought = y[:, lo:hi]
+        for n, shift in enumerate(shifts):
+            rate = base * np.exp(shift)
+            log_buy = np.log(-np.expm1(-np.where(bought, rate, 1.0)))
+            total[n] += np.where(bought, log_buy, -rate).sum(axis=1)
+    return np.where(visited, logsumexp(total + log_weights[:, None, None], axis=0), np.nan)
+
+
+def household_week_loglik_draws(cd: CategoryData, posterior, *, draws: int = 100) -> np.ndarray:
+    """``(S, N)`` :func:`household_week_loglik` of the ``N`` visited household-weeks under ``S`` evenly spaced draws."""
+    visited = cd.trips > 0
+    n = posterior["b"].shape[0] * posterior["b"].shape[1]
+    return np.stack([household_week_loglik(posterior_parameters(posterior, int(k), cd), cd)[visited]
+                     for k in evenly_spaced(n, draws)])
+
+
 def simulate(params: dict, trips: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Forward sampler: ``(H, C, W)`` 0/1 category purchases given the trips grid (the fitted process).
 
