@@ -262,8 +262,8 @@ def posterior_predictive_suite(
     (:func:`promotion_lift_calibration`) and, in replay mode,
     ``households`` and ``pit`` (see the module docstring), ``replicates``
     (:func:`replicate_calibration`, from disjoint pairs of draws), and with
-    ``weeks`` in replay mode ``elpd``: the visit, category and quantity
-    stages' exact log predictive densities of those weeks' household-weeks.
+    ``weeks`` in replay mode ``elpd``: every stage's exact log predictive
+    density of those weeks (per household-week; the product stage per household).
     """
     from bayes_retail.config import parse_weeks
     from bayes_retail.data import load_side
@@ -333,6 +333,7 @@ def posterior_predictive_suite(
         span = f"{weeks[0]}-{weeks[-1]}"
         tables["elpd"] = pd.DataFrame([{"stage": "visit", "weeks": span, **visit_elpd(posterior, data, weeks)},
                                        {"stage": "category", "weeks": span, **category_elpd(posterior, data, weeks)},
+                                       {"stage": "product", "weeks": span, **product_elpd(posterior, data, weeks)},
                                        {"stage": "quantity", "weeks": span, **quantity_elpd(posterior, data, weeks)}])
     return tables
 
@@ -383,6 +384,30 @@ def category_elpd(posterior: str | os.PathLike, data, weeks) -> dict:
         if (linkage["product_chain"], linkage["product_draw"]) != (stored["product_chain"], stored["product_draw"]):
             raise ValueError("the category fit's category values cannot be rebuilt: refit the category stage")
     return heldout_elpd(category.household_week_loglik_draws(cd, idata.posterior, draws=100))
+
+
+def product_elpd(posterior: str | os.PathLike, data, weeks) -> dict:
+    """The product stage's log predictive density of the choices in ``weeks``, per fitted household (exact).
+
+    The unit is the household (its occasions share its class); earlier
+    occasions still set the states, with the depth panel its fit used.
+    """
+    import json
+
+    from bayes_retail.models import product
+    from bayes_retail.models.artifacts import load_posterior
+    from bayes_retail.models.elpd import heldout_elpd
+    from bayes_retail.models.stage import product_depth_panel
+
+    from bayes_retail.models.stage import CLASS_MEMBERSHIP_FILENAME
+
+    idata = load_posterior(posterior, "product", data_hash=data.data_hash)
+    config = product.ProductConfig(**json.loads(idata.attrs["stage_config"]))
+    # the trace has no household axis (classes are marginalised): the fitted households are the membership table's
+    households = pd.read_csv(Path(posterior) / "product" / CLASS_MEMBERSHIP_FILENAME)["household_id"].to_numpy()
+    pdata = product.build_product_data(data, product_depth_panel(data, posterior), config,
+                                       households=households).restricted_to(weeks)
+    return heldout_elpd(product.household_loglik_draws(pdata, idata.posterior, draws=100))
 
 
 def quantity_elpd(posterior: str | os.PathLike, data, weeks) -> dict:

@@ -592,3 +592,24 @@ def test_prior_predictive_of_exchangeable_items_holds_the_reference_in_m_of_n_se
     # and the priors matter: the default scales spread the reference share across draws
     wide = product.prior_predictive(pdata, product.ProductConfig(n_classes=2, burn_in_weeks=2), draws=4, seed=3)
     assert wide["reference_share"].std() > 5 * prior["reference_share"].std()
+
+
+def test_household_logliks_add_up_to_the_stage_likelihood():
+    import xarray as xr
+
+    pdata, params = _kernel_study()
+    per_household = product.household_logliks(params, pdata)
+    assert per_household.shape == (pdata.households.size,)
+    assert per_household.sum() == pytest.approx(product.total_loglik(params, pdata), rel=1e-10)
+    # each household's own term: the stage's likelihood of that household alone
+    h = int(pdata.occasion_household[pdata.occasion_scored][0])
+    alone = dataclasses.replace(pdata, occasion_scored=pdata.occasion_scored & (pdata.occasion_household == h))
+    assert per_household[h] == pytest.approx(product.total_loglik(params, alone), rel=1e-10)
+    free = product.free_items(pdata)
+    draws = {"t_free": params["t"][free], "theta": params["theta"], "display": params["display"],
+             "mailer": params["mailer"], "log_extra_rate": params["log_extra_rate"]}
+    posterior = xr.Dataset({k: (("chain", "draw", *[f"{k}_{i}" for i in range(np.ndim(v))]), np.asarray(v)[None, None])
+                            for k, v in draws.items()})
+    scored = np.unique(pdata.occasion_household[pdata.occasion_scored])
+    loglik = product.household_loglik_draws(pdata, posterior, draws=5)
+    np.testing.assert_allclose(loglik, per_household[scored][None, :], rtol=1e-12)

@@ -152,6 +152,10 @@ def test_a_held_out_block_is_scored_on_its_weeks_only(tiny_fitted, tmp_path):
     # the category stage: one cell per visited household-week of weeks 3-4 (its fitted households)
     cats = out["elpd"].set_index("stage").loc["category"]
     assert cats["cells"] == len(visits) and cats["elpd"] < 0
+    # the product stage: one cell per fitted household with a scored occasion in weeks 3-4
+    choices = out["elpd"].set_index("stage").loc["product"]
+    assert 0 < choices["cells"] <= data.choices.loc[data.choices["week"].isin([3, 4]), "household_id"].nunique()
+    assert np.isfinite(choices["elpd"])
     with pytest.raises(ValueError, match="none of the weeks 90-95 is in the data"):
         posterior_predictive_suite(tmp / "models", data, tmp_path / "ppc2", draws=2, weeks="90-95")
 

@@ -71,6 +71,7 @@ from bayes_retail.models._choice_kernel import (
     household_class_loglik,
 )
 from bayes_retail.models._state import EVER_STATE_ITEMS, ever_state_step
+from bayes_retail.models.artifacts import evenly_spaced
 
 STAGE = "product"
 MODEL_VERSION = 1
@@ -438,6 +439,41 @@ def household_loglik(occasion_ll: np.ndarray, occasion_index: np.ndarray, pdata:
     per = np.zeros((pdata.households.size, n_classes))
     np.add.at(per, pdata.occasion_household[occasion_index], occasion_ll)
     return float((logsumexp(per, axis=1) - np.log(n_classes)).sum())
+
+
+def household_logliks(params: dict, pdata: ProductData, *, inputs: tuple | None = None) -> np.ndarray:
+    """``(H,)`` each household's log-likelihood: its choices with the classes marginalised, plus its set sizes.
+
+    The unit PSIS-LOO is computed on (a household's occasions share its class,
+    so the household, not the occasion, is the exchangeable unit). The
+    households' sum is :func:`total_loglik`. ``inputs`` as in
+    :func:`class_membership`.
+    """
+    from scipy.special import gammaln, logsumexp
+
+    inputs = kernel_inputs(pdata) if inputs is None else inputs
+    per_class = household_class_loglik(params["t"], params["theta"], params["display"], params["mailer"], *inputs)
+    out = np.zeros(pdata.households.size)
+    out[: per_class.shape[0]] = logsumexp(per_class, axis=1) - np.log(per_class.shape[1])
+    scored = np.flatnonzero(pdata.occasion_scored)
+    extra = pdata.set_size[scored] - 1.0
+    rate = np.asarray(params["log_extra_rate"], dtype=np.float64)[pdata.occasion_category[scored]]
+    out += np.bincount(pdata.occasion_household[scored], weights=extra * rate - np.exp(rate) - gammaln(extra + 1.0),
+                       minlength=pdata.households.size)
+    return out
+
+
+def household_loglik_draws(pdata: ProductData, posterior, *, draws: int = 100) -> np.ndarray:
+    """``(S, N)`` :func:`household_logliks` of the ``N`` households with a scored occasion under ``S`` evenly spaced draws."""
+    inputs = kernel_inputs(pdata)
+    scored = np.zeros(pdata.households.size, dtype=bool)
+    scored[pdata.occasion_household[pdata.occasion_scored]] = True
+    n_chain, n_draw = posterior.sizes["chain"], posterior.sizes["draw"]
+    rows = []
+    for k in evenly_spaced(n_chain * n_draw, draws):
+        params = posterior_params(posterior, pdata, int(k // n_draw), int(k % n_draw))
+        rows.append(household_logliks(params, pdata, inputs=inputs)[scored])
+    return np.stack(rows)
 
 
 def class_membership(params: dict, pdata: ProductData, *, inputs: tuple | None = None) -> np.ndarray:

@@ -605,7 +605,9 @@ def run_product_stage(
     mailer effects by category), ``items.csv``, ``class_membership.csv``
     (household class probabilities averaged over posterior draws),
     ``elasticities.csv`` (:func:`elasticity_table`), the summary (with a
-    posterior predictive check) and ``prior_predictive.json``.
+    posterior predictive check) and ``prior_predictive.json``. No PSIS-LOO:
+    its unit would be the household, and importance sampling fails there
+    (docs/models.md).
     ``[product] households`` > 0 fits a random subset of households (drawn
     with ``seed``).
     """
