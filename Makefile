@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_category_recovery.py
 	$(BIN)/python bench/bench_quantity.py
 	$(BIN)/python bench/bench_quantity_recovery.py
+	$(BIN)/python bench/bench_product_recovery.py
 
 clean-cache: $(STAMP)
 	rm -rf "$$($(BIN)/python -c 'from bayes_retail.data import default_cache_dir; print(default_cache_dir())')"
