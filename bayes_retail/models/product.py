@@ -432,6 +432,16 @@ def kernel_inputs(pdata: ProductData) -> tuple[np.ndarray, ...]:
     )
 
 
+def household_kernel_inputs(pdata: ProductData) -> tuple[np.ndarray, ...]:
+    """The data arguments of the household-coefficient kernel (:mod:`~bayes_retail.models._household_choice_kernel`).
+
+    :func:`kernel_inputs` with each category's first item (``C + 1`` bounds)
+    in place of the item categories: a category's items are contiguous.
+    """
+    bounds = np.append(pdata.category_start, pdata.item_category.size).astype(np.int64)
+    return (bounds, *kernel_inputs(pdata)[1:])
+
+
 def household_loglik(occasion_ll: np.ndarray, occasion_index: np.ndarray, pdata: ProductData, n_classes: int) -> float:
     """Choice log-likelihood: classes marginalised per household (equal weights)."""
     from scipy.special import logsumexp
