@@ -125,3 +125,13 @@ def test_without_the_pricing_stage_the_error_names_the_missing_file(tmp_path, ca
     err = capsys.readouterr().err
     assert "fit --stage pricing" in err and "pricing" in err
     assert not (tmp_path / "models" / product.STAGE).exists()
+
+
+def test_the_household_form_is_refused_before_sampling_with_the_reason(tmp_path, capsys):
+    src = write_internal(tmp_path / "src")
+    config = tmp_path / "full.toml"
+    config.write_text(CONFIG + 'coefficients = "household"\n')
+    assert _fit(tmp_path, src, config, "--stage", "product") != 0
+    err = capsys.readouterr().err
+    assert 'coefficients = "household"' in err and "not yet as a fit" in err and "full.toml" in err
+    assert not (tmp_path / "models" / product.STAGE).exists()

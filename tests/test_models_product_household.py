@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytensor
 import pytest
+from model_points import evaluate, potential_sum, random_point
 
 from bayes_retail.models import product
 from bayes_retail.models._choice_kernel import household_class_loglik
@@ -73,3 +74,70 @@ def test_household_op_value_and_gradient_match_the_kernel():
     want, _, want_theta, _, _ = _household({**params, "theta": theta_h}, pdata)
     assert float(got) == pytest.approx(want, rel=1e-12)
     np.testing.assert_allclose(d_theta, want_theta, rtol=1e-10)
+
+
+MU = np.array([-2.0, 2.0, 0.5])
+SD = np.array([0.8, 0.6, 0.4, 1.0, 0.7])
+RHO_ATTRIBUTES = -0.6  # national brand x pack size weights: well identified (price sds are not, at this size)
+
+
+@pytest.fixture(scope="module")
+def household_fit():
+    """Households with their own correlated coefficients; the `household` form fitted with nutpie."""
+    from bayes_retail.models.sampling import SamplerConfig, sample_posterior
+
+    rng = np.random.default_rng(8)
+    n_h = 150
+    design = product.synthetic_design(rng, n_households=n_h, n_categories=3, items_per_category=8, n_weeks=24,
+                                      occasion_rate=0.7, burn_in_weeks=4)
+    truth = product.draw_parameters(design, rng, n_classes=2, mu=tuple(MU))
+    corr = np.eye(5)
+    corr[3, 4] = corr[4, 3] = RHO_ATTRIBUTES
+    cov = corr * np.outer(SD, SD)
+    theta_h = np.concatenate([MU, np.zeros(2)]) + rng.multivariate_normal(np.zeros(5), cov, n_h)
+    pdata = product.simulate_occasions({**truth, "theta": theta_h}, design, np.arange(n_h), rng)
+    config = product.ProductConfig(burn_in_weeks=4, coefficients="household")
+    idata = sample_posterior(product.build_model(pdata, config), config=SamplerConfig(chains=2, draws=300, tune=300),
+                             seed=3)
+    return theta_h, idata
+
+
+@pytest.mark.slow
+def test_household_coefficients_recover_means_sds_and_a_correlation(household_fit):
+    theta_h, idata = household_fit
+    post = idata.posterior
+    lo, hi = np.quantile(post["mu"].values.reshape(-1, 3), [0.05, 0.95], axis=0)
+    assert np.all((lo <= MU) & (MU <= hi)), (lo, hi)
+    lo, hi = np.quantile(post["sigma"].values.reshape(-1, 5), [0.005, 0.995], axis=0)
+    assert np.all((lo <= SD) & (SD <= hi)), (lo, hi)
+    rho = post["correlation"].sel(coefficient="national_brand", coefficient_other="pack_size").values.ravel()
+    lo, hi = np.quantile(rho, [0.05, 0.95])
+    assert hi < 0 and lo < RHO_ATTRIBUTES < hi, (lo, hi)
+    # each household's own attribute weights are found: posterior means track the truth
+    means = post["theta_household"].mean(("chain", "draw")).values
+    assert np.corrcoef(means[:, 3], theta_h[:, 3])[0, 1] > 0.5
+    assert post["theta_household"].dims[2:] == ("household", "coefficient")
+
+
+def test_household_form_needs_heterogeneity_and_a_known_name():
+    with pytest.raises(ValueError, match="needs heterogeneity = true"):
+        product.ProductConfig(coefficients="household", heterogeneity=False)
+    with pytest.raises(ValueError, match="coefficients must be one of"):
+        product.ProductConfig(coefficients="continuous")
+
+
+def test_household_form_builds_with_named_dims_and_scores_the_kernels_likelihood():
+    pdata, _, _ = _study()
+    model = product.build_model(pdata, product.ProductConfig(burn_in_weeks=4, coefficients="household"))
+    assert model.named_vars_to_dims["theta_household"] == ("household", "coefficient")
+    assert model.named_vars_to_dims["correlation"] == ("coefficient", "coefficient_other")
+    assert "theta" not in model.named_vars and "z_household" in model.named_vars
+    point = random_point(model, np.random.default_rng(2), 0.3)
+    theta_h = evaluate(model, point, model["theta_household"])
+    t = evaluate(model, point, model["t_free"])
+    full_t = np.zeros(pdata.item_category.size)
+    full_t[product.free_items(pdata)] = t
+    display, mailer = (evaluate(model, point, model[name]) for name in ("display", "mailer"))
+    choice = _household({"t": full_t, "theta": theta_h, "display": display, "mailer": mailer}, pdata)[0]
+    extra = product.extra_items_loglik(evaluate(model, point, model["log_extra_rate"]), pdata)
+    assert potential_sum(model, point) == pytest.approx(choice + extra, rel=1e-10)

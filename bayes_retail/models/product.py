@@ -70,6 +70,7 @@ from bayes_retail.models._choice_kernel import (
     choice_loglik_op,
     household_class_loglik,
 )
+from bayes_retail.models._household_choice_kernel import household_choice_loglik_op
 from bayes_retail.models._state import EVER_STATE_ITEMS, ever_state_step
 from bayes_retail.models.artifacts import evenly_spaced
 
@@ -84,6 +85,8 @@ ATTRIBUTES = ("national_brand", "pack_size", "price_tier")
 STATE_MEMORIES = ("last", "ever")
 #: What the free item intercepts are shrunk toward: the reference item's 0, or a centre per category.
 INTERCEPT_CENTRES = ("reference", "category")
+#: How household heterogeneity in the coefficients is represented (ProductConfig.coefficients).
+COEFFICIENT_FORMS = ("classes", "household")
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,16 @@ class ProductConfig:
         made and 1.10 times as many of the items ranked past 20 (docs/models.md).
     centre_sigma
         Prior sd of the category centres (``intercept_centre = "category"``).
+    coefficients
+        ``"classes"``: the K latent classes at fixed locations (APPROXIMATE:
+        a K-point discretisation without correlations); ``"household"``:
+        every household its own coefficient vector, ``theta_h = mu + L z_h``
+        with ``L`` the Cholesky factor of an LKJ(``lkj_eta``) correlation
+        scaled by HalfNormal(``scale_sigma``) sds, non-centred (the `full`
+        configuration; its likelihood is
+        :mod:`~bayes_retail.models._household_choice_kernel`).
+    lkj_eta
+        LKJ concentration of the household coefficients' correlations.
     intercept_sigma, coefficient_sigma, scale_sigma, promo_sigma, extra_sigma
         Prior scales: item intercepts, population means of price / discount /
         state, heterogeneity sds, display/mailer (mean and category sd), the
@@ -142,6 +155,8 @@ class ProductConfig:
     extra_sigma: float = 1.0
     intercept_centre: str = "reference"
     centre_sigma: float = 5.0
+    coefficients: str = "classes"
+    lkj_eta: float = 2.0
 
     def __post_init__(self) -> None:
         for name, least in (("n_classes", 2), ("burn_in_weeks", 0), ("households", 0)):
@@ -152,8 +167,12 @@ class ProductConfig:
             raise ValueError(f"state must be one of {STATE_MEMORIES}, got {self.state!r}")
         if self.intercept_centre not in INTERCEPT_CENTRES:
             raise ValueError(f"intercept_centre must be one of {INTERCEPT_CENTRES}, got {self.intercept_centre!r}")
+        if self.coefficients not in COEFFICIENT_FORMS:
+            raise ValueError(f"coefficients must be one of {COEFFICIENT_FORMS}, got {self.coefficients!r}")
+        if self.coefficients == "household" and not self.heterogeneity:
+            raise ValueError('coefficients = "household" is heterogeneity itself: it needs heterogeneity = true')
         for name in ("intercept_sigma", "coefficient_sigma", "scale_sigma", "promo_sigma", "extra_sigma",
-                     "centre_sigma"):
+                     "centre_sigma", "lkj_eta"):
             if not float(getattr(self, name)) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
 
@@ -605,6 +624,7 @@ def coords(pdata: ProductData, n_classes: int) -> dict:
         "category": pdata.categories,
         "item": np.arange(pdata.item_category.size),
         "coefficient": [*CORE_COEFFICIENTS, *ATTRIBUTES[: pdata.attributes.shape[1]]],
+        "coefficient_other": [*CORE_COEFFICIENTS, *ATTRIBUTES[: pdata.attributes.shape[1]]],
         "core": list(CORE_COEFFICIENTS),
         "class": np.arange(n_classes),
     }
@@ -637,18 +657,38 @@ def build_model(pdata: ProductData, config: ProductConfig | None = None) -> pm.M
         )
         t = pt.set_subtensor(pt.zeros(pdata.item_category.size)[free], t_free)
         mu_core = pm.Normal("mu", 0.0, config.coefficient_sigma, dims="core")
-        if config.heterogeneity:
-            sigma = pm.HalfNormal("sigma", config.scale_sigma, dims="coefficient")
-        else:
-            sigma = pt.zeros(n_coefficients(n_attr))
         mu = pt.concatenate([mu_core, pt.zeros(n_attr)])
-        theta = pm.Deterministic("theta", mu[None, :] + sigma[None, :] * xi, dims=("class", "coefficient"))
         display_c = _pooled("display", pdata, config.promo_sigma)
         mailer_c = _pooled("mailer", pdata, config.promo_sigma)
         log_rate = _pooled("log_extra_rate", pdata, config.extra_sigma, mean=-1.0)
-        pm.Potential("choice_loglik", choice_loglik_op(t, theta, display_c, mailer_c, kernel_inputs(pdata)))
+        if config.coefficients == "household":
+            theta = _household_coefficients(mu, config, n_coefficients(n_attr))
+            pm.Potential("choice_loglik", household_choice_loglik_op(t, theta, display_c, mailer_c,
+                                                                     household_kernel_inputs(pdata)))
+        else:
+            if config.heterogeneity:
+                sigma = pm.HalfNormal("sigma", config.scale_sigma, dims="coefficient")
+            else:
+                sigma = pt.zeros(n_coefficients(n_attr))
+            theta = pm.Deterministic("theta", mu[None, :] + sigma[None, :] * xi, dims=("class", "coefficient"))
+            pm.Potential("choice_loglik", choice_loglik_op(t, theta, display_c, mailer_c, kernel_inputs(pdata)))
         pm.Potential("extra_items_loglik", extra_items_loglik(log_rate, pdata))
     return model
+
+
+def _household_coefficients(mu, config: ProductConfig, n_coef: int):
+    """``(H, D)`` household coefficients ``mu + z_h L^T``, non-centred, with LKJ correlations (``coefficients = "household"``).
+
+    Stored: ``sigma`` (the sds, as in the class form), ``correlation`` and
+    ``theta_household`` (H x D: parameter-sized, not observation-sized).
+    """
+    chol, corr, sd = pm.LKJCholeskyCov("chol_household", n=n_coef, eta=config.lkj_eta,
+                                       sd_dist=pm.HalfNormal.dist(config.scale_sigma, shape=n_coef),
+                                       compute_corr=True)
+    pm.Deterministic("sigma", sd, dims="coefficient")
+    pm.Deterministic("correlation", corr, dims=("coefficient", "coefficient_other"))
+    z = pm.Normal("z_household", 0.0, 1.0, dims=("household", "coefficient"))
+    return pm.Deterministic("theta_household", mu[None, :] + z @ chol.T, dims=("household", "coefficient"))
 
 
 def _category_means(values: np.ndarray, category: np.ndarray, n_categories: int) -> np.ndarray:

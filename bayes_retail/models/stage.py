@@ -613,6 +613,11 @@ def run_product_stage(
     """
     say = progress or (lambda _m: None)
     product_config = stage_config(config, "product", product.ProductConfig)
+    if product_config.coefficients == "household":
+        # refused before hours of sampling: the tables, checks and simulator read class coefficients
+        raise ConfigError(f'{config["path"]}: [product] coefficients = "household" is built as a model '
+                          "(product.build_model) but not yet as a fit: its tables, checks and the simulator "
+                          "need the class form (docs/models.md)")
     sampler = sampler_config(config, method=method, stage="product")
     selection = data_selection(config, weeks=weeks)
     t0 = time.perf_counter()
