@@ -326,7 +326,7 @@ pairs of draws (calibrated: the real data look like one more replicate):</p>
 holds the real value (a KS score cannot see which entity is which):</p>
 {{ ppc.entities }}{% endif %}
 {% if ppc.elpd %}<p>Log predictive density of the scored (held-out) weeks, exact (the fit did not see them): per stage
-the sum over household-weeks, its standard error and the mean per household-week:</p>
+the sum over its units (household-weeks; for the product stage households), its standard error and the mean per unit:</p>
 {{ ppc.elpd }}{% endif %}
 {% if ppc.promo_lift %}<p>Calibration of promotion lift per category (log units per promoted over per non-promoted
 product-week): share of categories whose 90% predictive interval holds the real lift, and the PITs (calibrated:
