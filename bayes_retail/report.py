@@ -311,6 +311,9 @@ Pareto k &gt; {{ s.loo.k_max }} in {{ "%.2f"|format(100 * s.loo.share_k_above_ma
 {% for tier, score in metrics.tiers.items() %}tier {{ tier }} {{ "%.4f"|format(score) }}{% if not loop.last %}, {% endif %}{% endfor %}.</p>
 {{ metrics_table }}
 <img alt="metric scores" src="{{ metrics_figure }}">
+<p>Beside published scores on the same data (1 - KS as their authors report them; their definitions, matched to
+ours by what they measure):</p>
+{{ anchors_table }}
 {% else %}<p>No metrics given (run <code>bayes-retail run</code> or <code>check</code>, then pass <code>--metrics</code>).</p>{% endif %}
 <h2 id="ppc">Posterior predictive check over draws</h2>
 {% if ppc %}
@@ -383,9 +386,12 @@ def build_report(models: str | os.PathLike = "models", *, metrics: str | os.Path
         table = pd.DataFrame([{"metric": n, "tier": m.get("tier"), "score": 1 - m["ks"],
                                "floor score": None if m.get("floor_ks") is None else 1 - m["floor_ks"]}
                               for n, m in result["metrics"].items()])
+        from bayes_retail.metrics.anchors import anchor_table
+
         context.update(metrics={"overall": result["overall"], "tiers": result.get("tier_scores", {})},
                        metrics_table=table.round(4).to_html(index=False, na_rep="", border=0),
-                       metrics_figure=metrics_figure(result))
+                       metrics_figure=metrics_figure(result),
+                       anchors_table=anchor_table(result).round(3).to_html(index=False, na_rep="", border=0))
     ppc_path = Path(ppc) if ppc is not None else (Path(metrics).parent / "ppc.json" if metrics is not None else None)
     if ppc_path is not None and ppc_path.exists():
         from bayes_retail.ppc import read_ppc

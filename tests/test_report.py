@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import re
 
+import pytest
+
 from bayes_retail.cli import main
 from bayes_retail.report import convergence_table
 
@@ -33,6 +35,22 @@ def test_the_report_has_every_section_and_embeds_its_images(tiny_fitted, tmp_pat
     # the tiny fits do not converge: the page says so up front
     assert 'class="warning"' in html and "did NOT converge" in html and 'class="fail"' in html
     assert "Overall" in html and "visit_probability" in html
+    assert "Beside published scores" in html and "RetailSynth" in html and "items per visit" in html
+
+
+def test_published_scores_sit_beside_ours_by_metric():
+    from bayes_retail.metrics.anchors import PUBLISHED_SCORES, anchor_table
+
+    table = anchor_table({"metrics": {"basket_size": {"ks": 0.1}, "visit_probability": {"ks": 0.05}}})
+    assert len(table) == len(PUBLISHED_SCORES)
+    basket = table[table["our_metric"] == "basket_size"].set_index("their_metric")
+    assert basket.loc["items per visit", "our_score"] == pytest.approx(0.9)
+    assert basket.loc["items per visit", "difference"] == pytest.approx(0.9 - 0.49)
+    assert basket.loc["basket", "difference"] == pytest.approx(0.9 - 0.71)
+    assert table.loc[table["our_metric"] == "recency", "our_score"].isna().all()  # not in this run
+    from bayes_retail.metrics import METRICS
+
+    assert set(table["our_metric"]) <= set(METRICS)
 
 
 def test_the_convergence_table_lists_unfitted_stages(tmp_path):
