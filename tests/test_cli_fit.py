@@ -149,6 +149,16 @@ def test_named_configurations_load_and_leave_defaults_to_the_dataclass():
         assert set(sections["data"]) and {k: v for k, v in sections.items() if k != "data"} == default, name
 
 
+def test_the_full_configuration_is_default_with_household_coefficients():
+    from bayes_retail.models.product import ProductConfig
+
+    full, default = load_config("full")["sections"], load_config("default")["sections"]
+    assert {k: v for k, v in full.items() if k != "product"} == {k: v for k, v in default.items() if k != "product"}
+    assert full["product"] == {**default["product"], "coefficients": "household"}
+    assert stage_config(load_config("full"), "product", ProductConfig) == ProductConfig(households=300,
+                                                                                         coefficients="household")
+
+
 def test_a_configuration_extends_another_key_by_key(tmp_path):
     (tmp_path / "base.toml").write_text('[sampler]\ndraws = 1000\nchains = 4\n\n[sampler.product]\ntune = 150\n'
                                         'draws = 300\n\n[visit]\nlkj_eta = 3.0\n')

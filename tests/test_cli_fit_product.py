@@ -127,11 +127,44 @@ def test_without_the_pricing_stage_the_error_names_the_missing_file(tmp_path, ca
     assert not (tmp_path / "models" / product.STAGE).exists()
 
 
-def test_the_household_form_is_refused_before_sampling_with_the_reason(tmp_path, capsys):
-    src = write_internal(tmp_path / "src")
+def test_a_household_coefficient_fit_writes_its_folder(fitted, tmp_path):
+    """The `full` form: one coefficient vector per household, read downstream as one class per household."""
+    tmp, src, _ = fitted
+    models = tmp_path / "models"
+    shutil.copytree(tmp / "models", models)
     config = tmp_path / "full.toml"
     config.write_text(CONFIG + 'coefficients = "household"\n')
-    assert _fit(tmp_path, src, config, "--stage", "product") != 0
-    err = capsys.readouterr().err
-    assert 'coefficients = "household"' in err and "not yet as a fit" in err and "full.toml" in err
-    assert not (tmp_path / "models" / product.STAGE).exists()
+    assert main(["--quiet", "--cache-dir", str(tmp / "cache"), "fit", "--data", str(src), "--out", str(models),
+                 "--config", str(config), "--stage", "product", "--seed", "5"]) == 0
+    data = load_data(src, cache_dir=tmp / "cache")
+    post = load_posterior(models, "product", data_hash=data.data_hash).posterior
+    assert post["theta_household"].dims[2:] == ("household", "coefficient")
+    assert {"sigma", "correlation"} <= set(post.data_vars) and not {"theta", "z_household"} & set(post.data_vars)
+    out = models / product.STAGE
+    membership = pd.read_csv(out / CLASS_MEMBERSHIP_FILENAME).set_index("household_id")
+    np.testing.assert_array_equal(membership.to_numpy(), np.eye(len(membership)))  # each household its own class
+    hyper = pd.read_csv(out / HYPERPRIORS_FILENAME)
+    assert "correlation" in set(hyper["variable"]) and "mu" in set(hyper["variable"])
+    summary = json.loads((out / SUMMARY_FILENAME).read_text())
+    assert summary["posterior_predictive"]["draws"] == 5
+    assert json.loads(load_posterior(models, "product", data_hash=data.data_hash).attrs["stage_config"])[
+        "coefficients"] == "household"
+
+
+def test_the_simulator_reads_a_household_coefficient_fit_as_one_class_per_household(tiny_fitted, tmp_path):
+    from conftest import TINY_CONFIG
+
+    tmp, src = tiny_fitted
+    models = tmp_path / "models"
+    shutil.copytree(tmp / "models", models)
+    config = tmp_path / "full.toml"
+    config.write_text(TINY_CONFIG.replace("[product]\n", '[product]\ncoefficients = "household"\n'))
+    cli = ["--quiet", "--cache-dir", str(tmp / "cache")]
+    assert main([*cli, "fit", "--data", str(src), "--out", str(models), "--config", str(config),
+                 "--stage", "product"]) == 0
+    for mode, customers in (("replay", 4), ("new", 12)):
+        out = tmp_path / f"syn-{mode}"
+        assert main([*cli, "simulate", "--posterior", str(models), "--data", str(src), "--customers", str(customers),
+                     "--mode", mode, "--out", str(out)]) == 0
+        lines = pd.concat(pd.read_parquet(p) for p in (out / "transactions").rglob("*.parquet"))
+        assert len(lines) > 0 and lines["household_id"].nunique() > 1, mode

@@ -517,6 +517,11 @@ def class_membership(params: dict, pdata: ProductData, *, inputs: tuple | None =
     """
     from scipy.special import softmax
 
+    if params.get("household_coefficients"):
+        if params["theta"].shape[0] != pdata.households.size:
+            raise ValueError(f"household coefficients for {params['theta'].shape[0]} households, "
+                             f"the data hold {pdata.households.size}: rebuild them for the fitted households")
+        return np.eye(pdata.households.size)
     inputs = kernel_inputs(pdata) if inputs is None else inputs
     loglik = household_class_loglik(params["t"], params["theta"], params["display"], params["mailer"], *inputs)
     out = np.zeros((pdata.households.size, params["theta"].shape[0]))
@@ -525,13 +530,21 @@ def class_membership(params: dict, pdata: ProductData, *, inputs: tuple | None =
 
 
 def posterior_params(posterior, pdata: ProductData, chain: int, draw: int) -> dict:
-    """The parameter dict of one posterior draw (what :func:`class_membership` and the sampler take)."""
+    """The parameter dict of one posterior draw (what :func:`class_membership` and the sampler take).
+
+    A ``coefficients = "household"`` fit reads as K = H classes, one per
+    fitted household (``theta`` = ``theta_household``, rows in ``pdata``'s
+    household order), each household certainly in its own
+    (``household_coefficients`` True: :func:`class_membership` is the identity).
+    """
     point = posterior.isel(chain=chain, draw=draw)
     t = np.zeros(pdata.item_category.size)
     t[free_items(pdata)] = point["t_free"].values
+    household = "theta_household" in point
     return {
         "t": t,
-        "theta": point["theta"].values.astype(np.float64),
+        "theta": point["theta_household" if household else "theta"].values.astype(np.float64),
+        "household_coefficients": household,
         **{name: point[name].values.astype(np.float64) for name in ("display", "mailer", "log_extra_rate")},
     }
 
@@ -902,7 +915,8 @@ def prior_predictive(pdata: ProductData, config: ProductConfig | None = None, *,
     """Prior predictive check: :func:`set_statistics` of ``pdata``'s occasions replayed under prior draws.
 
     Each draw takes the model's parameters from the prior, gives every
-    household a class uniformly at random (the prior class weights) and runs
+    household a class uniformly at random (the prior class weights; with
+    household coefficients, its own) and runs
     :func:`simulate_occasions` over the data's occasions, so it shows which
     reference-item shares and set sizes the priors allow before the data
     are seen.
@@ -911,14 +925,17 @@ def prior_predictive(pdata: ProductData, config: ProductConfig | None = None, *,
 
     config = config or ProductConfig()
     rng = np.random.default_rng(seed)
+    household = config.coefficients == "household"
+    names = [("theta_household" if household and name == "theta" else name) for name in PARAMETER_NAMES]
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The effect of Potentials")
-        prior = pm.sample_prior_predictive(draws=draws, model=build_model(pdata, config),
-                                           var_names=list(PARAMETER_NAMES), random_seed=rng).prior
+        prior = pm.sample_prior_predictive(draws=draws, model=build_model(pdata, config), var_names=names,
+                                           random_seed=rng).prior
     rows = []
     for k in range(draws):
         params = posterior_params(prior, pdata, 0, k)
-        classes = rng.integers(config.n_classes, size=pdata.households.size)
+        classes = (np.arange(pdata.households.size) if household
+                   else rng.integers(config.n_classes, size=pdata.households.size))
         rows.append(set_statistics(simulate_occasions(params, pdata, classes, rng, state=config.state)))
     return pd.DataFrame(rows)
 

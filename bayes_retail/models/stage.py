@@ -509,6 +509,8 @@ PRODUCT_HYPERPRIORS = ["mu", "sigma", "sigma_item", "mu_display", "tau_display",
                        "mu_log_extra_rate", "tau_log_extra_rate"]
 #: Non-centred pieces of the product stage's category vectors (left out of the trace).
 PRODUCT_PIECES = ("display_raw", "mailer_raw", "log_extra_rate_raw")
+#: Pieces of the household-coefficient form (the trace keeps sigma, correlation and theta_household).
+HOUSEHOLD_PIECES = ("z_household", "chol_household", "chol_household_corr", "chol_household_stds")
 CLASS_MEMBERSHIP_FILENAME = "class_membership.csv"
 #: Posterior draws the product stage's forward sampler replays for its posterior predictive check.
 PRODUCT_CHECK_DRAWS = 5
@@ -613,11 +615,6 @@ def run_product_stage(
     """
     say = progress or (lambda _m: None)
     product_config = stage_config(config, "product", product.ProductConfig)
-    if product_config.coefficients == "household":
-        # refused before hours of sampling: the tables, checks and simulator read class coefficients
-        raise ConfigError(f'{config["path"]}: [product] coefficients = "household" is built as a model '
-                          "(product.build_model) but not yet as a fit: its tables, checks and the simulator "
-                          "need the class form (docs/models.md)")
     sampler = sampler_config(config, method=method, stage="product")
     selection = data_selection(config, weeks=weeks)
     t0 = time.perf_counter()
@@ -636,7 +633,8 @@ def run_product_stage(
         observed, product.prior_predictive(pdata, product_config, draws=PRODUCT_PRIOR_DRAWS, seed=seed),
         draws=PRODUCT_PRIOR_DRAWS)
     idata, sampling, verdict = _sample(model, sampler, seed=seed, stage=product.STAGE)
-    table = posterior_table(idata, PRODUCT_HYPERPRIORS)
+    household_form = product_config.coefficients == "household"
+    table = posterior_table(idata, PRODUCT_HYPERPRIORS + (["correlation"] if household_form else []))
     replayed = product.posterior_predictive(pdata, idata.posterior, draws=PRODUCT_CHECK_DRAWS,
                                             rng=np.random.default_rng(seed), state=product_config.state)
     provenance = _provenance(config, product_config, sampler, data, seed=seed, selection=selection, verdict=verdict)
@@ -660,7 +658,8 @@ def run_product_stage(
         },
         documents={SUMMARY_FILENAME: summary, PRIOR_CHECK_FILENAME: prior_check},
         say=say,
-        drop_vars=PRODUCT_PIECES,
+        # theta_household (households x coefficients) is kept; its non-centred pieces are not
+        drop_vars=PRODUCT_PIECES + (HOUSEHOLD_PIECES if household_form else ()),
         float32=True,
     )
     return summary

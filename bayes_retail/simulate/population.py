@@ -83,7 +83,8 @@ def stage_draw(posteriors: Posteriors, catalogue: Catalogue, index: int) -> Stag
         category_week=_flat(c, "s", index),
         category_season=_flat(c, "d", index),
         item_intercept=t,
-        class_coefficients=_flat(p, "theta", index),
+        # a household-coefficient fit: one "class" per fitted household (its membership is the identity)
+        class_coefficients=_flat(p, "theta_household" if "theta_household" in p else "theta", index),
         display=_flat(p, "display", index),
         mailer=_flat(p, "mailer", index),
         log_extra_rate=_flat(p, "log_extra_rate", index),
