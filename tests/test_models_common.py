@@ -77,6 +77,37 @@ def test_a_time_limit_keeps_the_draws_every_chain_completed_and_fails_the_verdic
     assert any(f"time limit after {n} draws" in f for f in verdict.failures)
 
 
+def _padded(done, n_draws=60):
+    """A nutpie-like trace cut by a time limit: chain c holds done[c] draws, then NaN padding."""
+    import arviz as az
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(len(done), n_draws, 3))
+    for c, d in enumerate(done):
+        x[c, d:] = np.nan
+    stats = {"diverging": np.zeros((len(done), n_draws), dtype=bool), "energy": rng.normal(size=(len(done), n_draws))}
+    return az.from_dict(posterior={"x": x}, sample_stats=stats)
+
+
+def test_a_chain_far_behind_at_the_time_limit_is_dropped_not_cut_to():
+    from bayes_retail.models.sampling import SamplerError, _stopped_early, lagging_chains
+
+    config = SamplerConfig(chains=4, tune=50, draws=60, time_limit_minutes=1.0)
+    kept = _stopped_early(_padded([50, 48, 0, 45]), config)  # chain 2 never left warmup
+    assert kept.posterior.sizes["chain"] == 3 and kept.posterior.sizes["draw"] == 45
+    assert list(kept.posterior["chain"].values) == [0, 1, 2] and np.isfinite(kept.posterior["x"].values).all()
+    assert kept.attrs["lagging_chains"] == '{"2": 0}' and kept.attrs["draws_completed"] == 45
+    verdict = convergence(kept)
+    assert verdict.lagging_chains == {"2": 0} and not verdict.passed
+    assert any("chain 2 completed only 0 draws by the time limit and was dropped" in f for f in verdict.failures)
+    # a chain at half the best is kept; one left alone is not a posterior: the old error
+    assert lagging_chains(np.array([50, 25, 40, 30])) == {}
+    assert lagging_chains(np.array([50, 3, 2, 1])) == {}
+    with pytest.raises(SamplerError, match="after 0 posterior draws in the slowest chain"):
+        _stopped_early(_padded([50, 48, 0, 45]), SamplerConfig(chains=4, draws=60, time_limit_minutes=1.0,
+                                                              drop_stuck_chains=False))
+
+
 def test_a_time_limit_inside_warmup_is_a_clear_error():
     from bayes_retail.models.sampling import SamplerError, sample_posterior
 

@@ -48,6 +48,10 @@ class Convergence:
         Chains left out as stuck (:func:`stuck_chains`), with how far their
         mean log density lay below the best chain's; the other numbers cover
         the remaining chains only, and a drop is always a failure.
+    lagging_chains
+        Chains left out because they completed less than half the best
+        chain's draws by the sampler's time limit (original index -> draws);
+        likewise a failure.
     failures
         One line per threshold that was missed.
     thresholds
@@ -65,6 +69,7 @@ class Convergence:
     approximate: bool = False
     stopped_early: bool = False
     dropped_chains: dict = field(default_factory=dict)
+    lagging_chains: dict = field(default_factory=dict)
     failures: list = field(default_factory=list)
     thresholds: dict = field(default_factory=dict)
 
@@ -104,6 +109,7 @@ def convergence(
     approximate = bool(idata.attrs.get("approximate", 0))
     stopped_early = bool(idata.attrs.get("stopped_early", 0))
     dropped = json.loads(idata.attrs.get("dropped_chains", "{}"))
+    lagging = json.loads(idata.attrs.get("lagging_chains", "{}"))
     rhat = _flat(az.rhat(post))
     bulk = _flat(az.ess(post, method="bulk"))
     tail = _flat(az.ess(post, method="tail"))
@@ -123,6 +129,7 @@ def convergence(
         approximate=approximate,
         stopped_early=stopped_early,
         dropped_chains=dropped,
+        lagging_chains=lagging,
         thresholds={"rhat_max": rhat_max, "ess_min": ess_min, "bfmi_min": bfmi_min, "max_divergences": max_divergences},
     )
     failures = []
@@ -134,6 +141,9 @@ def convergence(
         )
     for chain, gap in dropped.items():
         failures.append(f"chain {chain} stuck (mean log density {gap:,.0f} below the best chain's) and dropped: "
+                        "the numbers cover the other chains")
+    for chain, done in lagging.items():
+        failures.append(f"chain {chain} completed only {done} draws by the time limit and was dropped: "
                         "the numbers cover the other chains")
     if not verdict.max_rhat <= rhat_max:
         failures.append(f"R-hat {verdict.max_rhat:.3f} > {rhat_max} ({verdict.worst['rhat']})")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
 import warnings
 from dataclasses import asdict, dataclass
@@ -55,7 +56,9 @@ class SamplerConfig:
         verdict, the tables and the saved trace, when at least two chains
         remain. The verdict then fails and names them: one chain whose
         adaptation failed would otherwise be a quarter of every draw the
-        simulator takes.
+        simulator takes. Likewise, at the time limit, chains that completed
+        less than half the best chain's draws (:func:`lagging_chains`), so a
+        slow chain does not cut the others to its length (or to nothing).
     """
 
     method: str = "nutpie"
@@ -158,6 +161,14 @@ def _stopped_early(idata: az.InferenceData, config: SamplerConfig) -> az.Inferen
         )
     first = next(iter(idata.posterior.data_vars.values())).values
     done = np.isfinite(first).all(axis=tuple(range(2, first.ndim))).sum(axis=1)
+    lagging = lagging_chains(done) if config.drop_stuck_chains else {}
+    if lagging:
+        keep = [c for c in range(done.size) if c not in lagging]
+        idata = idata.isel(chain=keep)
+        for group in idata.groups():
+            if "chain" in getattr(idata, group).dims:
+                getattr(idata, group)["chain"] = np.arange(len(keep))
+        done = done[keep]
     n = int(done.min()) if first.size else 0
     if n < 4:
         raise SamplerError(
@@ -167,7 +178,28 @@ def _stopped_early(idata: az.InferenceData, config: SamplerConfig) -> az.Inferen
     kept = idata.isel(draw=slice(0, n), groups=["posterior", "sample_stats"])
     kept.attrs["stopped_early"] = 1
     kept.attrs["draws_completed"] = n
+    if lagging:
+        kept.attrs["lagging_chains"] = json.dumps({str(c): d for c, d in sorted(lagging.items())})
     return kept
+
+
+#: A chain that completed fewer than this share of the best chain's draws by the time limit is lagging.
+LAGGING_SHARE = 0.5
+
+
+def lagging_chains(done: np.ndarray, *, share: float = LAGGING_SHARE, least: int = 4) -> dict[int, int]:
+    """Chains (index -> draws completed) far behind the best one when the time limit struck.
+
+    A chain that finished fewer than ``share`` of the best chain's draws (or
+    fewer than ``least``) is usually one whose adaptation chose a tiny step:
+    cutting every chain to it would throw away the others' draws. Returned
+    only when at least two chains would remain with ``least`` draws or more.
+    """
+    done = np.asarray(done, dtype=np.int64)
+    behind = (done < share * done.max()) | (done < least)
+    if not behind.any() or (~behind).sum() < 2:
+        return {}
+    return {int(c): int(done[c]) for c in np.flatnonzero(behind)}
 
 
 def _pymc(model, config, seed, progress):
