@@ -192,8 +192,13 @@ def stuck_chains(idata: az.InferenceData, *, logp_sds: float = STUCK_LOGP_SDS) -
     return {int(c): float(gaps[c]) for c in np.flatnonzero(gaps > logp_sds * spread)}
 
 
-def drop_chains(idata: az.InferenceData, chains: dict[int, float]) -> az.InferenceData:
-    """``idata`` without ``chains`` (renumbered from 0); ``attrs["dropped_chains"]`` records them and their gaps."""
+def drop_chains(idata: az.InferenceData, chains: dict[int, float], *, record: str = "dropped_chains") -> az.InferenceData:
+    """``idata`` without ``chains`` (renumbered from 0); ``attrs[record]`` records them and their values.
+
+    ``record`` is ``"dropped_chains"`` for stuck chains (their log density
+    gaps) and ``"lagging_chains"`` for chains behind at a time limit (their
+    draws completed).
+    """
     keep = [c for c in range(idata.posterior.sizes["chain"]) if c not in chains]
     if len(keep) < 1:
         raise ValueError("cannot drop every chain")
@@ -202,7 +207,7 @@ def drop_chains(idata: az.InferenceData, chains: dict[int, float]) -> az.Inferen
         if "chain" in getattr(out, group).dims:
             getattr(out, group)["chain"] = np.arange(len(keep))
     out.attrs.update(idata.attrs)
-    out.attrs["dropped_chains"] = json.dumps({str(c): gap for c, gap in sorted(chains.items())})
+    out.attrs[record] = json.dumps({str(c): value for c, value in sorted(chains.items())})
     return out
 
 

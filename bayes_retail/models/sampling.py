@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import logging
 import warnings
 from dataclasses import asdict, dataclass
@@ -163,12 +162,10 @@ def _stopped_early(idata: az.InferenceData, config: SamplerConfig) -> az.Inferen
     done = np.isfinite(first).all(axis=tuple(range(2, first.ndim))).sum(axis=1)
     lagging = lagging_chains(done) if config.drop_stuck_chains else {}
     if lagging:
-        keep = [c for c in range(done.size) if c not in lagging]
-        idata = idata.isel(chain=keep)
-        for group in idata.groups():
-            if "chain" in getattr(idata, group).dims:
-                getattr(idata, group)["chain"] = np.arange(len(keep))
-        done = done[keep]
+        from bayes_retail.models.diagnostics import drop_chains
+
+        idata = drop_chains(idata, lagging, record="lagging_chains")
+        done = np.delete(done, list(lagging))
     n = int(done.min()) if first.size else 0
     if n < 4:
         raise SamplerError(
@@ -178,8 +175,6 @@ def _stopped_early(idata: az.InferenceData, config: SamplerConfig) -> az.Inferen
     kept = idata.isel(draw=slice(0, n), groups=["posterior", "sample_stats"])
     kept.attrs["stopped_early"] = 1
     kept.attrs["draws_completed"] = n
-    if lagging:
-        kept.attrs["lagging_chains"] = json.dumps({str(c): d for c, d in sorted(lagging.items())})
     return kept
 
 
