@@ -127,30 +127,6 @@ def test_without_the_pricing_stage_the_error_names_the_missing_file(tmp_path, ca
     assert not (tmp_path / "models" / product.STAGE).exists()
 
 
-def test_a_household_coefficient_fit_writes_its_folder(fitted, tmp_path):
-    """The `full` form: one coefficient vector per household, read downstream as one class per household."""
-    tmp, src, _ = fitted
-    models = tmp_path / "models"
-    shutil.copytree(tmp / "models", models)
-    config = tmp_path / "full.toml"
-    config.write_text(CONFIG + 'coefficients = "household"\n')
-    assert main(["--quiet", "--cache-dir", str(tmp / "cache"), "fit", "--data", str(src), "--out", str(models),
-                 "--config", str(config), "--stage", "product", "--seed", "5"]) == 0
-    data = load_data(src, cache_dir=tmp / "cache")
-    post = load_posterior(models, "product", data_hash=data.data_hash).posterior
-    assert post["theta_household"].dims[2:] == ("household", "coefficient")
-    assert {"sigma", "correlation"} <= set(post.data_vars) and not {"theta", "z_household"} & set(post.data_vars)
-    out = models / product.STAGE
-    membership = pd.read_csv(out / CLASS_MEMBERSHIP_FILENAME).set_index("household_id")
-    np.testing.assert_array_equal(membership.to_numpy(), np.eye(len(membership)))  # each household its own class
-    hyper = pd.read_csv(out / HYPERPRIORS_FILENAME)
-    assert "correlation" in set(hyper["variable"]) and "mu" in set(hyper["variable"])
-    summary = json.loads((out / SUMMARY_FILENAME).read_text())
-    assert summary["posterior_predictive"]["draws"] == 5
-    assert json.loads(load_posterior(models, "product", data_hash=data.data_hash).attrs["stage_config"])[
-        "coefficients"] == "household"
-
-
 def test_the_simulator_reads_a_household_coefficient_fit_as_one_class_per_household(tiny_fitted, tmp_path):
     from conftest import TINY_CONFIG
 
@@ -162,6 +138,17 @@ def test_the_simulator_reads_a_household_coefficient_fit_as_one_class_per_househ
     cli = ["--quiet", "--cache-dir", str(tmp / "cache")]
     assert main([*cli, "fit", "--data", str(src), "--out", str(models), "--config", str(config),
                  "--stage", "product"]) == 0
+    data = load_data(src, cache_dir=tmp / "cache")
+    fit = load_posterior(models, "product", data_hash=data.data_hash)
+    post = fit.posterior
+    assert post["theta_household"].dims[2:] == ("household", "coefficient")
+    assert {"sigma", "correlation"} <= set(post.data_vars) and not {"theta", "z_household"} & set(post.data_vars)
+    assert json.loads(fit.attrs["stage_config"])["coefficients"] == "household"
+    out = models / product.STAGE
+    membership = pd.read_csv(out / CLASS_MEMBERSHIP_FILENAME).set_index("household_id")
+    np.testing.assert_array_equal(membership.to_numpy(), np.eye(len(membership)))  # each household its own class
+    assert "correlation" in set(pd.read_csv(out / HYPERPRIORS_FILENAME)["variable"])
+    assert json.loads((out / SUMMARY_FILENAME).read_text())["posterior_predictive"]["draws"] == 5
     for mode, customers in (("replay", 4), ("new", 12)):
         out = tmp_path / f"syn-{mode}"
         assert main([*cli, "simulate", "--posterior", str(models), "--data", str(src), "--customers", str(customers),
