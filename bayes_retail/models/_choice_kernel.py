@@ -161,6 +161,15 @@ def _set_quadrature(lp, m, grad, nodes, weights, a, ga, lt, u):
 
 
 @numba.njit(fastmath=_FAST, cache=True, error_model="numpy")
+def largest_set(chosen_start):
+    """The most items any occasion chose (at least 1): the size of the set-probability scratch arrays."""
+    m = 1
+    for o in range(chosen_start.size - 1):
+        m = max(m, chosen_start[o + 1] - chosen_start[o])
+    return m
+
+
+@numba.njit(fastmath=_FAST, cache=True, error_model="numpy")
 def _dense_forward(t, theta, display_c, mailer_c, active, item_category, price, discount, display, mailer,
                    attributes):
     """``exp(v)`` as ``(W, G, K)`` and the choice-set sums ``(W, C, K)`` of the ``active`` category-weeks.
@@ -208,9 +217,7 @@ def _occasions_forward(expv, sums, lam, n_households, occ_household, occ_categor
     exp_lam = np.exp(lam)
     extra = np.empty((n_o, n_k))
     g_chosen = np.empty((chosen_item.size, n_k))
-    max_m = 1
-    for o in range(n_o):
-        max_m = max(max_m, chosen_start[o + 1] - chosen_start[o])
+    max_m = largest_set(chosen_start)
     lp = np.empty(max_m)
     p = np.empty(max_m)
     grad = np.empty(max_m)

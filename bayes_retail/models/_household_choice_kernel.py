@@ -23,16 +23,15 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from bayes_retail.models._choice_kernel import _FAST, EXACT_MAX_ITEMS, _set_exact, _set_quadrature
+from bayes_retail.models._choice_kernel import (
+    _FAST,
+    EXACT_MAX_ITEMS,
+    ChoiceLoglik,
+    _set_exact,
+    _set_quadrature,
+    largest_set,
+)
 from bayes_retail.models._kernels import FusedLoglik, kernel_cache_key
-
-
-@numba.njit(fastmath=_FAST, cache=True, error_model="numpy")
-def _largest_set(chosen_start):
-    m = 1
-    for o in range(chosen_start.size - 1):
-        m = max(m, chosen_start[o + 1] - chosen_start[o])
-    return m
 
 
 @numba.njit(fastmath=_FAST, cache=True, error_model="numpy")
@@ -76,7 +75,7 @@ def household_choice_pass(
     v = np.empty(widest)
     e = np.empty(widest)
     dv = np.empty(widest)
-    max_m = _largest_set(chosen_start)
+    max_m = largest_set(chosen_start)
     lp = np.empty(max_m)
     p = np.empty(max_m)
     grad = np.empty(max_m)
@@ -167,18 +166,19 @@ def household_choice_loglik(
 
 
 class HouseholdChoiceLoglik(FusedLoglik):
-    """``(t, theta, display_c, mailer_c, *data)`` -> ``(loglik, d_t, d_theta, d_display, d_mailer)``."""
+    """``(t, theta, display_c, mailer_c, *data)`` -> ``(loglik, d_t, d_theta, d_display, d_mailer)``.
 
-    param_names = ("t", "theta", "display_c", "mailer_c")
-    param_ndims = (1, 2, 1, 1)
-    data_names = (
-        "category_bounds", "price", "discount", "display", "mailer", "attributes",
-        "occ_household", "occ_category", "occ_week", "chosen_start", "chosen_item", "chosen_is_last",
-        "last_start", "last_item", "nodes", "weights",
-    )
-    data_ndims = (1, 2, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1)
-    int_data = ("category_bounds", "occ_household", "occ_category", "occ_week", "chosen_start", "chosen_item",
-                "last_start", "last_item")
+    The class kernel's inputs with the category bounds in place of the item
+    categories (:func:`~bayes_retail.models.product.household_kernel_inputs`).
+    Not a subclass of :class:`ChoiceLoglik`: its backend registrations
+    (numba, JAX) must not dispatch to this Op.
+    """
+
+    param_names = ChoiceLoglik.param_names
+    param_ndims = ChoiceLoglik.param_ndims
+    data_names = ("category_bounds", *ChoiceLoglik.data_names[1:])
+    data_ndims = ChoiceLoglik.data_ndims
+    int_data = ("category_bounds", *(name for name in ChoiceLoglik.int_data if name != "item_category"))
     kernel = staticmethod(household_choice_loglik)
 
 

@@ -328,8 +328,8 @@ def kernel_cache_key(op) -> str:
 
     here = Path(__file__).parent
     digest = hashlib.sha256()
-    for name in ("_kernels.py", "_choice_kernel.py"):
-        digest.update((here / name).read_bytes())
+    for path in sorted(here.glob("_*kernel*.py")):  # every kernel module, the ones added later included
+        digest.update(path.read_bytes())
     return f"bayes_retail.{type(op).__name__}.{digest.hexdigest()}"
 
 
