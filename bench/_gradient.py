@@ -16,12 +16,27 @@ def time_logp_dlogp(model, repeats: int = 7) -> dict:
     x = x + np.random.default_rng(0).normal(0, 0.1, x.size)
     value = float(fn(x)[0])
     compile_s = time.perf_counter() - t0
+    return {"compile_s": round(compile_s, 1), "grad_ms": round(1000 * median_seconds(lambda: fn(x), repeats), 2),
+            "logp": value}
+
+
+def median_seconds(call, repeats: int) -> float:
+    """Median wall time of ``repeats`` calls (warm ``call`` up first: compilation is not timed here)."""
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        fn(x)
+        call()
         times.append(time.perf_counter() - t0)
-    return {"compile_s": round(compile_s, 1), "grad_ms": round(1000 * float(np.median(times)), 2), "logp": value}
+    return float(np.median(times))
+
+
+def report(result: dict, json_path: str | None) -> dict:
+    """Print ``result`` as JSON and, when ``json_path`` is given, write it there."""
+    print(json.dumps(result, indent=2))
+    if json_path:
+        with open(json_path, "w") as fh:
+            json.dump(result, fh, indent=2)
+    return result
 
 
 def compare(baseline: dict, fused: dict, sizes: dict, json_path: str | None) -> dict:
@@ -30,8 +45,4 @@ def compare(baseline: dict, fused: dict, sizes: dict, json_path: str | None) -> 
         raise SystemExit(f"log-densities differ: {baseline['logp']} vs {fused['logp']}")
     result = {**sizes, "baseline_graph": baseline, "fused_kernel": fused,
               "speedup": round(baseline["grad_ms"] / fused["grad_ms"], 2)}
-    print(json.dumps(result, indent=2))
-    if json_path:
-        with open(json_path, "w") as fh:
-            json.dump(result, fh, indent=2)
-    return result
+    return report(result, json_path)

@@ -124,10 +124,7 @@ def main() -> None:
                                      np.round(posterior["mu"].mean(("chain", "draw")).values, 3).tolist())),
             "posterior_sigma": np.round(posterior["sigma"].mean(("chain", "draw")).values, 3).tolist(),
         }
-    print(json.dumps(out, indent=2))
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(out, fh, indent=2)
+    _gradient.report(out, args.json)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ few hundred thousand gradients).
 from __future__ import annotations
 
 import argparse
-import json
 import time
 import warnings
 
@@ -66,10 +65,7 @@ def main() -> None:
         "numpy_value_ms": round(1000 * float(np.median(value)), 1),
         "ratio_gradient_to_value": round(timed["grad_ms"] / (1000 * float(np.median(value))), 2),
     }
-    print(json.dumps(out, indent=2))
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(out, fh, indent=2)
+    _gradient.report(out, args.json)
 
 
 if __name__ == "__main__":

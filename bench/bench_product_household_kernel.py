@@ -13,20 +13,8 @@ after a warm-up call (numba compilation excluded).
 from __future__ import annotations
 
 import argparse
-import json
-import time
 
-
-def _median_seconds(call, repeats: int = 5) -> float:
-    import numpy as np
-
-    call()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+import _gradient
 
 
 def main() -> None:
@@ -54,15 +42,16 @@ def main() -> None:
     classes = product.kernel_inputs(pdata)
     per_household = product.household_kernel_inputs(pdata)
     common = (params["display"], params["mailer"])
-    class_s = _median_seconds(lambda: choice_loglik(params["t"], params["theta"], *common, *classes))
-    household_s = _median_seconds(lambda: household_choice_loglik(params["t"], theta_h, *common, *per_household))
+    timed = {}
+    for name, call in (("class", lambda: choice_loglik(params["t"], params["theta"], *common, *classes)),
+                       ("household", lambda: household_choice_loglik(params["t"], theta_h, *common, *per_household))):
+        call()  # numba compilation
+        timed[name] = _gradient.median_seconds(call, 5)
+    class_s, household_s = timed["class"], timed["household"]
     out = {"households": int(pdata.households.size), "scored_occasions": int(product.scored_occasions(pdata).size),
            "items": int(pdata.item_category.size), "classes": args.classes,
            "class_kernel_s": class_s, "household_kernel_s": household_s, "ratio": household_s / class_s}
-    print(json.dumps(out, indent=2))
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(out, fh, indent=2)
+    _gradient.report(out, args.json)
 
 
 if __name__ == "__main__":
