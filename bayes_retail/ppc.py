@@ -338,18 +338,24 @@ def posterior_predictive_suite(
     return tables
 
 
-def visit_elpd(posterior: str | os.PathLike, data, weeks) -> dict:
-    """The visit stage's log predictive density of the household-weeks of ``weeks`` (exact; for weeks the fit left out)."""
+def _fitted_visit(posterior: str | os.PathLike, data):
+    """The visit stage's trace in ``posterior`` and its data built with the settings it was fitted with."""
     import json
 
     from bayes_retail.models import visit
     from bayes_retail.models.artifacts import load_posterior
-    from bayes_retail.models.elpd import heldout_elpd
 
     idata = load_posterior(posterior, "visit", data_hash=data.data_hash)
-    vd = visit.build_visit_data(data, visit.VisitConfig(**json.loads(idata.attrs["stage_config"])))
-    households = idata.posterior["household"].values
-    vd = vd.subset_households(households)
+    return idata, visit.build_visit_data(data, visit.VisitConfig(**json.loads(idata.attrs["stage_config"])))
+
+
+def visit_elpd(posterior: str | os.PathLike, data, weeks) -> dict:
+    """The visit stage's log predictive density of the household-weeks of ``weeks`` (exact; for weeks the fit left out)."""
+    from bayes_retail.models import visit
+    from bayes_retail.models.elpd import heldout_elpd
+
+    idata, vd = _fitted_visit(posterior, data)
+    vd = vd.subset_households(idata.posterior["household"].values)
     # the cells a fit scores (in the household's window, after its entry week) in the asked weeks
     cells = vd.scored & np.isin(vd.weeks, weeks)[None, :]
     return heldout_elpd(visit.cell_loglik_draws(vd, idata.posterior, draws=100, cells=cells))
@@ -365,14 +371,13 @@ def category_elpd(posterior: str | os.PathLike, data, weeks) -> dict:
     """
     import json
 
-    from bayes_retail.models import category, visit
+    from bayes_retail.models import category
     from bayes_retail.models.artifacts import load_posterior
     from bayes_retail.models.elpd import heldout_elpd
     from bayes_retail.models.stage import linked_category_values
 
     idata = load_posterior(posterior, "category", data_hash=data.data_hash)
-    visit_attrs = load_posterior(posterior, "visit", data_hash=data.data_hash).attrs
-    vd = visit.build_visit_data(data, visit.VisitConfig(**json.loads(visit_attrs["stage_config"])))
+    _, vd = _fitted_visit(posterior, data)
     rows = pd.Index(vd.households).get_indexer(idata.posterior["household"].values)
     cd = category.build_category_data(data, vd.trips[rows], vd.households[rows], vd.weeks).restricted_to(weeks)
     if "k" in idata.posterior:
@@ -392,22 +397,16 @@ def product_elpd(posterior: str | os.PathLike, data, weeks) -> dict:
     The unit is the household (its occasions share its class); earlier
     occasions still set the states, with the depth panel its fit used.
     """
-    import json
-
     from bayes_retail.models import product
     from bayes_retail.models.artifacts import load_posterior
     from bayes_retail.models.elpd import heldout_elpd
-    from bayes_retail.models.stage import product_depth_panel
+    from bayes_retail.models.stage import CLASS_MEMBERSHIP_FILENAME, product_depth_panel
+    from bayes_retail.simulate.population import fitted_product_data
 
-    from bayes_retail.models.stage import CLASS_MEMBERSHIP_FILENAME
-
-    idata = load_posterior(posterior, "product", data_hash=data.data_hash)
-    config = product.ProductConfig(**json.loads(idata.attrs["stage_config"]))
-    # the trace has no household axis (classes are marginalised): the fitted households are the membership table's
-    households = pd.read_csv(Path(posterior) / "product" / CLASS_MEMBERSHIP_FILENAME)["household_id"].to_numpy()
-    pdata = product.build_product_data(data, product_depth_panel(data, posterior), config,
-                                       households=households).restricted_to(weeks)
-    return heldout_elpd(product.household_loglik_draws(pdata, idata.posterior, draws=100))
+    post = load_posterior(posterior, "product", data_hash=data.data_hash).posterior
+    membership = pd.read_csv(Path(posterior) / "product" / CLASS_MEMBERSHIP_FILENAME)
+    pdata = fitted_product_data(post, membership, data, product_depth_panel(data, posterior)).restricted_to(weeks)
+    return heldout_elpd(product.household_loglik_draws(pdata, post, draws=100))
 
 
 def quantity_elpd(posterior: str | os.PathLike, data, weeks) -> dict:

@@ -167,14 +167,23 @@ def modal_stores(transactions: pd.DataFrame) -> pd.Series:
 
 def product_stage_data(posteriors: Posteriors, data, depth: np.ndarray):
     """The product stage's data for the households its trace was fitted on (its settings from the trace)."""
-    from bayes_retail.models import product
-
-    config = product.ProductConfig(**json.loads(posteriors.product.attrs.get("stage_config", "{}")))
     from bayes_retail.config import parse_weeks
 
-    fitted = posteriors.class_membership["household_id"].to_numpy()  # the trace has no household axis
-    pdata = product.build_product_data(data, depth, config, households=fitted)
+    pdata = fitted_product_data(posteriors.product, posteriors.class_membership, data, depth)
     return pdata.restricted_to(parse_weeks(posteriors.product.attrs.get("weeks")))  # the weeks the fit scored
+
+
+def fitted_product_data(product_posterior, class_membership: pd.DataFrame, data, depth: np.ndarray):
+    """The product stage's data for its fitted households, every week scored (restrict it to the weeks wanted).
+
+    The trace has no household axis (classes are marginalised): the fitted
+    households are those of its ``class_membership.csv``; its settings come
+    from the trace's ``stage_config``.
+    """
+    from bayes_retail.models import product
+
+    config = product.ProductConfig(**json.loads(product_posterior.attrs.get("stage_config", "{}")))
+    return product.build_product_data(data, depth, config, households=class_membership["household_id"].to_numpy())
 
 
 def draw_class_membership(posteriors: Posteriors, product_data, index: int, ids: np.ndarray, *, inputs=None) -> np.ndarray:
