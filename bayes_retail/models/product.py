@@ -497,12 +497,8 @@ def household_loglik_draws(pdata: ProductData, posterior, *, draws: int = 100) -
     inputs = kernel_inputs(pdata)
     scored = np.zeros(pdata.households.size, dtype=bool)
     scored[pdata.occasion_household[pdata.occasion_scored]] = True
-    n_chain, n_draw = posterior.sizes["chain"], posterior.sizes["draw"]
-    rows = []
-    for k in evenly_spaced(n_chain * n_draw, draws):
-        params = posterior_params(posterior, pdata, int(k // n_draw), int(k % n_draw))
-        rows.append(household_logliks(params, pdata, inputs=inputs)[scored])
-    return np.stack(rows)
+    return np.stack([household_logliks(params, pdata, inputs=inputs)[scored]
+                     for params in evenly_spaced_params(posterior, pdata, draws)])
 
 
 def class_membership(params: dict, pdata: ProductData, *, inputs: tuple | None = None) -> np.ndarray:
@@ -547,6 +543,13 @@ def posterior_params(posterior, pdata: ProductData, chain: int, draw: int) -> di
         "household_coefficients": household,
         **{name: point[name].values.astype(np.float64) for name in ("display", "mailer", "log_extra_rate")},
     }
+
+
+def evenly_spaced_params(posterior, pdata: ProductData, draws: int):
+    """:func:`posterior_params` of about ``draws`` evenly spaced posterior draws (chains stacked), one at a time."""
+    n_chain, n_draw = posterior.sizes["chain"], posterior.sizes["draw"]
+    for k in evenly_spaced(n_chain * n_draw, draws):
+        yield posterior_params(posterior, pdata, int(k // n_draw), int(k % n_draw))
 
 
 def category_values(params: dict, pdata: ProductData) -> np.ndarray:
@@ -893,12 +896,9 @@ def posterior_predictive(
     posterior at that draw and runs :func:`simulate_occasions` (its own
     states, not the observed ones), so it checks what the simulator will do.
     """
-    n_chain, n_draw = posterior.sizes["chain"], posterior.sizes["draw"]
-    picks = np.linspace(0, n_chain * n_draw - 1, min(draws, n_chain * n_draw)).round().astype(int)
     inputs = kernel_inputs(pdata)
     rows = []
-    for flat in picks:
-        params = posterior_params(posterior, pdata, int(flat // n_draw), int(flat % n_draw))
+    for params in evenly_spaced_params(posterior, pdata, draws):
         membership = class_membership(params, pdata, inputs=inputs)
         cum = membership.cumsum(axis=1)
         classes = np.minimum((cum < rng.random((cum.shape[0], 1)) * cum[:, -1:]).sum(axis=1), cum.shape[1] - 1)

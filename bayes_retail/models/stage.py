@@ -559,18 +559,11 @@ def elasticity_table(
 
 def class_membership_table(pdata, posterior, *, draws: int = 20) -> pd.DataFrame:
     """Each household's class probabilities averaged over ``draws`` evenly spaced posterior draws (one row per household)."""
-    from bayes_retail.models.artifacts import evenly_spaced
-
-    chains, n_draws = posterior.sizes["chain"], posterior.sizes["draw"]
-    picks = evenly_spaced(chains * n_draws, draws)
     inputs = product.kernel_inputs(pdata)
-    total = sum(
-        product.class_membership(
-            product.posterior_params(posterior, pdata, int(i) // n_draws, int(i) % n_draws), pdata, inputs=inputs
-        )
-        for i in picks
-    )
-    membership = total / len(picks)
+    total, n = 0.0, 0
+    for params in product.evenly_spaced_params(posterior, pdata, draws):  # a running sum: H x K per draw
+        total, n = total + product.class_membership(params, pdata, inputs=inputs), n + 1
+    membership = total / n
     table = pd.DataFrame(membership, columns=[f"class_{k}" for k in range(membership.shape[1])])
     table.insert(0, "household_id", pdata.households)
     return table
