@@ -514,9 +514,9 @@ def _register_numba() -> None:
 
 
 def register_jax() -> None:
-    """JAX implementation for the numpyro method: a host callback into the numba kernel.
+    """JAX implementations for the numpyro method (class and household choice Ops): host callbacks into the numba kernels.
 
-    Correct on any backend, but it runs on the CPU: the product stage gains
+    Correct on any backend, but they run on the CPU: the product stage gains
     nothing from an accelerator this way.
     """
     if getattr(register_jax, "done", False):
@@ -525,29 +525,28 @@ def register_jax() -> None:
         from pytensor.link.jax.dispatch import jax_funcify
     except ImportError:  # jax is an optional extra
         return
+    from bayes_retail.models._household_choice_kernel import HouseholdChoiceLoglik
 
-    @jax_funcify.register(ChoiceLoglik)
-    def _funcify(op, node=None, **kwargs):
-        import jax
-        import jax.numpy as jnp
-
-        def kernel(t, theta, display_c, mailer_c, *data):
-            shapes = (
-                jax.ShapeDtypeStruct((), jnp.float64),
-                jax.ShapeDtypeStruct(t.shape, jnp.float64),
-                jax.ShapeDtypeStruct(theta.shape, jnp.float64),
-                jax.ShapeDtypeStruct(display_c.shape, jnp.float64),
-                jax.ShapeDtypeStruct(mailer_c.shape, jnp.float64),
-            )
-
-            def host(*args):
-                return tuple(np.asarray(v, dtype=np.float64) for v in choice_loglik(*[np.asarray(a) for a in args]))
-
-            return jax.pure_callback(host, shapes, t, theta, display_c, mailer_c, *data)
-
-        return kernel
-
+    for op_class in (ChoiceLoglik, HouseholdChoiceLoglik):
+        jax_funcify.register(op_class)(_host_callback)
     register_jax.done = True
+
+
+def _host_callback(op, node=None, **kwargs):
+    """A JAX function that calls ``op``'s numba kernel on the host (outputs: the log-likelihood and the four gradients)."""
+    import jax
+    import jax.numpy as jnp
+
+    def kernel(t, theta, display_c, mailer_c, *data):
+        shapes = (jax.ShapeDtypeStruct((), jnp.float64),
+                  *(jax.ShapeDtypeStruct(x.shape, jnp.float64) for x in (t, theta, display_c, mailer_c)))
+
+        def host(*args):
+            return tuple(np.asarray(v, dtype=np.float64) for v in op.kernel(*[np.asarray(a) for a in args]))
+
+        return jax.pure_callback(host, shapes, t, theta, display_c, mailer_c, *data)
+
+    return kernel
 
 
 _register_numba()
