@@ -149,7 +149,7 @@ def test_the_simulator_reads_a_household_coefficient_fit_as_one_class_per_househ
     np.testing.assert_array_equal(membership.to_numpy(), np.eye(len(membership)))  # each household its own class
     assert "correlation" in set(pd.read_csv(out / HYPERPRIORS_FILENAME)["variable"])
     assert json.loads((out / SUMMARY_FILENAME).read_text())["posterior_predictive"]["draws"] == 5
-    for mode, customers in (("replay", 4), ("new", 12)):
+    for mode, customers in (("replay", 4), ("new", 12), ("population", 12)):
         out = tmp_path / f"syn-{mode}"
         assert main([*cli, "simulate", "--posterior", str(models), "--data", str(src), "--customers", str(customers),
                      "--mode", mode, "--out", str(out)]) == 0

@@ -188,6 +188,30 @@ def test_population_customers_follow_the_population_distributions(setting):
     np.testing.assert_allclose(share, 0.25, atol=0.01)
 
 
+def test_population_coefficients_follow_a_household_fits_population_law():
+    import xarray as xr
+
+    from bayes_retail.simulate.population import population_coefficients
+
+    # two draws of a fit with 3 core coefficients and 2 attribute weights (mean 0); draw 1 is the one used
+    sigma = np.array([0.5, 1.0, 0.3, 2.0, 0.8])
+    corr = np.eye(5)
+    corr[3, 4] = corr[4, 3] = -0.6
+    corr[0, 1] = corr[1, 0] = 0.4
+    posterior = xr.Dataset({
+        "mu": (("chain", "draw", "core"), np.array([[[9.0, 9.0, 9.0], [-2.0, 1.5, 0.7]]])),
+        "sigma": (("chain", "draw", "coefficient"), np.stack([np.ones(5), sigma])[None]),
+        "correlation": (("chain", "draw", "coefficient", "coefficient_other"), np.stack([np.eye(5), corr])[None]),
+    })
+    theta = population_coefficients(posterior, 1, 50_000, np.random.default_rng(0))
+    assert theta.shape == (50_000, 5)
+    np.testing.assert_allclose(theta.mean(axis=0), [-2.0, 1.5, 0.7, 0.0, 0.0], atol=0.03)
+    np.testing.assert_allclose(theta.std(axis=0), sigma, rtol=0.02)
+    np.testing.assert_allclose(np.corrcoef(theta.T), corr, atol=0.02)
+    again = population_coefficients(posterior, 1, 50_000, np.random.default_rng(0))
+    np.testing.assert_array_equal(theta, again)
+
+
 def test_tail_size_distribution_by_hand():
     from bayes_retail.simulate.world import tail_size_distribution
 

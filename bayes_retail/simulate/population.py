@@ -96,6 +96,23 @@ def stage_draw(posteriors: Posteriors, catalogue: Catalogue, index: int) -> Stag
     )
 
 
+def population_coefficients(product_posterior, index: int, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``(n, D)`` product-choice coefficient vectors drawn from a household-coefficient fit's population law.
+
+    ``theta ~ N(mu, diag(sigma) R diag(sigma))`` under posterior draw ``index``
+    (``mu`` over the core coefficients; the attribute weights have mean 0, as
+    in the model). ``population`` customers of such a fit choose uniformly
+    among these ``n`` vectors: each customer's vector is marginally a draw from
+    the population law, but the draw's population has ``n`` distinct vectors
+    (customers sharing one are alike), an approximation that shrinks as ``n`` grows.
+    """
+    mu_core = _flat(product_posterior, "mu", index)
+    sigma = _flat(product_posterior, "sigma", index)
+    chol = sigma[:, None] * np.linalg.cholesky(_flat(product_posterior, "correlation", index))
+    mu = np.concatenate([mu_core, np.zeros(sigma.size - mu_core.size)])
+    return mu + rng.standard_normal((int(n), sigma.size)) @ chol.T
+
+
 def category_value_response(posteriors: Posteriors, index: int) -> np.ndarray:
     """``(C,)`` the category stage's response ``k`` to the category value in simulator draw ``index``."""
     return np.asarray(_flat(posteriors.category, "k", index), dtype=np.float64)
@@ -265,7 +282,7 @@ def _pick(u: np.ndarray, weights: np.ndarray) -> np.ndarray:
 
 
 #: Second spawn-key entries of the draw-level streams (customers use 0 .. 2^32 - 1, so they never collide).
-DRAW_BOOTSTRAP, DRAW_PRICES = 2**32, 2**32 + 1
+DRAW_BOOTSTRAP, DRAW_PRICES, DRAW_COEFFICIENTS = 2**32, 2**32 + 1, 2**32 + 2
 
 
 def draw_rng(seed: int, draw: int, purpose: int) -> np.random.Generator:

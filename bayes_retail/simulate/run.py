@@ -371,7 +371,7 @@ def _trace_hashes(folder: Path) -> dict[str, str | None]:
 
 def posterior_worlds(
     posteriors, data, catalogue: Catalogue, *, seed: int, prices: str, pricing_model=None, depth_panels=None,
-    policy=None,
+    policy=None, mode: str = "new",
 ) -> Callable[[int], DrawWorld]:
     """Build each draw's :class:`DrawWorld` from fitted posteriors and the data they were fitted on.
 
@@ -384,13 +384,18 @@ def posterior_worlds(
     panel the product stage was fitted with, the first); without, the
     membership averaged over draws is used.
     ``policy`` (:mod:`~bayes_retail.simulate.policy`) overrides promotions on top of either.
+    ``mode="population"`` with a household-coefficient product fit replaces the
+    fitted households' coefficient vectors by as many drawn from the draw's
+    population law (:func:`~bayes_retail.simulate.population.population_coefficients`).
     """
     from bayes_retail.models import visit
     from bayes_retail.simulate.policy import apply_policy
     from bayes_retail.models import product
     from bayes_retail.simulate.population import (
+        DRAW_COEFFICIENTS,
         DRAW_PRICES,
         draw_class_membership,
+        population_coefficients,
         draw_rng,
         modal_stores,
         product_stage_data,
@@ -430,6 +435,10 @@ def posterior_worlds(
             grid = apply_policy(grid, catalogue, vd.weeks, policy)
         klass = membership(d) if membership is not None else None
         draw = stage_draw(posteriors, catalogue, d)
+        if mode == "population" and "theta_household" in posteriors.product:
+            coefficients = population_coefficients(posteriors.product, d, draw.class_coefficients.shape[0],
+                                                   draw_rng(seed, d, DRAW_COEFFICIENTS))
+            draw = dataclasses.replace(draw, class_coefficients=coefficients)
         if "k" in posteriors.category:
             draw = with_category_value(draw, posteriors, d, catalogue, basis, depth_panels)
         return draw_world(
@@ -488,7 +497,7 @@ def _folder_worlds(posterior, data, *, customers, draws, mode, prices, seed, bat
     depth_panels = load_imputations(folder / "pricing", PricingPanel.from_product_weeks(data.product_weeks))
     worlds = posterior_worlds(
         posteriors, data, catalogue, seed=spec.seed, prices=spec.prices, pricing_model=pricing_model,
-        depth_panels=depth_panels, policy=policy,
+        depth_panels=depth_panels, policy=policy, mode=spec.mode,
     )
     provenance = {"data_hash": data.data_hash, "posterior": str(folder.resolve()), "traces": _trace_hashes(folder),
                   "policy": _policy_digest(policy)}
