@@ -1,6 +1,6 @@
 """Benchmark: cost of one product-stage log-density-and-gradient on the embedded data.
 
-    python bench/bench_product_gradient.py [--classes 8] [--json OUT]
+    python bench/bench_product_gradient.py [--classes 8] [--households N] [--json OUT]
 
 Builds the stage's data from the cached panels and the first imputed depth
 panel of the shipped pricing model, compiles the PyMC model's log-density and
@@ -10,6 +10,12 @@ baseline in the same run is the stage's own numpy log-likelihood (value only,
 no gradient), so the ratio says what the compiled value-and-gradient costs
 relative to one plain vectorised evaluation. Decides whether a full-data NUTS fit is affordable (it needs a
 few hundred thousand gradients).
+
+A second baseline times the fused kernel alone twice: on the data as they
+are, and with every item-week's price nudged by 1e-12 x week so that no
+covariates repeat from one week to the next (what the kernel cost before it
+copied repeated weeks' utilities). ``--households N`` keeps N households drawn
+with seed 0 (the product fits use 300).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import _gradient
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--classes", type=int, default=8)
+    parser.add_argument("--households", type=int, default=0, help="0: every household")
     parser.add_argument("--models", default="models")
     parser.add_argument("--json")
     args = parser.parse_args()
@@ -40,7 +47,11 @@ def main() -> None:
     depth = load_imputations(f"{args.models}/pricing", panel)[0]
     config = product.ProductConfig(n_classes=args.classes)
     t0 = time.perf_counter()
-    pdata = product.build_product_data(data, depth, config)
+    chosen = None
+    if args.households:
+        ids = data.households["household_id"].to_numpy()
+        chosen = np.random.default_rng(0).choice(ids, size=min(args.households, ids.size), replace=False)
+    pdata = product.build_product_data(data, depth, config, households=chosen)
     build = time.perf_counter() - t0
     model = product.build_model(pdata, config)
     timed = _gradient.time_logp_dlogp(model, repeats=5)
@@ -51,7 +62,9 @@ def main() -> None:
         t0 = time.perf_counter()
         product.total_loglik(params, pdata)
         value.append(time.perf_counter() - t0)
+    kernel_ms, distinct_ms = _kernel_with_and_without_repeats(pdata, params)
     out = {
+        "households": int(pdata.households.size),
         "items": int(pdata.item_category.size),
         "occasions": pdata.n_occasions,
         "scored_occasions": int(pdata.occasion_scored.sum()),
@@ -64,8 +77,29 @@ def main() -> None:
         "gradient_ms": timed["grad_ms"],
         "numpy_value_ms": round(1000 * float(np.median(value)), 1),
         "ratio_gradient_to_value": round(timed["grad_ms"] / (1000 * float(np.median(value))), 2),
+        "kernel_ms": kernel_ms,
+        "kernel_ms_no_repeated_weeks": distinct_ms,
+        "ratio_kernel_to_no_repeats": round(kernel_ms / distinct_ms, 3),
     }
     _gradient.report(out, args.json)
+
+
+def _kernel_with_and_without_repeats(pdata, params) -> tuple[float, float]:
+    """The fused kernel's time (ms, median of 7) on the data, and with no week's covariates repeating the last's."""
+    import numpy as np
+
+    from bayes_retail.models import product
+    from bayes_retail.models._choice_kernel import choice_loglik
+
+    inputs = product.kernel_inputs(pdata)
+    price = inputs[1]  # (W, G)
+    distinct = (inputs[0], price + 1e-12 * np.arange(price.shape[0])[:, None], *inputs[2:])
+    times = []
+    for data in (inputs, distinct):
+        args = (params["t"], params["theta"], params["display"], params["mailer"], *data)
+        choice_loglik(*args)
+        times.append(round(1000 * _gradient.median_seconds(lambda: choice_loglik(*args), 7), 1))
+    return times[0], times[1]
 
 
 if __name__ == "__main__":

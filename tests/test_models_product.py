@@ -73,6 +73,12 @@ def _kernel_study():
     """Occasions of 1-10 items (exact sets and quadrature), state, burn-in and whole-set occasions."""
     rng = np.random.default_rng(3)
     design = product.synthetic_design(rng, n_households=30, n_categories=3, items_per_category=10, occasion_rate=0.6)
+    # half the item-weeks repeat the week before's covariates, as real shelf prices
+    # do: the kernel copies their utilities instead of recomputing them
+    repeat = np.random.default_rng(4).random(design.price.shape) < 0.5
+    for w in range(1, design.price.shape[1]):
+        for grid in (design.price, design.discount, design.display, design.mailer):
+            grid[:, w] = np.where(repeat[:, w], grid[:, w - 1], grid[:, w])
     params = product.draw_parameters(design, rng, n_classes=4, log_extra_rate=1.3)
     pdata = product.simulate_occasions(params, design, rng.integers(0, 4, 30), rng)
     size = pdata.set_size

@@ -9,23 +9,24 @@ gradient with respect to the item intercepts ``t``, the class coefficients
 1. dense forward: ``exp(v)`` for every (week, item, class) of the category-weeks
    that have a scored occasion, and the choice-set sums ``S[w, c, k]`` (week
    first, class last: the occasions, sorted by week and category, sweep the
-   arrays in memory order and an item-week's classes share a cache line);
+   arrays in memory order and an item-week's classes share a cache line); an
+   item whose covariates repeat the last computed week's copies that week's
+   values (the same numbers; 54% of the active item-weeks of the product
+   fit's 300 households);
 2. occasions forward: per class the denominator with the state correction,
    the chosen items' probabilities, the set probability (a recursion over
    subsets) and its derivative with respect to their log-probabilities; the
    product per household and class is kept as a rescaled mantissa, so most
    occasions need no logarithm;
 3. the class mixture per household, whose responsibilities weight
-4. the occasions backward (derivatives with respect to the chosen and last
-   items' utilities, gathered on the item-week grid, and to the choice-set
-   sums) and
-5. a dense backward pass that maps them to the parameters.
+4. the occasions backward: derivatives with respect to the choice-set sums,
+   and those of the chosen and last items' own utilities, which go straight
+   to the parameters (no dense array of utility derivatives), and
+5. a dense backward pass that maps the sums' derivatives to the parameters.
 
 The PyTensor graph of the same computation took 510 s to compile and 6.6 s
-per gradient on the embedded data; this kernel compiles in ~6 s and takes
-~0.46 s (``bench/bench_product_gradient.py``). Gathering the chosen and last
-items' derivatives per distinct item-week instead of on the grid was
-measured no faster (3% on 300 households, slower on all).
+per gradient on the embedded data; this kernel compiles in ~6 s
+(``bench/bench_product_gradient.py`` has the current cost per gradient).
 """
 
 from __future__ import annotations
@@ -190,10 +191,22 @@ def _dense_forward(t, theta, display_c, mailer_c, active, item_category, price, 
             base[g, k] = acc
     expv = np.empty((n_w, n_g, n_k))
     sums = np.zeros((n_w, display_c.size, n_k))
+    # an item's covariates usually repeat from one week to the next: its utilities
+    # are then copied from the last computed week (the same numbers, no exp)
+    last_week = np.full(n_g, -1)
     for w in range(n_w):
         for g in range(n_g):
             c = item_category[g]
             if not active[w, c]:
+                continue
+            lw = last_week[g]
+            last_week[g] = w
+            if lw >= 0 and price[w, g] == price[lw, g] and discount[w, g] == discount[lw, g] \
+                    and display[w, g] == display[lw, g] and mailer[w, g] == mailer[lw, g]:
+                for k in range(n_k):
+                    e = expv[lw, g, k]
+                    expv[w, g, k] = e
+                    sums[w, c, k] += e
                 continue
             promo = display_c[c] * display[w, g] + mailer_c[c] * mailer[w, g]
             for k in range(n_k):
@@ -303,27 +316,25 @@ def _mixture(per_household):
 
 
 @numba.njit(fastmath=_FAST, cache=True, error_model="numpy")
-def _occasions_backward(resp, expv, sums, extra, g_chosen, lam, active, item_category, occ_household, occ_category,
-                        occ_week, chosen_start, chosen_item, chosen_is_last, last_start, last_item):
-    """Derivatives with respect to the choice-set sums ``(C, W, K)``, the utilities ``(G, W, K)`` and ``lambda``.
+def _occasions_backward(resp, expv, sums, extra, g_chosen, lam, item_category, price, discount, display, mailer,
+                        occ_household, occ_category, occ_week, chosen_start, chosen_item, chosen_is_last,
+                        last_start, last_item):
+    """Derivatives with respect to the choice-set sums ``(W, C, K)`` and, directly, to the parameters.
 
-    The utilities' derivatives come from chosen and last items only; they are
-    gathered densely (class last) so that each occasion touches one cache line
-    per item, and the dense pass maps them to the parameters.
+    The chosen and last items' own utilities enter the log-likelihood outside
+    the sums; their derivatives go straight to the parameters here (a few
+    hundred thousand item-weeks), so no dense (week, item, class) array of
+    derivatives is allocated: the dense pass then reads the sums' only.
+    Returns ``(d_sums, d_item (G, K), d_theta (K, 3), d_display (C,), d_mailer (C,))``.
     """
     n_k = lam.size
     em1 = np.expm1(lam)
     exp_lam = np.exp(lam)
     d_sums = np.zeros(sums.shape)
-    # zeroed only where read (active category-weeks): untouched pages of a
-    # fresh allocation cost nothing, so a subset of households pays for its cells only
-    d_v = np.empty(expv.shape)
-    for w in range(active.shape[0]):
-        for g in range(item_category.size):
-            if active[w, item_category[g]]:
-                for k in range(n_k):
-                    d_v[w, g, k] = 0.0
-    d_lam = np.zeros(n_k)
+    d_item = np.zeros((item_category.size, n_k))
+    d_theta = np.zeros((n_k, 3))
+    d_display = np.zeros(sums.shape[1])
+    d_mailer = np.zeros(sums.shape[1])
     for o in range(occ_household.size):
         c = occ_category[o]
         w = occ_week[o]
@@ -340,26 +351,42 @@ def _occasions_backward(resp, expv, sums, extra, g_chosen, lam, active, item_cat
             for i in range(m):
                 s = r_hk * g_chosen[c0 + i, k]
                 chosen_total += s
-                d_lam[k] += s * chosen_is_last[c0 + i]
-                d_v[w, chosen_item[c0 + i], k] += s
+                d_theta[k, 2] += s * chosen_is_last[c0 + i]
+                _direct(s, w, chosen_item[c0 + i], k, c, price, discount, display, mailer, d_item, d_theta,
+                        d_display, d_mailer)
             q = -chosen_total / den  # d loglik / d denominator
             d_sums[w, c, k] += q
-            d_lam[k] += q * exp_lam[k] * ex
+            d_theta[k, 2] += q * exp_lam[k] * ex
             for r in range(last_start[o], last_start[o + 1]):
                 j = last_item[r]
-                d_v[w, j, k] += q * em1[k] * expv[w, j, k]
-    return d_sums, d_v, d_lam
+                _direct(q * em1[k] * expv[w, j, k], w, j, k, c, price, discount, display, mailer, d_item, d_theta,
+                        d_display, d_mailer)
+    return d_sums, d_item, d_theta, d_display, d_mailer
+
+
+@numba.njit(fastmath=_FAST, cache=True, error_model="numpy", inline="always")
+def _direct(dv, w, g, k, c, price, discount, display, mailer, d_item, d_theta, d_display, d_mailer):
+    """Add ``dv = d loglik / d v[w, g, k]`` to the derivatives of the parameters that ``v`` is linear in."""
+    d_item[g, k] += dv
+    d_theta[k, 0] += dv * price[w, g]
+    d_theta[k, 1] += dv * discount[w, g]
+    d_display[c] += dv * display[w, g]
+    d_mailer[c] += dv * mailer[w, g]
 
 
 @numba.njit(fastmath=_FAST, cache=True, error_model="numpy")
-def _dense_backward(d_sums, d_v, expv, d_lam, active, item_category, price, discount, display, mailer, attributes):
-    """Map the utilities' derivatives (through the sums for every item, plus the direct ones) to the parameters."""
+def _dense_backward(d_sums, d_item, d_core, d_display, d_mailer, expv, active, item_category, price, discount,
+                    display, mailer, attributes):
+    """Add the choice-set sums' derivatives (through every item) to the direct ones: ``(d_t, d_theta)``.
+
+    ``d_item``, ``d_display`` and ``d_mailer`` are accumulated in place.
+    """
     n_w, n_g, n_k = expv.shape
     n_a = attributes.shape[1]
-    d_item = np.zeros((n_g, n_k))
     d_theta = np.zeros((n_k, 3 + n_a))
-    d_display = np.zeros(d_sums.shape[1])
-    d_mailer = np.zeros(d_sums.shape[1])
+    for k in range(n_k):
+        for j in range(3):
+            d_theta[k, j] = d_core[k, j]
     for w in range(n_w):
         for g in range(n_g):
             c = item_category[g]
@@ -367,7 +394,7 @@ def _dense_backward(d_sums, d_v, expv, d_lam, active, item_category, price, disc
                 continue
             dv_total = 0.0
             for k in range(n_k):
-                dv = d_sums[w, c, k] * expv[w, g, k] + d_v[w, g, k]
+                dv = d_sums[w, c, k] * expv[w, g, k]
                 dv_total += dv
                 d_item[g, k] += dv
                 d_theta[k, 0] += dv * price[w, g]
@@ -380,9 +407,7 @@ def _dense_backward(d_sums, d_v, expv, d_lam, active, item_category, price, disc
             d_t[g] += d_item[g, k]
             for a in range(n_a):
                 d_theta[k, 3 + a] += d_item[g, k] * attributes[g, a]
-    for k in range(n_k):
-        d_theta[k, 2] = d_lam[k]
-    return d_t, d_theta, d_display, d_mailer
+    return d_t, d_theta
 
 
 @numba.njit(fastmath=_FAST, cache=True, error_model="numpy")
@@ -441,10 +466,11 @@ def choice_loglik(
                  last_item)
     per_household, extra, g_chosen = _occasions_forward(expv, sums, lam, n_households, *occasions, nodes, weights)
     total = _mixture(per_household)
-    d_sums, d_v, d_lam = _occasions_backward(per_household, expv, sums, extra, g_chosen, lam, active, item_category,
-                                             *occasions)
-    d_t, d_theta, d_display, d_mailer = _dense_backward(d_sums, d_v, expv, d_lam, active, item_category, price,
-                                                        discount, display, mailer, attributes)
+    d_sums, d_item, d_core, d_display, d_mailer = _occasions_backward(
+        per_household, expv, sums, extra, g_chosen, lam, item_category, price, discount, display, mailer, *occasions
+    )
+    d_t, d_theta = _dense_backward(d_sums, d_item, d_core, d_display, d_mailer, expv, active, item_category, price,
+                                   discount, display, mailer, attributes)
     return total, d_t, d_theta, d_display, d_mailer
 
 
