@@ -20,6 +20,12 @@ def time_logp_dlogp(model, repeats: int = 7) -> dict:
             "logp": value}
 
 
+def random_households(data, n: int) -> np.ndarray:
+    """``n`` household ids drawn without replacement with seed 0 (every household when ``n`` is at least their number)."""
+    ids = data.households["household_id"].to_numpy()
+    return np.random.default_rng(0).choice(ids, size=min(n, ids.size), replace=False)
+
+
 def median_seconds(call, repeats: int) -> float:
     """Median wall time of ``repeats`` calls (warm ``call`` up first: compilation is not timed here)."""
     times = []

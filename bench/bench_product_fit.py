@@ -77,9 +77,7 @@ def main() -> None:
     depth = load_imputations(f"{args.models}/pricing", PricingPanel.from_product_weeks(data.product_weeks))[0]
     config = product.ProductConfig()
     full_ms = _gradient.time_logp_dlogp(product.build_model(product.build_product_data(data, depth, config), config))["grad_ms"]
-    ids = data.households["household_id"].to_numpy()
-    chosen = np.random.default_rng(0).choice(ids, size=min(args.households, ids.size), replace=False)
-    pdata = product.build_product_data(data, depth, config, households=chosen)
+    pdata = product.build_product_data(data, depth, config, households=_gradient.random_households(data, args.households))
     model = product.build_model(pdata, config)
     subset_ms = _gradient.time_logp_dlogp(model)["grad_ms"]
     print(json.dumps({"gradient_ms_all_households": round(full_ms, 1), "gradient_ms_subset": round(subset_ms, 1),

@@ -47,10 +47,7 @@ def main() -> None:
     depth = load_imputations(f"{args.models}/pricing", panel)[0]
     config = product.ProductConfig(n_classes=args.classes)
     t0 = time.perf_counter()
-    chosen = None
-    if args.households:
-        ids = data.households["household_id"].to_numpy()
-        chosen = np.random.default_rng(0).choice(ids, size=min(args.households, ids.size), replace=False)
+    chosen = _gradient.random_households(data, args.households) if args.households else None
     pdata = product.build_product_data(data, depth, config, households=chosen)
     build = time.perf_counter() - t0
     model = product.build_model(pdata, config)

@@ -384,9 +384,7 @@ def _dense_backward(d_sums, d_item, d_core, d_display, d_mailer, expv, active, i
     n_w, n_g, n_k = expv.shape
     n_a = attributes.shape[1]
     d_theta = np.zeros((n_k, 3 + n_a))
-    for k in range(n_k):
-        for j in range(3):
-            d_theta[k, j] = d_core[k, j]
+    d_theta[:, :3] = d_core
     for w in range(n_w):
         for g in range(n_g):
             c = item_category[g]
