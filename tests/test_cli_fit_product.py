@@ -35,6 +35,7 @@ tune = 150
 [product]
 n_classes = 2
 burn_in_weeks = 0
+promo_centred_min_occasions = 2
 """
 
 
@@ -66,6 +67,8 @@ def test_product_fit_writes_its_folder_with_provenance(fitted):
     post = idata.posterior
     assert post.sizes["chain"] == 2 and post.sizes["draw"] == 100
     assert not set(PRODUCT_PIECES) & set(post.data_vars)
+    assert {"display", "mailer", "log_extra_rate"} <= set(post.data_vars)
+    assert not [dim for dim in post.coords if dim.endswith("centred")]  # the pieces' dims went with them
     assert post["theta"].shape[2:] == (2, 6)  # classes x (price, discount, state, 3 attributes)
     summary = json.loads((out / SUMMARY_FILENAME).read_text())
     assert summary["stage"] == "product" and summary["households"] == 4 and summary["depth_panel"] == 0

@@ -351,6 +351,73 @@ def test_preconditioning_changes_the_coordinates_not_the_density():
     assert with_jacobian - prior == pytest.approx(np.log(scale).sum(), rel=1e-10)
 
 
+def test_informative_occasions_by_hand():
+    # category 0: items 0-1, item 0 on display in week 0; category 1: items 2-3, item 2 in the mailer in week 1
+    flags = {name: np.zeros((4, 2)) for name in ("display", "mailer")}
+    flags["display"][0, 0] = flags["mailer"][2, 1] = 1.0
+    pdata = product.ProductData(
+        households=np.arange(3), categories=np.arange(2), weeks=np.arange(2),
+        item_category=np.array([0, 0, 1, 1]), price=np.zeros((4, 2)), discount=np.zeros((4, 2)),
+        attributes=np.zeros((4, 1)), **flags,
+        occasion_household=np.array([0, 1, 2, 0, 1, 2]), occasion_category=np.array([0, 0, 0, 1, 1, 1]),
+        occasion_week=np.array([0, 0, 1, 1, 1, 0]), occasion_scored=np.array([True] * 5 + [False]),
+        chosen_occasion=np.array([0, 1, 2, 3, 4, 4, 5]), chosen_item=np.array([0, 1, 0, 2, 2, 3, 3]),
+        last_occasion=np.zeros(0, np.int64), last_item=np.zeros(0, np.int64),
+    )
+    got = product.informative_occasions(pdata)
+    np.testing.assert_array_equal(got["display"], [2, 0])  # occasions 0 and 1 (week 0 of category 0)
+    np.testing.assert_array_equal(got["mailer"], [0, 1])  # occasion 3; occasion 4 bought the whole set
+    np.testing.assert_array_equal(got["log_extra_rate"], [3, 2])  # occasion 5 is burn-in
+
+
+def test_partially_centred_promotions_are_the_same_model_in_other_coordinates():
+    pdata, _ = _study(seed=1, n_households=12, n_categories=4, items_per_category=5, n_weeks=6, burn_in_weeks=1)
+    counts = product.informative_occasions(pdata)
+    least = int(np.median(counts["log_extra_rate"]))
+    legacy = product.build_model(pdata, product.ProductConfig(n_classes=4, burn_in_weeks=1))
+    config = product.ProductConfig(n_classes=4, burn_in_weeks=1, promo_centred_min_occasions=least)
+    partial = product.build_model(pdata, config)
+    point = random_point(legacy, np.random.default_rng(2), 0.4)
+    moved, shift = dict(point), 0.0
+    split = 0
+    for name in ("display", "mailer", "log_extra_rate"):
+        rich = counts[name] >= least
+        split += 0 < rich.sum() < rich.size
+        if not rich.any():  # no centred category: the legacy form, unchanged
+            continue
+        raw = moved.pop(f"{name}_raw")
+        moved[f"{name}_centred"] = evaluate(legacy, point, legacy[name])[rich]
+        shift -= rich.sum() * np.log(evaluate(legacy, point, legacy[f"tau_{name}"]))
+        if not rich.all():
+            moved[f"z_{name}"] = raw[~rich]
+    assert split >= 1
+    assert set(moved) == {v.name for v in partial.value_vars}
+    for name in ("display", "mailer", "log_extra_rate"):
+        np.testing.assert_allclose(evaluate(partial, moved, partial[name]), evaluate(legacy, point, legacy[name]))
+    # N(x | mu, tau) = N((x - mu) / tau | 0, 1) / tau for each centred category: the same posterior
+    logp_partial = partial.compile_logp(jacobian=False)(moved)
+    assert logp_partial - legacy.compile_logp(jacobian=False)(point) == pytest.approx(shift, rel=1e-10)
+
+
+def test_a_category_subset_keeps_its_occasions_and_their_probabilities():
+    pdata, params = _study(seed=2, n_households=12, n_categories=3, items_per_category=5, n_weeks=6, burn_in_weeks=1)
+    kept = [0, 2]
+    sub = pdata.for_categories(kept)
+    items = np.isin(pdata.item_category, kept)
+    occasions = np.isin(pdata.occasion_category, kept)
+    np.testing.assert_array_equal(sub.categories, pdata.categories[kept])
+    np.testing.assert_array_equal(sub.occasion_household, pdata.occasion_household[occasions])
+    assert sub.item_category.size == items.sum() and sub.last_item.size == occasions[pdata.last_occasion].sum()
+
+    def logp(data, t, display, mailer):
+        v = product.class_utilities(t, params["theta"], display, mailer, data)
+        return product.occasion_log_probabilities(v, params["theta"], data)
+
+    whole = logp(pdata, params["t"], params["display"], params["mailer"])
+    part = logp(sub, params["t"][items], params["display"][kept], params["mailer"][kept])
+    np.testing.assert_allclose(part, whole[occasions[pdata.chosen_occasion]], rtol=1e-12)
+
+
 def test_pack_sizes_are_parsed_to_ounces():
     assert product.parse_pack_size("2 LB") == 32.0
     assert product.parse_pack_size("12 OZ") == 12.0

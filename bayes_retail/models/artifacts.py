@@ -64,6 +64,8 @@ def save_stage(
     if drop_vars or float32:
         idata = idata.copy()
         posterior = idata.posterior.drop_vars(list(drop_vars), errors="ignore")
+        used = {dim for var in posterior.data_vars.values() for dim in var.dims}
+        posterior = posterior.drop_vars([c for c in posterior.coords if c not in used])  # the dropped pieces' own dims
         if float32:
             posterior = posterior.map(lambda da: da.astype("float32") if da.dtype == np.float64 else da, keep_attrs=True)
             posterior.attrs = idata.posterior.attrs

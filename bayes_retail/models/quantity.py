@@ -38,6 +38,7 @@ import pytensor.tensor as pt
 
 from bayes_retail.models._kernels import negbin_pattern_loglik_op
 from bayes_retail.models.artifacts import evenly_spaced
+from bayes_retail.models.pooling import partially_centred
 
 STAGE = "quantity"
 MODEL_VERSION = 1
@@ -264,7 +265,7 @@ def centred_items(qd: QuantityData, min_lines: int) -> np.ndarray:
     Then the worst pair was a centred ``kappa_c`` and the intercept of an item
     sold mostly on deal (R-hat 1.10, bulk ESS 19 after 2 x 200 draws): centred
     intercepts are sampled at the item's mean depth (``shift`` of
-    :func:`partially_centred`).
+    :func:`~bayes_retail.models.pooling.partially_centred`).
     """
     return qd.item_lines >= min_lines
 
@@ -281,31 +282,6 @@ def item_mean_depth(qd: QuantityData) -> np.ndarray:
     lines = qd.item_lines
     depth = np.bincount(qd.pattern_item, weights=qd.pattern_lines * qd.pattern_depth, minlength=qd.items.size)
     return np.divide(depth, lines, out=np.zeros_like(depth), where=lines > 0)
-
-
-def partially_centred(name: str, mean, sigma, rich: np.ndarray, labels: np.ndarray, dim: str, shift=None):
-    """``x_k ~ N(mean_k, sigma)`` over ``dim``: centred where ``rich``, non-centred elsewhere.
-
-    Data-rich groups mix best centred, data-poor ones non-centred (DESIGN.md
-    §2). The free variables are ``{name}_centred`` and ``z_{name}`` (dims
-    ``{name}_{dim}_centred`` and ``{name}_{dim}_noncentred``); the whole
-    vector is the Deterministic ``name`` (dims ``dim``). ``mean`` is indexable
-    by position (a vector over ``dim``). ``shift`` (optional, a vector over
-    ``dim``) makes the centred piece sample ``x_k + shift_k`` instead (the same
-    model): with ``shift = kappa_c * mean depth`` an item intercept is sampled
-    at its own mean depth, nearly independent of ``kappa_c``.
-    """
-    model = pm.modelcontext(None)
-    on, off = np.flatnonzero(rich), np.flatnonzero(~rich)
-    # dims named after the variable: two vectors over one dim split it differently
-    on_dim, off_dim = f"{name}_{dim}_centred", f"{name}_{dim}_noncentred"
-    model.add_coord(on_dim, labels[on])
-    model.add_coord(off_dim, labels[off])
-    offset = 0.0 if shift is None else shift[on]
-    x_on = pm.Normal(f"{name}_centred", mean[on] + offset, sigma, dims=on_dim) - offset
-    z_off = pm.Normal(f"z_{name}", 0.0, 1.0, dims=off_dim)
-    order = np.argsort(np.concatenate([on, off]))
-    return pm.Deterministic(name, pt.concatenate([x_on, mean[off] + sigma * z_off])[order], dims=dim)
 
 
 def _log_dispersion(qd: QuantityData, config: QuantityConfig):
