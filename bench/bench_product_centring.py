@@ -1,6 +1,7 @@
-"""Benchmark: the product stage's pooled category vectors non-centred vs partially centred, same data, same seed.
+"""Benchmark: the product stage's hierarchical vectors centred vs partially centred, same data, same seed.
 
-    python bench/bench_product_centring.py [--block extra|model] [--categories 40] [--least 100]
+    python bench/bench_product_centring.py [--block extra|model|intercepts] [--categories 40] [--least 100]
+                                           [--intercept-least 8] [--intercept-centre category]
                                            [--chains 4] [--tune 200] [--draws 300] [--json OUT]
 
 The data are the shipped fit's: its 300 households (drawn with seed 1, as
@@ -17,6 +18,11 @@ The data are the shipped fit's: its 300 households (drawn with seed 1, as
 separate factor of the stage's posterior, so this isolates that block on all
 categories in seconds); ``--block model`` fits the whole stage on
 ``--categories`` categories drawn with seed 0 (``ProductData.for_categories``).
+``--block intercepts`` fits the whole stage the same way, both variants with
+``promo_centred_min_occasions = --least`` and ``intercept_centre =
+--intercept-centre``, and compares ``intercept_centred_min_purchases = 0``
+(every free item intercept centred: the shipped form) with
+``--intercept-least`` (rarely bought items non-centred).
 Reported per variant: wall time, gradients, leapfrog steps per draw, step size
 per chain, the hyperparameters' max R-hat and min bulk / tail ESS, ESS per
 1,000 gradients of each category sd ``tau``, and the verdict over every scalar.
@@ -30,7 +36,7 @@ import warnings
 
 import _gradient
 
-HYPERPARAMETERS = ["mu", "sigma", "sigma_item", "mu_display", "tau_display", "mu_mailer", "tau_mailer",
+HYPERPARAMETERS = ["mu", "sigma", "sigma_item", "item_centre", "mu_display", "tau_display", "mu_mailer", "tau_mailer",
                    "mu_log_extra_rate", "tau_log_extra_rate"]
 
 
@@ -75,15 +81,23 @@ def _fit(model, args) -> dict:
         "hyper_max_rhat": round(float(summary.r_hat.max()), 3),
         "hyper_min_ess_bulk": int(summary.ess_bulk.min()), "hyper_min_ess_tail": int(summary.ess_tail.min()),
         "tau_ess_per_1000_gradients": {name: round(1000 * float(ess[name]) / gradients, 2) for name in taus},
-        "verdict": convergence(idata).format().splitlines()[0],
+        "verdict": convergence(idata).format().splitlines(),
     }
+
+
+def product_centres() -> tuple[str, ...]:
+    from bayes_retail.models.product import INTERCEPT_CENTRES
+
+    return INTERCEPT_CENTRES
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--block", choices=("extra", "model"), default="model")
+    parser.add_argument("--block", choices=("extra", "model", "intercepts"), default="model")
     parser.add_argument("--categories", type=int, default=40)
     parser.add_argument("--least", type=int, default=100)
+    parser.add_argument("--intercept-least", type=int, default=8)
+    parser.add_argument("--intercept-centre", choices=product_centres(), default="category")
     parser.add_argument("--chains", type=int, default=4)
     parser.add_argument("--tune", type=int, default=200)
     parser.add_argument("--draws", type=int, default=300)
@@ -101,12 +115,20 @@ def main() -> None:
     config = product.ProductConfig(households=300)
     households = household_subset(data, config.households, seed=1)
     pdata = product.build_product_data(data, product_depth_panel(data, args.models), config, households=households)
-    if args.block == "model" and args.categories < pdata.categories.size:
+    if args.block != "extra" and args.categories < pdata.categories.size:
         chosen = np.random.default_rng(0).choice(pdata.categories.size, args.categories, replace=False)
         pdata = pdata.for_categories(np.sort(chosen))
     result = {"block": args.block, "households": int(pdata.households.size),
               "categories": int(pdata.categories.size), "items": int(pdata.item_category.size),
               "scored_occasions": int(product.scored_occasions(pdata).size)}
+    if args.block == "intercepts":
+        purchases = product.item_purchases(pdata)[product.free_items(pdata)]
+        for least in (0, args.intercept_least):
+            config = product.ProductConfig(promo_centred_min_occasions=args.least, intercept_centre=args.intercept_centre,
+                                           intercept_centred_min_purchases=least)
+            result[f"intercept_least_{least}"] = {"centred_items": int((purchases >= least).sum()),
+                                                  **_fit(product.build_model(pdata, config), args)}
+        return _gradient.report(result, args.json)
     for least in (0, args.least):
         rich = {name: int((n >= (least or np.inf)).sum()) for name, n in product.informative_occasions(pdata).items()}
         if args.block == "extra":

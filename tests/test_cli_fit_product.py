@@ -36,6 +36,7 @@ tune = 150
 n_classes = 2
 burn_in_weeks = 0
 promo_centred_min_occasions = 2
+intercept_centred_min_purchases = 8  # the tiny data's free items are bought 7, 10 and 7 times: a split
 """
 
 
@@ -67,7 +68,7 @@ def test_product_fit_writes_its_folder_with_provenance(fitted):
     post = idata.posterior
     assert post.sizes["chain"] == 2 and post.sizes["draw"] == 100
     assert not set(PRODUCT_PIECES) & set(post.data_vars)
-    assert {"display", "mailer", "log_extra_rate"} <= set(post.data_vars)
+    assert {"display", "mailer", "log_extra_rate", "t_free"} <= set(post.data_vars)
     assert not [dim for dim in post.coords if dim.endswith("centred")]  # the pieces' dims went with them
     assert post["theta"].shape[2:] == (2, 6)  # classes x (price, discount, state, 3 attributes)
     summary = json.loads((out / SUMMARY_FILENAME).read_text())

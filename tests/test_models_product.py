@@ -399,6 +399,31 @@ def test_partially_centred_promotions_are_the_same_model_in_other_coordinates():
     assert logp_partial - legacy.compile_logp(jacobian=False)(point) == pytest.approx(shift, rel=1e-10)
 
 
+@pytest.mark.parametrize("centre", product.INTERCEPT_CENTRES)
+def test_rarely_bought_items_non_centred_are_the_same_model_in_other_coordinates(centre):
+    pdata, _ = _study(seed=1, n_households=12, n_categories=3, items_per_category=6, n_weeks=6, burn_in_weeks=1)
+    least = 3
+    counts = product.item_purchases(pdata)[product.free_items(pdata)]
+    rich = counts >= least
+    assert 0 < rich.sum() < rich.size
+    config = product.ProductConfig(n_classes=4, burn_in_weeks=1, intercept_centre=centre)
+    legacy = product.build_model(pdata, config)
+    split = product.build_model(pdata, dataclasses.replace(config, intercept_centred_min_purchases=least))
+    point = random_point(legacy, np.random.default_rng(4), 0.4)
+    t = evaluate(legacy, point, legacy["t_free"])
+    sigma = evaluate(legacy, point, legacy["sigma_item"])
+    mean = evaluate(legacy, point, legacy["item_centre"])[pdata.item_category[product.free_items(pdata)]] \
+        if centre == "category" else np.zeros(t.size)
+    moved = {k: v for k, v in point.items() if k != "t_free_preconditioned__"}
+    moved["t_centred_preconditioned__"] = point["t_free_preconditioned__"][rich]
+    moved["z_t"] = (t[~rich] - mean[~rich]) / sigma
+    assert set(moved) == {v.name for v in split.value_vars}
+    np.testing.assert_allclose(evaluate(split, moved, split["t_free"]), t, rtol=1e-12)
+    # N(t | m, s) = N((t - m) / s | 0, 1) / s for each non-centred item; the preconditioner's Jacobian is left out
+    difference = split.compile_logp(jacobian=False)(moved) - legacy.compile_logp(jacobian=False)(point)
+    assert difference == pytest.approx((~rich).sum() * np.log(sigma), rel=1e-10)
+
+
 def test_a_category_subset_keeps_its_occasions_and_their_probabilities():
     pdata, params = _study(seed=2, n_households=12, n_categories=3, items_per_category=5, n_weeks=6, burn_in_weeks=1)
     kept = [0, 2]

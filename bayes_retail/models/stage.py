@@ -509,7 +509,7 @@ PRODUCT_HYPERPRIORS = ["mu", "sigma", "sigma_item", "mu_display", "tau_display",
                        "mu_log_extra_rate", "tau_log_extra_rate"]
 #: Non-centred pieces of the product stage's category vectors (left out of the trace).
 PRODUCT_PIECES = tuple(f"{piece}{name}{suffix}" for name in ("display", "mailer", "log_extra_rate")
-                       for piece, suffix in (("", "_raw"), ("", "_centred"), ("z_", "")))
+                       for piece, suffix in (("", "_raw"), ("", "_centred"), ("z_", ""))) + ("t_centred", "z_t")
 #: Pieces of the household-coefficient form (the trace keeps sigma, correlation and theta_household).
 HOUSEHOLD_PIECES = ("z_household", "chol_household", "chol_household_corr", "chol_household_stds")
 CLASS_MEMBERSHIP_FILENAME = "class_membership.csv"
