@@ -42,12 +42,11 @@ HYPERPARAMETERS = ["mu", "sigma", "sigma_item", "item_centre", "mu_display", "ta
 
 def _extra_rate_model(pdata, least: int):
     """The extra-item rate block alone: its pooled vector and its Poisson factor."""
-    import numpy as np
     import pymc as pm
 
     from bayes_retail.models import product
 
-    rich = product.informative_occasions(pdata)["log_extra_rate"] >= (least or np.inf)
+    rich = product.centred_categories(pdata, least)["log_extra_rate"]
     with pm.Model(coords=product.coords(pdata, 2)) as model:
         rate = product._pooled("log_extra_rate", pdata, product.ProductConfig().extra_sigma, rich, mean=-1.0)
         pm.Potential("extra_items_loglik", product.extra_items_loglik(rate, pdata))
@@ -130,7 +129,7 @@ def main() -> None:
                                                   **_fit(product.build_model(pdata, config), args)}
         return _gradient.report(result, args.json)
     for least in (0, args.least):
-        rich = {name: int((n >= (least or np.inf)).sum()) for name, n in product.informative_occasions(pdata).items()}
+        rich = {name: int(mask.sum()) for name, mask in product.centred_categories(pdata, least).items()}
         if args.block == "extra":
             model = _extra_rate_model(pdata, least)
         else:

@@ -722,8 +722,7 @@ def build_model(pdata: ProductData, config: ProductConfig | None = None) -> pm.M
         t = pt.set_subtensor(pt.zeros(pdata.item_category.size)[free], t_free)
         mu_core = pm.Normal("mu", 0.0, config.coefficient_sigma, dims="core")
         mu = pt.concatenate([mu_core, pt.zeros(n_attr)])
-        least = config.promo_centred_min_occasions or np.inf  # 0: none centred
-        rich = {name: n >= least for name, n in informative_occasions(pdata).items()}
+        rich = centred_categories(pdata, config.promo_centred_min_occasions)
         display_c = _pooled("display", pdata, config.promo_sigma, rich["display"])
         mailer_c = _pooled("mailer", pdata, config.promo_sigma, rich["mailer"])
         log_rate = _pooled("log_extra_rate", pdata, config.extra_sigma, rich["log_extra_rate"], mean=-1.0)
@@ -865,6 +864,12 @@ def informative_occasions(pdata: ProductData) -> dict[str, np.ndarray]:
         out[name] = np.bincount(category[flagged[category, week]], minlength=n_c)
     out["log_extra_rate"] = np.bincount(pdata.occasion_category[pdata.occasion_scored], minlength=n_c)
     return out
+
+
+def centred_categories(pdata: ProductData, least: int) -> dict[str, np.ndarray]:
+    """``(C,)`` masks of the categories each pooled vector centres: at least ``least`` informative occasions (0: none)."""
+    threshold = least or np.inf
+    return {name: n >= threshold for name, n in informative_occasions(pdata).items()}
 
 
 def _pooled(name: str, pdata: ProductData, scale: float, rich: np.ndarray, *, mean: float = 0.0):
