@@ -85,7 +85,7 @@ class CategoryConfig:
         Prior mean of the category intercepts (log purchases per trip).
     season_centred
         Centred (True) or non-centred category-week deviations ``d``. Measured
-        on 300 households (docs/models.md): centred gave BFMI 0.05 and
+        on 300 households (docs/models/category.md): centred gave BFMI 0.05 and
         ``sigma_season`` an ESS of 62 in 4 x 1000 draws.
     households
         Fit on this many households drawn at random with the fit's seed (0 =

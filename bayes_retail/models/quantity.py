@@ -8,7 +8,7 @@
   ``j`` runs over the product stage's items (choice-set products and one
   "other" item per category), the space the simulator draws in: the tail
   products of a category share its "other" intercept (an approximation for
-  ~1/5 of a category's lines at most; see docs/models.md);
+  ~1/5 of a category's lines at most; see docs/models/quantity.md);
 - ``kappa_c`` the stockpiling response to the discount depth of the line,
   partially pooled: centred for categories with at least
   ``kappa_centred_min_lines`` discounted lines, non-centred for the rest;
