@@ -36,8 +36,8 @@ import warnings
 
 import _gradient
 
-HYPERPARAMETERS = ["mu", "sigma", "sigma_item", "item_centre", "mu_display", "tau_display", "mu_mailer", "tau_mailer",
-                   "mu_log_extra_rate", "tau_log_extra_rate"]
+HYPERPARAMETERS = ["mu", "sigma", "sigma_item", "item_centre", "mu_item_centre", "tau_item_centre", "mu_display",
+                   "tau_display", "mu_mailer", "tau_mailer", "mu_log_extra_rate", "tau_log_extra_rate"]
 
 
 def _extra_rate_model(pdata, least: int):

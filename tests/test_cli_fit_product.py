@@ -37,6 +37,7 @@ n_classes = 2
 burn_in_weeks = 0
 promo_centred_min_occasions = 2
 intercept_centred_min_purchases = 8  # the tiny data's free items are bought 7, 10 and 7 times: a split
+intercept_centre = "pooled"  # its hyperparameters reach the table
 """
 
 

@@ -413,7 +413,7 @@ def test_rarely_bought_items_non_centred_are_the_same_model_in_other_coordinates
     t = evaluate(legacy, point, legacy["t_free"])
     sigma = evaluate(legacy, point, legacy["sigma_item"])
     mean = evaluate(legacy, point, legacy["item_centre"])[pdata.item_category[product.free_items(pdata)]] \
-        if centre == "category" else np.zeros(t.size)
+        if centre != "reference" else np.zeros(t.size)
     moved = {k: v for k, v in point.items() if k != "t_free_preconditioned__"}
     moved["t_centred_preconditioned__"] = point["t_free_preconditioned__"][rich]
     moved["z_t"] = (t[~rich] - mean[~rich]) / sigma
@@ -628,14 +628,18 @@ def _reference_shares(pdata, truth, centre):
     return observed, np.array(predicted), idata
 
 
-def test_category_centred_intercepts_reproduce_the_reference_items_share():
+@pytest.mark.parametrize("centre", ["category", "pooled"])
+def test_category_centred_intercepts_reproduce_the_reference_items_share(centre):
     pdata, truth = _reference_share_study()
-    observed, predicted, idata = _reference_shares(pdata, truth, "category")
+    observed, predicted, idata = _reference_shares(pdata, truth, centre)
     lo, mid, hi = np.quantile(predicted, [0.05, 0.5, 0.95])
     assert lo <= observed <= hi and abs(mid - observed) < 0.015, (observed, lo, mid, hi)
-    centre = idata.posterior["item_centre"]
-    assert centre.dims[2:] == ("category",)
-    assert np.all(np.abs(centre.mean(("chain", "draw")).values + 3.5) < 0.5)
+    centres = idata.posterior["item_centre"]
+    assert centres.dims[2:] == ("category",)
+    assert np.all(np.abs(centres.mean(("chain", "draw")).values + 3.5) < 0.5)
+    if centre == "pooled":  # the population mean of the centres covers the truth's -3.5
+        lo, hi = np.quantile(idata.posterior["mu_item_centre"].values, [0.05, 0.95])
+        assert lo < -3.5 < hi
 
 
 @pytest.mark.slow

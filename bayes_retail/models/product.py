@@ -75,7 +75,7 @@ from bayes_retail.models._choice_kernel import (
 from bayes_retail.models._household_choice_kernel import household_choice_loglik_op
 from bayes_retail.models._state import EVER_STATE_ITEMS, ever_state_step
 from bayes_retail.models.artifacts import evenly_spaced
-from bayes_retail.models.pooling import partially_centred
+from bayes_retail.models.pooling import joined, partially_centred
 
 STAGE = "product"
 MODEL_VERSION = 1
@@ -86,8 +86,9 @@ CORE_COEFFICIENTS = ("price", "discount", "state")
 ATTRIBUTES = ("national_brand", "pack_size", "price_tier")
 #: What the state term remembers: the previous occasion's items, or every earlier item (the most recent ones).
 STATE_MEMORIES = ("last", "ever")
-#: What the free item intercepts are shrunk toward: the reference item's 0, or a centre per category.
-INTERCEPT_CENTRES = ("reference", "category")
+#: What the free item intercepts are shrunk toward: the reference item's 0, a centre per category, or
+#: centres per category partially pooled across categories.
+INTERCEPT_CENTRES = ("reference", "category", "pooled")
 #: How household heterogeneity in the coefficients is represented (ProductConfig.coefficients).
 COEFFICIENT_FORMS = ("classes", "household")
 
@@ -113,7 +114,7 @@ class ProductConfig:
         recent distinct ones). ``"ever"`` is a reduced-form loyalty term: it
         also absorbs household-specific product preferences that K classes
         cannot hold, so its coefficient is not causal state dependence
-        (docs/models.md).
+        (docs/models/product.md).
     households
         Fit on this many households drawn at random with the fit's seed (0 =
         every household). Every item keeps its intercept; a subset gives the
@@ -127,9 +128,19 @@ class ProductConfig:
         rarely bought items toward it raises them toward its level: on the
         embedded data the shipped fit, replaying its own households with their
         observed states, predicts 0.81 times as many "other" choices as they
-        made and 1.10 times as many of the items ranked past 20 (docs/models.md).
+        made and 1.10 times as many of the items ranked past 20 (docs/models/product.md).
+        ``"pooled"``: the category centres themselves partially pooled,
+        ``item_centre_c ~ N(mu_item_centre, tau_item_centre)`` (centred in
+        categories with at least ``promo_centred_min_occasions`` choice-scored
+        occasions, non-centred elsewhere). With free centres a category whose
+        few occasions never chose its reference has a centre that only its
+        N(0, ``centre_sigma``) prior bounds: on the embedded data those centres
+        had R-hat up to 2.6 (docs/models/product.md), and a simulated "other"
+        share there swings from 0 to 1 across draws.
     centre_sigma
-        Prior sd of the category centres (``intercept_centre = "category"``).
+        Prior sd of the category centres (``intercept_centre = "category"``),
+        or of their population mean (``"pooled"``, whose category sd has the
+        prior scale ``centre_sigma / 2``).
     coefficients
         ``"classes"``: the K latent classes at fixed locations (APPROXIMATE:
         a K-point discretisation without correlations); ``"household"``:
@@ -142,12 +153,13 @@ class ProductConfig:
         LKJ concentration of the household coefficients' correlations.
     promo_centred_min_occasions
         The category vectors ``display``, ``mailer`` and ``log_extra_rate``
-        are centred in categories with at least this many informative scored
+        (and ``item_centre`` under ``intercept_centre = "pooled"``) are
+        centred in categories with at least this many informative scored
         occasions (:func:`informative_occasions`) and non-centred in the rest;
         0 keeps every category non-centred (the form the shipped trace was
         fitted with). On the shipped fit's 300 households the posterior sd of
         a category's effect falls below half the category sd from ~100 such
-        occasions on (docs/models.md), where non-centred draws sit on a ridge
+        occasions on (docs/models/product.md), where non-centred draws sit on a ridge
         with ``tau``.
     intercept_centred_min_purchases
         Free item intercepts of items chosen at least this many times on
@@ -714,10 +726,8 @@ def build_model(pdata: ProductData, config: ProductConfig | None = None) -> pm.M
         # started at the spread of the rough intercepts, not at the prior's scale
         sigma_t = pm.HalfNormal("sigma_item", config.intercept_sigma, initval=max(float(np.std(shift)), 0.1))
         centre = 0.0
-        if config.intercept_centre == "category":
-            item_centre = pm.Normal("item_centre", 0.0, config.centre_sigma, dims="category",
-                                    initval=_category_means(shift, pdata.item_category[free], pdata.categories.size))
-            centre = item_centre[pdata.item_category[free]]
+        if config.intercept_centre != "reference":
+            centre = _category_centres(pdata, config, shift)[pdata.item_category[free]]
         t_free = _free_intercepts(pdata, config, centre, sigma_t, shift, scale)
         t = pt.set_subtensor(pt.zeros(pdata.item_category.size)[free], t_free)
         mu_core = pm.Normal("mu", 0.0, config.coefficient_sigma, dims="core")
@@ -739,6 +749,16 @@ def build_model(pdata: ProductData, config: ProductConfig | None = None) -> pm.M
             pm.Potential("choice_loglik", choice_loglik_op(t, theta, display_c, mailer_c, kernel_inputs(pdata)))
         pm.Potential("extra_items_loglik", extra_items_loglik(log_rate, pdata))
     return model
+
+
+def _category_centres(pdata: ProductData, config: ProductConfig, shift: np.ndarray):
+    """``(C,)`` centres of the free item intercepts: free per category, or partially pooled (``"pooled"``)."""
+    # started at each category's mean rough intercept
+    start = _category_means(shift, pdata.item_category[free_items(pdata)], pdata.categories.size)
+    if config.intercept_centre == "pooled":
+        rich = centred_categories(pdata, config.promo_centred_min_occasions)["item_centre"]
+        return _pooled("item_centre", pdata, config.centre_sigma, rich, start=start)
+    return pm.Normal("item_centre", 0.0, config.centre_sigma, dims="category", initval=start)
 
 
 def _household_coefficients(mu, config: ProductConfig, n_coef: int):
@@ -774,11 +794,12 @@ def _free_intercepts(pdata: ProductData, config: ProductConfig, centre, sigma_t,
     centre = pt.as_tensor(centre) * pt.ones(shift.size)
     on, off = np.flatnonzero(rich), np.flatnonzero(~rich)
     start = (shift[off] - _initial(centre[off])) / _initial(sigma_t)
-    pieces = [centre[off] + sigma_t * pm.Normal("z_t", 0.0, 1.0, shape=off.size, initval=start)]
+    noncentred = centre[off] + sigma_t * pm.Normal("z_t", 0.0, 1.0, shape=off.size, initval=start)
+    centred = None
     if on.size:
-        pieces.insert(0, pm.Normal("t_centred", centre[on], sigma_t, shape=on.size,
-                                   transform=Preconditioned(shift[on], scale[on]), initval=shift[on]))
-    return pm.Deterministic("t_free", pt.concatenate(pieces)[np.argsort(np.concatenate([on, off]))])
+        centred = pm.Normal("t_centred", centre[on], sigma_t, shape=on.size,
+                            transform=Preconditioned(shift[on], scale[on]), initval=shift[on])
+    return pm.Deterministic("t_free", joined(rich, centred, noncentred))
 
 
 def _initial(expr) -> np.ndarray:
@@ -852,7 +873,9 @@ def informative_occasions(pdata: ProductData) -> dict[str, np.ndarray]:
     ``display`` / ``mailer``: the choice-scored occasions (:func:`scored_occasions`)
     in a category-week with at least one item of the category on display / in
     the mailer (elsewhere the effect does not enter the utilities);
-    ``log_extra_rate``: every scored occasion (each one's set size counts).
+    ``log_extra_rate``: every scored occasion (each one's set size counts);
+    ``item_centre``: the choice-scored occasions (each compares the category's
+    items with its reference).
     """
     n_c = pdata.categories.size
     occ = scored_occasions(pdata)
@@ -863,6 +886,7 @@ def informative_occasions(pdata: ProductData) -> dict[str, np.ndarray]:
         np.logical_or.at(flagged, pdata.item_category, flags > 0)
         out[name] = np.bincount(category[flagged[category, week]], minlength=n_c)
     out["log_extra_rate"] = np.bincount(pdata.occasion_category[pdata.occasion_scored], minlength=n_c)
+    out["item_centre"] = np.bincount(category, minlength=n_c)
     return out
 
 
@@ -872,16 +896,19 @@ def centred_categories(pdata: ProductData, least: int) -> dict[str, np.ndarray]:
     return {name: n >= threshold for name, n in informative_occasions(pdata).items()}
 
 
-def _pooled(name: str, pdata: ProductData, scale: float, rich: np.ndarray, *, mean: float = 0.0):
+def _pooled(name: str, pdata: ProductData, scale: float, rich: np.ndarray, *, mean: float = 0.0,
+            start: np.ndarray | None = None):
     """A category coefficient partially pooled: centred in the ``rich`` categories, non-centred elsewhere.
 
     With no rich category it is the non-centred form the shipped trace was
-    fitted with (free variable ``{name}_raw``).
+    fitted with (free variable ``{name}_raw``). ``start`` (optional, per
+    category): initial values; the population mean starts at their mean.
     """
-    mu = pm.Normal(f"mu_{name}", mean, scale)
+    mu = pm.Normal(f"mu_{name}", mean, scale, initval=None if start is None else float(np.mean(start)))
     tau = pm.HalfNormal(f"tau_{name}", scale / 2)
     if rich.any():
-        return partially_centred(name, pt.repeat(mu, pdata.categories.size), tau, rich, pdata.categories, "category")
+        return partially_centred(name, pt.repeat(mu, pdata.categories.size), tau, rich, pdata.categories, "category",
+                                 start=start)
     raw = pm.Normal(f"{name}_raw", 0.0, 1.0, dims="category")
     return pm.Deterministic(name, mu + tau * raw, dims="category")
 
@@ -996,7 +1023,7 @@ def set_statistics(pdata: ProductData) -> dict[str, float]:
 
     The reference item is the one the intercept prior centres on under
     ``intercept_centre = "reference"`` (a category's "other" where it has
-    one): its share is what that prior was seen to bias (docs/models.md).
+    one): its share is what that prior was seen to bias (docs/models/product.md).
     """
     occ = np.flatnonzero(pdata.occasion_scored)
     holds = np.zeros(pdata.n_occasions, dtype=bool)

@@ -506,9 +506,9 @@ def run_category_stage(
 
 #: Population-level variables of the product stage (the hyperpriors table).
 PRODUCT_HYPERPRIORS = ["mu", "sigma", "sigma_item", "mu_display", "tau_display", "mu_mailer", "tau_mailer",
-                       "mu_log_extra_rate", "tau_log_extra_rate"]
+                       "mu_log_extra_rate", "tau_log_extra_rate", "mu_item_centre", "tau_item_centre"]
 #: Non-centred pieces of the product stage's category vectors (left out of the trace).
-PRODUCT_PIECES = tuple(f"{piece}{name}{suffix}" for name in ("display", "mailer", "log_extra_rate")
+PRODUCT_PIECES = tuple(f"{piece}{name}{suffix}" for name in ("display", "mailer", "log_extra_rate", "item_centre")
                        for piece, suffix in (("", "_raw"), ("", "_centred"), ("z_", ""))) + ("t_centred", "z_t")
 #: Pieces of the household-coefficient form (the trace keeps sigma, correlation and theta_household).
 HOUSEHOLD_PIECES = ("z_household", "chol_household", "chol_household_corr", "chol_household_stds")
@@ -628,7 +628,8 @@ def run_product_stage(
         draws=PRODUCT_PRIOR_DRAWS)
     idata, sampling, verdict = _sample(model, sampler, seed=seed, stage=product.STAGE)
     household_form = product_config.coefficients == "household"
-    table = posterior_table(idata, PRODUCT_HYPERPRIORS + (["correlation"] if household_form else []))
+    hyper = [name for name in PRODUCT_HYPERPRIORS if name in idata.posterior]  # the pooled centres' only when fitted
+    table = posterior_table(idata, hyper + (["correlation"] if household_form else []))
     replayed = product.posterior_predictive(pdata, idata.posterior, draws=PRODUCT_CHECK_DRAWS,
                                             rng=np.random.default_rng(seed), state=product_config.state)
     provenance = _provenance(config, product_config, sampler, data, seed=seed, selection=selection, verdict=verdict)
