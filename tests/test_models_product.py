@@ -368,6 +368,7 @@ def test_informative_occasions_by_hand():
     np.testing.assert_array_equal(got["display"], [2, 0])  # occasions 0 and 1 (week 0 of category 0)
     np.testing.assert_array_equal(got["mailer"], [0, 1])  # occasion 3; occasion 4 bought the whole set
     np.testing.assert_array_equal(got["log_extra_rate"], [3, 2])  # occasion 5 is burn-in
+    np.testing.assert_array_equal(got["item_centre"], [3, 1])  # every choice-scored occasion of the category
 
 
 def test_partially_centred_promotions_are_the_same_model_in_other_coordinates():
