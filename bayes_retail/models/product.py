@@ -725,14 +725,14 @@ def build_model(pdata: ProductData, config: ProductConfig | None = None) -> pm.M
         shift, scale = intercept_preconditioner(pdata)
         # started at the spread of the rough intercepts, not at the prior's scale
         sigma_t = pm.HalfNormal("sigma_item", config.intercept_sigma, initval=max(float(np.std(shift)), 0.1))
+        rich = centred_categories(pdata, config.promo_centred_min_occasions)
         centre = 0.0
         if config.intercept_centre != "reference":
-            centre = _category_centres(pdata, config, shift)[pdata.item_category[free]]
+            centre = _category_centres(pdata, config, shift, rich["item_centre"])[pdata.item_category[free]]
         t_free = _free_intercepts(pdata, config, centre, sigma_t, shift, scale)
         t = pt.set_subtensor(pt.zeros(pdata.item_category.size)[free], t_free)
         mu_core = pm.Normal("mu", 0.0, config.coefficient_sigma, dims="core")
         mu = pt.concatenate([mu_core, pt.zeros(n_attr)])
-        rich = centred_categories(pdata, config.promo_centred_min_occasions)
         display_c = _pooled("display", pdata, config.promo_sigma, rich["display"])
         mailer_c = _pooled("mailer", pdata, config.promo_sigma, rich["mailer"])
         log_rate = _pooled("log_extra_rate", pdata, config.extra_sigma, rich["log_extra_rate"], mean=-1.0)
@@ -751,12 +751,11 @@ def build_model(pdata: ProductData, config: ProductConfig | None = None) -> pm.M
     return model
 
 
-def _category_centres(pdata: ProductData, config: ProductConfig, shift: np.ndarray):
-    """``(C,)`` centres of the free item intercepts: free per category, or partially pooled (``"pooled"``)."""
+def _category_centres(pdata: ProductData, config: ProductConfig, shift: np.ndarray, rich: np.ndarray):
+    """``(C,)`` centres of the free item intercepts: free per category, or pooled (centred where ``rich``)."""
     # started at each category's mean rough intercept
     start = _category_means(shift, pdata.item_category[free_items(pdata)], pdata.categories.size)
     if config.intercept_centre == "pooled":
-        rich = centred_categories(pdata, config.promo_centred_min_occasions)["item_centre"]
         return _pooled("item_centre", pdata, config.centre_sigma, rich, start=start)
     return pm.Normal("item_centre", 0.0, config.centre_sigma, dims="category", initval=start)
 
