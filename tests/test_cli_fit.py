@@ -125,6 +125,11 @@ def _config(tmp_path, text):
     return load_config(path)
 
 
+#: Where default.toml's [product] departs from ProductConfig's defaults.
+DEFAULT_PRODUCT = {"households": 300, "intercept_centre": "pooled", "promo_centred_min_occasions": 100,
+                   "intercept_centred_min_purchases": 8}
+
+
 def test_named_configurations_load_and_leave_defaults_to_the_dataclass():
     quick = stage_config(load_config("quick"), "pricing", PricingConfig)
     assert quick == PricingConfig(restarts=1, max_iter=30, n_imputations=5)
@@ -138,9 +143,10 @@ def test_named_configurations_load_and_leave_defaults_to_the_dataclass():
         assert stage_config(load_config("default"), section, cls) == cls(), section
     from bayes_retail.models.product import ProductConfig
 
-    # the departures: the category and product stages fit 300 households; non-centred category-week deviations
+    # the departures: the category and product stages fit 300 households; non-centred category-week deviations;
+    # the product stage's pooled category centres and partial centring (what the shipped fit used)
     assert stage_config(load_config("default"), "category", CategoryConfig) == CategoryConfig(households=300, season_centred=False)
-    assert stage_config(load_config("default"), "product", ProductConfig) == ProductConfig(households=300)
+    assert stage_config(load_config("default"), "product", ProductConfig) == ProductConfig(**DEFAULT_PRODUCT)
     # holdout, seasonal and out_of_household are default with other weeks or households: every other
     # section, the samplers' included, is default's
     default = load_config("default")["sections"]
@@ -155,7 +161,7 @@ def test_the_full_configuration_is_default_with_household_coefficients():
     full, default = load_config("full")["sections"], load_config("default")["sections"]
     assert {k: v for k, v in full.items() if k != "product"} == {k: v for k, v in default.items() if k != "product"}
     assert full["product"] == {**default["product"], "coefficients": "household"}
-    assert stage_config(load_config("full"), "product", ProductConfig) == ProductConfig(households=300,
+    assert stage_config(load_config("full"), "product", ProductConfig) == ProductConfig(**DEFAULT_PRODUCT,
                                                                                          coefficients="household")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,10 @@ def test_shipped_stage_matches_the_embedded_data_and_the_default_config(stage):
     idata = load_posterior(MODELS, stage, data_hash=cache_key(locate(None)))
     attrs = idata.attrs
     assert attrs["config_name"] == "default" and attrs["method"] == "nutpie" and int(attrs["approximate"]) == 0
-    assert idata.posterior.sizes["chain"] == 4
+    # four chains ran; a stuck chain, or one far behind at a time limit, is dropped and recorded
+    left_out = {**json.loads(attrs.get("dropped_chains", "{}")), **json.loads(attrs.get("lagging_chains", "{}"))}
+    assert attr_json(idata, "sampler")["chains"] == 4
+    assert idata.posterior.sizes["chain"] == 4 - len(left_out) >= 3
     verdict = attr_json(idata, "convergence")
     assert {"max_rhat", "min_ess_bulk", "min_ess_tail", "divergences", "min_bfmi", "passed"} <= set(verdict)
     # what `make run` checks before reusing it
@@ -63,9 +67,16 @@ def test_thinning_a_stage_keeps_its_provenance_and_records_the_new_size(tiny_fit
         thin_stage(tmp_path, "visit", 500)
 
 
-def test_the_shipped_product_fit_says_it_stopped_at_its_time_limit():
-    idata = load_posterior(MODELS, "product", data_hash=cache_key(locate(None)))
-    verdict = attr_json(idata, "convergence")
-    assert verdict["stopped_early"] and not verdict["passed"]
-    assert any("time limit" in failure for failure in verdict["failures"])
-    assert (MODELS / "product" / "elasticities.csv").exists()
+@pytest.mark.parametrize("stage", ["visit", "category", "product", "quantity"])
+def test_a_shipped_verdict_agrees_with_its_own_numbers_and_names_what_failed(stage):
+    # the shipped product fit fails on one chain in a second mode (docs/models/product.md, "Shipped"):
+    # what the report shows must be what the numbers say
+    idata = load_posterior(MODELS, stage, data_hash=cache_key(locate(None)))
+    v = attr_json(idata, "convergence")
+    t = v["thresholds"]
+    within = (v["max_rhat"] <= t["rhat_max"] and min(v["min_ess_bulk"], v["min_ess_tail"]) >= t["ess_min"]
+              and v["divergences"] <= t["max_divergences"] and v["min_bfmi"] >= t["bfmi_min"])
+    assert v["passed"] == (within and not v["failures"])
+    if v["max_rhat"] > t["rhat_max"]:
+        assert f"R-hat {v['max_rhat']:.3f} > {t['rhat_max']:g} ({v['worst']['rhat']})" in v["failures"]
+    assert (MODELS / stage / "hyperpriors.csv").exists()
