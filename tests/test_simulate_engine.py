@@ -389,3 +389,47 @@ def test_a_household_week_shock_spreads_the_categories_of_a_week_as_the_model_sa
     assert abs(count.mean() - mean) < 4 * np.sqrt(variance / n)
     assert count.var() == pytest.approx(variance, rel=0.05)
     assert count.var() > 1.5 * plain.var()  # without the shock: a binomial count
+
+
+def _tail_lines_after_tail(lines, catalogue):
+    """Tail lines whose customer's previous occasion in the category bought one tail product: that product too."""
+    item = catalogue.product_item()[lines["product"].to_numpy()]
+    frame = lines.assign(category=catalogue.item_category[item], tail=catalogue.item_product[item] < 0)
+    weeks = frame[["customer", "category", "week"]].drop_duplicates().sort_values(["customer", "category", "week"])
+    weeks["previous"] = weeks.groupby(["customer", "category"])["week"].shift(fill_value=-1)
+    tails = frame.loc[frame["tail"], ["customer", "category", "week", "product"]]
+    before = tails.rename(columns={"week": "previous", "product": "previous_product"})
+    return tails.merge(weeks, on=["customer", "category", "week"]).merge(before, on=["customer", "category", "previous"])
+
+
+def test_a_tail_product_is_bought_again_with_the_categorys_repeat_probability(world):
+    catalogue, prices, draw, customers, batch = world
+    cum = np.append(0.0, catalogue.tail_cumshare)
+    share = np.diff(cum)
+    share[catalogue.tail_start] = catalogue.tail_cumshare[catalogue.tail_start]  # each group's first share
+    share_of = dict(zip(catalogue.tail_product, share))
+    repeat = np.array([0.0, 0.3, 0.6, 1.0])
+    lines = simulate_batch(draw, customers, dataclasses.replace(catalogue, tail_repeat=repeat), prices, seed=5).lines
+    eligible = _tail_lines_after_tail(lines, catalogue)
+    hit = (eligible["product"] == eligible["previous_product"]).to_numpy()
+    r = repeat[eligible["category"].to_numpy()]
+    chance = eligible["previous_product"].map(share_of).to_numpy()
+    expected = r + (1 - r) * chance
+    assert len(eligible) > 2000
+    assert hit[r == 1.0].all()  # certain repeat: every such line is the previous occasion's tail product
+    assert abs(_z(hit.sum(), expected.sum(), (expected * (1 - expected)).sum())) < 4
+    for c in (0, 1, 2):  # and per category, where the chance of a repeat by share alone is small
+        mask = eligible["category"].to_numpy() == c
+        e = expected[mask]
+        assert abs(_z(hit[mask].sum(), e.sum(), (e * (1 - e)).sum())) < 4
+    # no repeat probability: exactly the draws of a catalogue without one
+    none = simulate_batch(draw, customers, dataclasses.replace(catalogue, tail_repeat=np.zeros(4)), prices, seed=5)
+    pd.testing.assert_frame_equal(none.lines, batch.lines)
+
+
+def test_tail_repeat_probabilities_are_checked(world):
+    catalogue = world[0]
+    with pytest.raises(ValueError, match="tail_repeat must have shape"):
+        dataclasses.replace(catalogue, tail_repeat=np.zeros(3))
+    with pytest.raises(ValueError, match=r"tail_repeat must lie in \[0, 1\]"):
+        dataclasses.replace(catalogue, tail_repeat=np.array([0.1, 0.2, 1.5, 0.0]))

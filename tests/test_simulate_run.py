@@ -229,3 +229,27 @@ def test_tail_size_distribution_by_hand():
     np.testing.assert_allclose(got[0], (np.array([2, 1]) + 10 * pooled) / 13)
     np.testing.assert_allclose(got[1], (np.array([4, 0]) + 10 * pooled) / 14)
     np.testing.assert_allclose(got[2], pooled)  # no tail occasions: the pooled distribution
+
+
+def test_tail_repeat_probability_by_hand():
+    from bayes_retail.simulate.world import tail_repeat_probability
+
+    # category 0: tail products 10 / 11 at shares 0.5 / 0.5; category 1: 20 / 21 at 0.25 / 0.75; 99 is a top product
+    tail = pd.DataFrame({"category_id": [0, 0, 1, 1], "product_id": [10, 11, 20, 21], "tail_share": [1.0, 1.0, 1.0, 3.0]})
+    choices = pd.DataFrame({
+        "household_id": [1, 1, 1, 1, 1, 2, 2, 4, 4, 4, 3, 3],
+        "category_id": [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1],
+        "week": [1, 2, 2, 3, 4, 1, 2, 1, 1, 2, 1, 4],
+        "product_id": [10, 10, 99, 11, 11, 99, 11, 10, 11, 11, 20, 20],
+    })
+    # tail lines after an occasion with tail products (hit, share of that occasion's tail products):
+    # category 0: household 1 weeks 2 (1, 0.5), 3 (0, 0.5), 4 (1, 0.5); household 4 week 2 (1, 1.0);
+    # household 2's week 2 follows an occasion without tail products: not counted. Category 1: (1, 0.25)
+    hits, chance, room = np.array([3.0, 1.0, 0.0]), np.array([2.5, 0.25, 0.0]), np.array([1.5, 0.75, 0.0])
+    pooled = (4.0 - 2.75) / 2.25
+    got = tail_repeat_probability(choices, tail, 3, prior_lines=3.0)
+    np.testing.assert_allclose(got, (hits - chance + 3.0 * pooled) / (room + 3.0))
+    np.testing.assert_allclose(got[2], pooled)  # no tail lines: the pooled value
+    # repeats below chance: clipped at 0 (household 1 switches between 10 and 11 every week)
+    alternating = pd.DataFrame({"household_id": 1, "category_id": 0, "week": [1, 2, 3, 4], "product_id": [10, 11, 10, 11]})
+    np.testing.assert_array_equal(tail_repeat_probability(alternating, tail, 3, prior_lines=3.0), 0.0)

@@ -23,6 +23,7 @@ from bayes_retail.simulate.streams import (
     ITEM_COUNT,
     QUANTITY,
     TAIL,
+    TAIL_REPEAT,
     TAIL_SIZE,
     TRIP_OF_CATEGORY,
     TRIP_OF_LINE,
@@ -36,6 +37,10 @@ from bayes_retail.simulate.streams import (
 MAX_STATE_ITEMS = EVER_STATE_ITEMS
 #: Draws per extra tail product before taking the first one not yet in the occasion (both give distinct products).
 MAX_TAIL_ATTEMPTS = 64
+#: Tail products a customer remembers per category (its previous occasion's, in draw order; 1.19 on average).
+MAX_TAIL_MEMORY = 4
+#: Slot offset of the uniform that picks which remembered tail product is bought again.
+_REMEMBERED_SLOT = 1 << 20
 #: Most trips a week can hold (a category's trips are a bit mask).
 MAX_TRIPS = 62
 #: Rejection attempts per item before drawing it from the explicit conditional (both exact).
@@ -362,16 +367,43 @@ def _tail_product(key, week, g, slot, start, count, tail_cumshare, tail_product,
 
 
 @numba.njit(cache=True)
+def _remembered_tail_product(key, week, g, slot, repeat, remembered, taken):
+    """With probability ``repeat``, one of ``remembered`` not in ``taken`` (uniformly); -1 otherwise or if none is free."""
+    if remembered.size == 0 or repeat <= 0.0 or uniform(key, week, TAIL_REPEAT, g, slot) >= repeat:
+        return -1
+    free = 0
+    for p in remembered:
+        if not np.any(taken == p):
+            free += 1
+    if free == 0:
+        return -1
+    pick = int(uniform(key, week, TAIL_REPEAT, g, _REMEMBERED_SLOT + slot) * free)
+    for p in remembered:
+        if not np.any(taken == p):
+            if pick == 0:
+                return p
+            pick -= 1
+    return -1
+
+
+@numba.njit(cache=True)
 def line_products_and_quantities(
     keys, week, line_customer, line_item, line_slot, item_category, item_product, tail_start, tail_product,
-    tail_cumshare, tail_count, depth_w, quantity_intercept, kappa, alpha, basket,
+    tail_cumshare, tail_count, depth_w, quantity_intercept, kappa, alpha, basket, tail_repeat, tail_memory,
+    tail_memory_count,
 ):
-    """Each line's product (an "other" item becomes tail products by their observed shares) and quantity.
+    """Each line's product (an "other" item becomes tail products) and quantity; steps the tail memory.
 
     ``line_slot`` numbers the lines one "other" item became (0, 1, ...; 0 for
-    every other line): slot s draws a tail product distinct from the s before
-    it. Quantity is ``1 + NB(exp(l_g + kappa_c depth + basket_h), alpha_c)``
-    with the depth of the product actually bought.
+    every other line): slot s is a product distinct from the s before it. It
+    is, with the category's probability ``tail_repeat[c]``, one of the tail
+    products the customer bought on its previous occasion in the category
+    (``tail_memory`` / ``tail_memory_count``, ``(n, C, MAX_TAIL_MEMORY)`` /
+    ``(n, C)``) still free, and otherwise a tail product by observed share.
+    Quantity is ``1 + NB(exp(l_g + kappa_c depth + basket_h), alpha_c)`` with
+    the depth of the product actually bought. Afterwards each occasion's tail
+    products (none, if it bought no "other") become its customer's memory of
+    the category.
     """
     n = line_item.size
     product = np.empty(n, dtype=np.int64)
@@ -381,9 +413,29 @@ def line_products_and_quantities(
         c = item_category[g]
         p = item_product[g]
         if p < 0:
-            p = _tail_product(keys[i], week, g, slot, tail_start[c], tail_count[c], tail_cumshare, tail_product,
-                              product[r - slot:r])
+            taken = product[r - slot:r]
+            p = _remembered_tail_product(keys[i], week, g, slot, tail_repeat[c],
+                                         tail_memory[i, c, :tail_memory_count[i, c]], taken)
+            if p < 0:
+                p = _tail_product(keys[i], week, g, slot, tail_start[c], tail_count[c], tail_cumshare, tail_product, taken)
         product[r] = p
         mean = math.exp(quantity_intercept[g] + kappa[c] * depth_w[p] + basket[i])
         quantity[r] = 1 + negative_binomial_inverse(uniform(keys[i], week, QUANTITY, g, slot), mean, alpha[c])
+    _remember_tail_products(line_customer, line_item, product, item_category, item_product, tail_memory, tail_memory_count)
     return product, quantity
+
+
+@numba.njit(cache=True)
+def _remember_tail_products(line_customer, line_item, product, item_category, item_product, tail_memory, tail_memory_count):
+    """Each occasion's tail products (lines of one customer and category are contiguous) replace that memory."""
+    prev_i, prev_c = -1, -1
+    for r in range(line_item.size):
+        i, g = line_customer[r], line_item[r]
+        c = item_category[g]
+        if i != prev_i or c != prev_c:
+            tail_memory_count[i, c] = 0
+            prev_i, prev_c = i, c
+        m = tail_memory_count[i, c]
+        if item_product[g] < 0 and m < tail_memory.shape[2]:
+            tail_memory[i, c, m] = product[r]
+            tail_memory_count[i, c] = m + 1

@@ -3,8 +3,8 @@
 Each week runs the four stages in order (visit and trips; category purchases
 and the trips that made them; distinct items with the customer's state;
 products behind "other" and quantities) and appends the week's lines.
-Memory is the batch's state (``customers x categories x 16`` item slots) plus
-its lines: nothing grows with customers x products x weeks.
+Memory is the batch's state (``customers x categories x 16`` item slots and
+4 tail-product slots) plus its lines: nothing grows with customers x products x weeks.
 """
 
 from __future__ import annotations
@@ -171,6 +171,9 @@ def simulate_batch(
     n, n_c = customers.size, catalogue.n_categories
     state_items = np.zeros((n, n_c, _kernels.MAX_STATE_ITEMS), dtype=np.int64)
     state_count = np.zeros((n, n_c), dtype=np.int64)
+    tail_memory = np.zeros((n, n_c, _kernels.MAX_TAIL_MEMORY), dtype=np.int32)  # product rows
+    tail_memory_count = np.zeros((n, n_c), dtype=np.int64)
+    tail_repeat = catalogue.tail_repeat_table
     previous = np.zeros(n)
     visit = np.ascontiguousarray(customers.visit, dtype=float)
     preference_rate = np.exp(np.ascontiguousarray(customers.category_preference, dtype=float))
@@ -205,7 +208,7 @@ def simulate_batch(
             keys, w, line_customer, line_item, line_slot, catalogue.item_category, catalogue.item_product,
             catalogue.tail_start, catalogue.tail_product, catalogue.tail_cumshare, catalogue.tail_count,
             np.ascontiguousarray(prices.depth[:, w]), draw.quantity_intercept, draw.kappa, alpha,
-            np.asarray(customers.basket, dtype=float),
+            np.asarray(customers.basket, dtype=float), tail_repeat, tail_memory, tail_memory_count,
         )
         weeks.append((line_customer, np.full(line_item.size, w), line_trip, product, quantity))
     customer, week, trip, product, quantity = (np.concatenate(parts) for parts in zip(*weeks))

@@ -46,6 +46,10 @@ class Catalogue:
         ``(C, S)`` per category the cumulative probabilities that a chosen
         "other" item is 1, 2, ..., S distinct tail products (capped by the
         category's tail); ``None``: always one.
+    tail_repeat
+        ``(C,)`` per category the probability that a tail product is one the
+        customer bought on its previous occasion in the category (when one is
+        left to buy); ``None``: never (every tail product by share).
     """
 
     item_category: np.ndarray
@@ -57,6 +61,7 @@ class Catalogue:
     tail_cumshare: np.ndarray
     product_ids: np.ndarray
     tail_size_cumprob: np.ndarray | None = None
+    tail_repeat: np.ndarray | None = None
     category_start: np.ndarray = field(init=False)
     category_items: np.ndarray = field(init=False)
 
@@ -88,6 +93,10 @@ class Catalogue:
                 raise ValueError(f"tail_size_cumprob must have shape ({n_c}, S), got {cum.shape}")
             if np.any(np.diff(cum, axis=1) < 0) or np.any(cum < 0) or not np.allclose(cum[:, -1], 1.0):
                 raise ValueError("each row of tail_size_cumprob must rise to 1")
+        if self.tail_repeat is not None:
+            _shape("tail_repeat", np.asarray(self.tail_repeat), (n_c,))
+            if np.any(~((np.asarray(self.tail_repeat) >= 0) & (np.asarray(self.tail_repeat) <= 1))):
+                raise ValueError("tail_repeat must lie in [0, 1]")
 
     @property
     def tail_size_table(self) -> np.ndarray:
@@ -95,6 +104,13 @@ class Catalogue:
         if self.tail_size_cumprob is None:
             return np.zeros((self.n_categories, 0))
         return np.ascontiguousarray(self.tail_size_cumprob, dtype=np.float64)
+
+    @property
+    def tail_repeat_table(self) -> np.ndarray:
+        """``tail_repeat`` as the kernels take it: zeros when tail products are never bought again on purpose."""
+        if self.tail_repeat is None:
+            return np.zeros(self.n_categories)
+        return np.ascontiguousarray(self.tail_repeat, dtype=np.float64)
 
     @property
     def n_categories(self) -> int:

@@ -23,7 +23,7 @@ import numpy as np
 
 # purposes: the counter's top bits say what a number is for, so two uses never share a number
 (VISIT, TRIPS, CATEGORY, ITEM_COUNT, ITEM, QUANTITY, TAIL, TRIP_OF_CATEGORY, TRIP_OF_LINE,
- CLASS, ENTRY, TEMPLATE, POPULATION, TAIL_SIZE, BASKET_SHOCK) = range(15)
+ CLASS, ENTRY, TEMPLATE, POPULATION, TAIL_SIZE, BASKET_SHOCK, TAIL_REPEAT) = range(16)
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)

@@ -61,6 +61,7 @@ def catalogue_from_data(data) -> Catalogue:
         tail_cumshare=cumshare,
         product_ids=np.concatenate([top_ids, tail["product_id"].to_numpy(np.int64)]),
         tail_size_cumprob=_cumulative(tail_size_distribution(data.choices, tail, n_c)),
+        tail_repeat=tail_repeat_probability(data.choices, tail, n_c),
     )
 
 
@@ -100,6 +101,53 @@ def tail_size_distribution(
     total = counts.sum()
     pooled = counts.sum(axis=0) / total if total > 0 else np.eye(max_size)[0]
     return (counts + prior_occasions * pooled) / (counts.sum(axis=1, keepdims=True) + prior_occasions)
+
+
+#: Pseudo-lines of the pooled repeat probability added to each category's own tail lines.
+TAIL_REPEAT_PRIOR_LINES = 20.0
+
+
+def tail_repeat_probability(
+    choices: pd.DataFrame, tail: pd.DataFrame, n_categories: int, *, prior_lines: float = TAIL_REPEAT_PRIOR_LINES,
+) -> np.ndarray:
+    """``(C,)`` probability that a tail product is bought again from the previous occasion's tail products.
+
+    The product stage's state dependence makes "other" follow "other"; which
+    tail product it becomes is beyond the model. Real households buy a tail
+    product of their previous occasion in the category far more often than
+    draws by share would (on the embedded data 17% of tail lines against 1.5%
+    replayed by share). The simulator's rule: with probability ``r_c`` one of
+    the previous occasion's tail products still free, otherwise one by share.
+    A tail line whose previous occasion bought tail products ``T`` then
+    repeats with probability ``r + (1 - r) s`` (``s``: the observed shares of
+    ``T``), so over those lines the moment estimate is
+
+        r = (sum hits - sum s) / (sum (1 - s)),
+
+    pooled over categories, and per category the same sums plus
+    ``prior_lines`` lines at the pooled value; clipped to [0, 1]. A plug-in
+    point estimate (approximate: no uncertainty, and it ignores that an
+    occasion's tail products are distinct). ``choices`` has one row per
+    household-category-week-product; ``tail`` the tail products with their
+    ``category_id`` and ``tail_share``.
+    """
+    share = tail.set_index("product_id")["tail_share"] / tail.groupby("category_id")["tail_share"].transform("sum").to_numpy()
+    keys = ["household_id", "category_id"]
+    weeks = choices[keys + ["week"]].drop_duplicates().sort_values(keys + ["week"])
+    weeks["previous"] = weeks.groupby(keys)["week"].shift()
+    bought = choices.loc[choices["product_id"].isin(share.index), keys + ["week", "product_id"]].drop_duplicates()
+    lines = bought.merge(weeks.dropna(subset=["previous"]), on=keys + ["week"])
+    before = bought.rename(columns={"week": "previous"}).assign(share=lambda f: f["product_id"].map(share).to_numpy())
+    lines = lines.astype({"previous": before["previous"].dtype})
+    mass = before.groupby(keys + ["previous"], as_index=False)["share"].sum()
+    lines = lines.merge(mass, on=keys + ["previous"])  # only lines whose previous occasion bought tail products
+    hit = lines.merge(before[keys + ["previous", "product_id"]], on=keys + ["previous", "product_id"], how="left", indicator=True)
+    category = lines["category_id"].to_numpy(np.int64)
+    hits = np.bincount(category, weights=(hit["_merge"] == "both").to_numpy(float), minlength=n_categories)
+    chance = np.bincount(category, weights=lines["share"].to_numpy(float), minlength=n_categories)
+    room = np.bincount(category, weights=1.0 - lines["share"].to_numpy(float), minlength=n_categories)
+    pooled = float(np.clip((hits.sum() - chance.sum()) / room.sum(), 0.0, 1.0)) if room.sum() > 0 else 0.0
+    return np.clip((hits - chance + prior_lines * pooled) / (room + prior_lines), 0.0, 1.0)
 
 
 def tail_price_table(data, catalogue: Catalogue) -> pd.DataFrame:
