@@ -143,9 +143,13 @@ def test_named_configurations_load_and_leave_defaults_to_the_dataclass():
         assert stage_config(load_config("default"), section, cls) == cls(), section
     from bayes_retail.models.product import ProductConfig
 
-    # the departures: the category and product stages fit 300 households; non-centred category-week deviations;
-    # the product stage's pooled category centres and partial centring (what the shipped fit used)
-    assert stage_config(load_config("default"), "category", CategoryConfig) == CategoryConfig(households=300, season_centred=False)
+    # the departures: the category and product stages fit 300 households; the category stage's non-centred
+    # category-week deviations, folded loading signs, lower intercept prior, category values and household-week
+    # shocks; the product stage's pooled category centres and partial centring (what the shipped fits used)
+    assert stage_config(load_config("default"), "category", CategoryConfig) == CategoryConfig(
+        households=300, season_centred=False, loading_signs="folded", intercept_mean=-6.0, category_value=True,
+        household_week_effect=True,
+    )
     assert stage_config(load_config("default"), "product", ProductConfig) == ProductConfig(**DEFAULT_PRODUCT)
     # holdout, seasonal and out_of_household are default with other weeks or households: every other
     # section, the samplers' included, is default's
