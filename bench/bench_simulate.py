@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import resource
 import tempfile
 import time
@@ -49,6 +50,8 @@ def main() -> None:
                         help="also run the same customers on Dask ('local': one worker per core) and compare throughput per core")
     parser.add_argument("--in-process-customers", type=int, default=None,
                         help="customers of the in-process run (default: --customers)")
+    parser.add_argument("--tail-repeat", type=float, default=0.34,
+                        help="every category's tail repeat probability (0.34: the embedded data's median)")
     parser.add_argument("--arrow-threads", type=int, default=None,
                         help="Arrow's CPU thread pool size in the in-process run and in each Dask worker")
     args = parser.parse_args()
@@ -56,6 +59,7 @@ def main() -> None:
         _set_arrow_threads(args.arrow_threads)
     rng = np.random.default_rng(0)
     catalogue = synthetic_catalogue(rng, n_categories=N_CATEGORIES, items=ITEMS, tail=TAIL)
+    catalogue = dataclasses.replace(catalogue, tail_repeat=np.full(N_CATEGORIES, args.tail_repeat))
     prices = synthetic_prices(rng, catalogue, N_WEEKS)
     draw = synthetic_draw(rng, catalogue, N_WEEKS, n_classes=N_CLASSES)
     # about 9 categories per visited week, as in the data
