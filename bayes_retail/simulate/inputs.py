@@ -94,8 +94,9 @@ class Catalogue:
             if np.any(np.diff(cum, axis=1) < 0) or np.any(cum < 0) or not np.allclose(cum[:, -1], 1.0):
                 raise ValueError("each row of tail_size_cumprob must rise to 1")
         if self.tail_repeat is not None:
-            _shape("tail_repeat", np.asarray(self.tail_repeat), (n_c,))
-            if np.any(~((np.asarray(self.tail_repeat) >= 0) & (np.asarray(self.tail_repeat) <= 1))):
+            repeat = np.asarray(self.tail_repeat)
+            _shape("tail_repeat", repeat, (n_c,))
+            if np.any(~((repeat >= 0) & (repeat <= 1))):
                 raise ValueError("tail_repeat must lie in [0, 1]")
 
     @property

@@ -134,11 +134,10 @@ def tail_repeat_probability(
     share = tail.set_index("product_id")["tail_share"] / tail.groupby("category_id")["tail_share"].transform("sum").to_numpy()
     keys = ["household_id", "category_id"]
     weeks = choices[keys + ["week"]].drop_duplicates().sort_values(keys + ["week"])
-    weeks["previous"] = weeks.groupby(keys)["week"].shift()
+    weeks["previous"] = weeks.groupby(keys)["week"].shift(fill_value=-1)  # -1: a first occasion, matches nothing
     bought = choices.loc[choices["product_id"].isin(share.index), keys + ["week", "product_id"]].drop_duplicates()
-    lines = bought.merge(weeks.dropna(subset=["previous"]), on=keys + ["week"])
+    lines = bought.merge(weeks, on=keys + ["week"])
     before = bought.rename(columns={"week": "previous"}).assign(share=lambda f: f["product_id"].map(share).to_numpy())
-    lines = lines.astype({"previous": before["previous"].dtype})
     mass = before.groupby(keys + ["previous"], as_index=False)["share"].sum()
     lines = lines.merge(mass, on=keys + ["previous"])  # only lines whose previous occasion bought tail products
     hit = lines.merge(before[keys + ["previous", "product_id"]], on=keys + ["previous", "product_id"], how="left", indicator=True)
