@@ -66,6 +66,12 @@ def test_replay_simulates_the_fitted_households_with_observed_prices(fitted):
     on_panel = lines.join(pw, on=["product_id", "week"], how="inner")
     assert len(on_panel) > 0
     np.testing.assert_allclose(on_panel["base_price"], on_panel["shelf_price"])
+    # and every line's display / mailer flags are the observed calendar's, tail products' included
+    flags = data.promo_weeks[["product_id", "week", "display", "mailer"]].rename(
+        columns={"display": "display_observed", "mailer": "mailer_observed"})
+    observed = lines.merge(flags, on=["product_id", "week"], how="left")
+    for flag in ("display", "mailer"):
+        np.testing.assert_array_equal(observed[flag], observed[f"{flag}_observed"].fillna(False).astype(bool))
 
 
 def test_simulate_refuses_bad_requests_with_clear_errors(fitted, tmp_path, capsys):

@@ -433,3 +433,66 @@ def test_tail_repeat_probabilities_are_checked(world):
         dataclasses.replace(catalogue, tail_repeat=np.zeros(3))
     with pytest.raises(ValueError, match=r"tail_repeat must lie in \[0, 1\]"):
         dataclasses.replace(catalogue, tail_repeat=np.array([0.1, 0.2, 1.5, 0.0]))
+
+
+def _tail_shares(catalogue):
+    cum = np.append(0.0, catalogue.tail_cumshare)
+    share = np.diff(cum)
+    share[catalogue.tail_start] = catalogue.tail_cumshare[catalogue.tail_start]  # each group's first share
+    return share
+
+
+def test_promoted_tail_products_are_chosen_with_the_categorys_promotion_weight(world):
+    catalogue, prices, draw, customers, batch = world
+    effect = np.array([0.0, 1.0, 2.5, -1.0])
+    lines = simulate_batch(draw, customers, dataclasses.replace(catalogue, tail_promotion=effect), prices, seed=5).lines
+    share = _tail_shares(catalogue)
+    on = ((prices.display > 0) | (prices.mailer > 0))[catalogue.tail_product]  # (tail, W)
+    item = catalogue.product_item()[lines["product"].to_numpy()]
+    tail_lines = lines[catalogue.item_product[item] < 0]
+    category = catalogue.item_category[catalogue.product_item()[tail_lines["product"].to_numpy()]]
+    row = np.searchsorted(catalogue.tail_product, tail_lines["product"].to_numpy())
+    week = tail_lines["week"].to_numpy()
+    hit = on[row, week]
+    # P(the line's product is promoted) for its category and week under share x exp(effect * promoted)
+    expected = np.empty(len(tail_lines))
+    for c in range(catalogue.n_categories):
+        rows = slice(catalogue.tail_start[c], catalogue.tail_start[c] + catalogue.tail_count[c])
+        weight = share[rows, None] * np.exp(effect[c] * on[rows])
+        p_on = (weight * on[rows]).sum(axis=0) / weight.sum(axis=0)
+        expected[category == c] = p_on[week[category == c]]
+    for c in range(catalogue.n_categories):
+        mask = category == c
+        e = expected[mask]
+        assert mask.sum() > 500
+        assert abs(_z(hit[mask].sum(), e.sum(), (e * (1 - e)).sum())) < 4
+    assert hit[category == 2].mean() > 2 * on.mean()  # a strong effect shows
+    # a zero effect: exactly the draws of a catalogue without one
+    none = simulate_batch(draw, customers, dataclasses.replace(catalogue, tail_promotion=np.zeros(4)), prices, seed=5)
+    pd.testing.assert_frame_equal(none.lines, batch.lines)
+
+
+def test_the_explicit_tail_draw_follows_the_weights_of_the_free_products():
+    tail_product = np.arange(10, 14)
+    cumshare = np.cumsum([0.1, 0.2, 0.3, 0.4])
+    promoted = np.zeros(20)
+    promoted[[11, 13]] = 1.0
+    taken = np.array([12])
+    keys = customer_keys(1, 0, np.arange(40_000))
+    got = np.array([_kernels._explicit_tail_product(k, 3, 2, 0, 0, 4, cumshare, tail_product, taken, 0.8, promoted)
+                    for k in keys])
+    weight = np.array([0.1, 0.2 * np.exp(0.8), 0.0, 0.4 * np.exp(0.8)])
+    expected = weight / weight.sum()
+    counts = np.array([(got == p).sum() for p in tail_product])
+    assert counts[2] == 0 and counts.sum() == keys.size
+    assert stats.chisquare(counts[[0, 1, 3]], expected[[0, 1, 3]] * keys.size).pvalue > 1e-3
+    everything = np.array([10, 11, 12, 13])
+    assert _kernels._explicit_tail_product(keys[0], 3, 2, 0, 0, 4, cumshare, tail_product, everything, 0.8, promoted) == -1
+
+
+def test_tail_promotion_effects_are_checked(world):
+    catalogue = world[0]
+    with pytest.raises(ValueError, match="tail_promotion must have shape"):
+        dataclasses.replace(catalogue, tail_promotion=np.zeros(3))
+    with pytest.raises(ValueError, match="tail_promotion must be finite"):
+        dataclasses.replace(catalogue, tail_promotion=np.array([0.1, np.nan, 0.0, 0.0]))

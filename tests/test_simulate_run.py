@@ -253,3 +253,73 @@ def test_tail_repeat_probability_by_hand():
     # repeats below chance: clipped at 0 (household 1 switches between 10 and 11 every week)
     alternating = pd.DataFrame({"household_id": 1, "category_id": 0, "week": [1, 2, 3, 4], "product_id": [10, 11, 10, 11]})
     np.testing.assert_array_equal(tail_repeat_probability(alternating, tail, 3, prior_lines=3.0), 0.0)
+
+
+def _tail_choices(rng, shares, effects, promoted, lines_per_week):
+    """Tail lines drawn from the tail-promotion rule: per category, week and line a product by share x exp(effect)."""
+    rows = []
+    for c, (share, effect, on) in enumerate(zip(shares, effects, promoted)):
+        for w in range(on.shape[1]):
+            weight = share * np.exp(effect * on[:, w])
+            picks = rng.choice(share.size, size=lines_per_week, p=weight / weight.sum())
+            rows += [(c, w + 1, 100 * c + j) for j in picks]
+    return pd.DataFrame(rows, columns=["category_id", "week", "product_id"])
+
+
+def test_tail_promotion_response_recovers_the_effect_and_the_base_shares():
+    from bayes_retail.simulate.world import tail_promotion_response
+
+    rng = np.random.default_rng(3)
+    n_weeks, n_tail = 40, 5
+    shares = [rng.dirichlet(np.full(n_tail, 3.0)) for _ in range(3)]
+    promoted = [rng.random((n_tail, n_weeks)) < 0.25, rng.random((n_tail, n_weeks)) < 0.25, np.zeros((n_tail, n_weeks), bool)]
+    truth = np.array([1.2, 0.0, 0.7])  # category 2 is never promoted: its effect is not identified
+    choices = _tail_choices(rng, shares, truth, promoted, 150)
+    tail = pd.DataFrame({"category_id": np.repeat(np.arange(3), n_tail),
+                         "product_id": (100 * np.arange(3)[:, None] + np.arange(n_tail)).ravel()})
+    j, w = np.nonzero(np.vstack(promoted))
+    calendar = pd.DataFrame({"product_id": tail["product_id"].to_numpy()[j], "week": w + 1,
+                             "display": True, "mailer": False})
+    effect, base = tail_promotion_response(choices, tail, calendar, 4)
+    assert effect[0] == pytest.approx(1.2, abs=0.1)
+    assert effect[1] == pytest.approx(0.0, abs=0.1)
+    # without promoted weeks (category 2) or without tail (category 3): the pooled value, between the two
+    assert effect[2] == effect[3] and 0.1 < effect[2] < 1.1
+    np.testing.assert_allclose(base, np.concatenate(shares), atol=0.02)
+    np.testing.assert_allclose(np.bincount(tail["category_id"], weights=base), 1.0)
+    # observed shares overstate the products promoted most: the base shares undo that
+    frequent = np.argmax(promoted[0].mean(axis=1))
+    observed = choices.loc[choices["category_id"] == 0, "product_id"].value_counts(normalize=True).get(frequent, 0.0)
+    assert abs(base[frequent] - shares[0][frequent]) < abs(observed - shares[0][frequent])
+
+
+def test_tail_promotion_response_keeps_a_separated_category_finite_and_bounded():
+    from bayes_retail.simulate.world import TAIL_PROMOTION_BOUND, tail_promotion_response
+
+    # category 0's tail is bought only in the weeks its first product is promoted, and only that product
+    tail = pd.DataFrame({"category_id": [0, 0], "product_id": [1, 2]})
+    choices = pd.DataFrame({"category_id": 0, "week": [1, 1, 3, 3, 2], "product_id": [1, 1, 1, 1, 2]})
+    calendar = pd.DataFrame({"product_id": [1, 1], "week": [1, 3], "display": [True, None], "mailer": [None, True]})
+    effect, base = tail_promotion_response(choices, tail, calendar, 1)
+    assert np.isfinite(effect).all() and np.all(np.abs(effect) <= TAIL_PROMOTION_BOUND)
+    assert effect[0] > 0 and np.isfinite(base).all()
+    assert tail_promotion_response(choices.iloc[:0], tail, calendar, 1)[0].tolist() == [0.0]
+
+
+def test_tail_calendar_and_drawn_flags_keep_each_products_observed_frequencies():
+    from bayes_retail.simulate.world import _drawn_flags, tail_calendar
+
+    calendar = pd.DataFrame({"product_id": [7, 7, 8, 9], "week": [2, 3, 2, 40],
+                             "display": [True, False, True, True], "mailer": [True, True, None, False]})
+    display, mailer = tail_calendar(calendar, np.array([8, 7]), np.array([1, 2, 3]))
+    np.testing.assert_array_equal(display, [[False, True, False], [False, True, False]])
+    np.testing.assert_array_equal(mailer, [[False, False, False], [False, True, True]])
+    rng = np.random.default_rng(0)
+    observed_display = rng.random((3, 20_000)) < np.array([[0.3], [0.0], [0.6]])
+    observed_mailer = np.where(np.arange(3)[:, None] == 2, observed_display, rng.random((3, 20_000)) < 0.2)
+    drawn_display, drawn_mailer = _drawn_flags(observed_display, observed_mailer, np.random.default_rng(1))
+    for observed, drawn in ((observed_display & observed_mailer, drawn_display & drawn_mailer),
+                            (observed_display & ~observed_mailer, drawn_display & ~drawn_mailer),
+                            (~observed_display & observed_mailer, ~drawn_display & drawn_mailer)):
+        np.testing.assert_allclose(drawn.mean(axis=1), observed.mean(axis=1), atol=0.015)
+    assert not drawn_display[1].any()  # a product never on display is never drawn on display

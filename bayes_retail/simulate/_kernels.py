@@ -39,6 +39,9 @@ MAX_STATE_ITEMS = EVER_STATE_ITEMS
 MAX_TAIL_ATTEMPTS = 64
 #: Tail products a customer remembers per category (its previous occasion's, in draw order; 1.19 on average).
 MAX_TAIL_MEMORY = 4
+#: Slot offsets of the uniforms that accept a proposed tail product and that draw one by inversion.
+_TAIL_ACCEPT_SLOT = 1 << 24
+_TAIL_EXPLICIT_SLOT = 1 << 25
 #: Slot offset of the uniform that picks which remembered tail product is bought again.
 _REMEMBERED_SLOT = 1 << 20
 #: Most trips a week can hold (a category's trips are a bit mask).
@@ -354,16 +357,53 @@ def tail_line_counts(keys, week, line_customer, line_item, item_product, item_ca
 
 
 @numba.njit(cache=True)
-def _tail_product(key, week, g, slot, start, count, tail_cumshare, tail_product, taken):
-    """A tail product by observed share, distinct from ``taken`` (the occasion's earlier tail lines)."""
+def _tail_product(key, week, g, slot, start, count, tail_cumshare, tail_product, taken, promotion, promoted):
+    """A tail product, distinct from ``taken`` (the occasion's earlier tail lines), by share x promotion weight.
+
+    Product ``p`` has weight ``share_p * exp(promotion * promoted[p])``.
+    Drawn by rejection from the shares (a product is kept with probability
+    its weight over the largest weight); if every attempt fails, from the
+    explicit conditional over the free products. Both are exact.
+    """
+    top = max(promotion, 0.0)
     for attempt in range(MAX_TAIL_ATTEMPTS):
-        p = tail_product[_search(tail_cumshare, start, start + count, uniform(key, week, TAIL, g, slot * MAX_TAIL_ATTEMPTS + attempt))]
-        if not np.any(taken == p):
-            return p
-    for j in range(start, start + count):  # nearly every share is taken: the first free one in share order
+        at = slot * MAX_TAIL_ATTEMPTS + attempt
+        p = tail_product[_search(tail_cumshare, start, start + count, uniform(key, week, TAIL, g, at))]
+        if np.any(taken == p):
+            continue
+        if promotion != 0.0:
+            keep = math.exp(promotion * promoted[p] - top)
+            if keep < 1.0 and uniform(key, week, TAIL, g, _TAIL_ACCEPT_SLOT + at) >= keep:
+                continue
+        return p
+    return _explicit_tail_product(key, week, g, slot, start, count, tail_cumshare, tail_product, taken, promotion,
+                                  promoted)
+
+
+@numba.njit(cache=True)
+def _explicit_tail_product(key, week, g, slot, start, count, tail_cumshare, tail_product, taken, promotion, promoted):
+    """:func:`_tail_product`'s distribution by inversion over the free products (-1 when none is free)."""
+    top = max(promotion, 0.0)
+    total = 0.0
+    for j in range(start, start + count):
         if not np.any(taken == tail_product[j]):
-            return tail_product[j]
-    return -1
+            share = tail_cumshare[j] - (tail_cumshare[j - 1] if j > start else 0.0)
+            total += share * math.exp(promotion * promoted[tail_product[j]] - top)
+    if total <= 0.0:  # free products with zero weight only: the first free one in share order
+        for j in range(start, start + count):
+            if not np.any(taken == tail_product[j]):
+                return tail_product[j]
+        return -1
+    u = uniform(key, week, TAIL, g, _TAIL_EXPLICIT_SLOT + slot) * total
+    last = -1
+    for j in range(start, start + count):
+        p = tail_product[j]
+        if not np.any(taken == p):
+            u -= (tail_cumshare[j] - (tail_cumshare[j - 1] if j > start else 0.0)) * math.exp(promotion * promoted[p] - top)
+            last = p
+            if u <= 0.0:
+                return p
+    return last  # rounding left u a hair above 0
 
 
 @numba.njit(cache=True)
@@ -390,7 +430,7 @@ def _remembered_tail_product(key, week, g, slot, repeat, remembered, taken):
 def line_products_and_quantities(
     keys, week, line_customer, line_item, line_slot, item_category, item_product, tail_start, tail_product,
     tail_cumshare, tail_count, depth_w, quantity_intercept, kappa, alpha, basket, tail_repeat, tail_memory,
-    tail_memory_count,
+    tail_memory_count, tail_promotion, promoted_w,
 ):
     """Each line's product (an "other" item becomes tail products) and quantity; steps the tail memory.
 
@@ -399,7 +439,9 @@ def line_products_and_quantities(
     is, with the category's probability ``tail_repeat[c]``, one of the tail
     products the customer bought on its previous occasion in the category
     (``tail_memory`` / ``tail_memory_count``, ``(n, C, MAX_TAIL_MEMORY)`` /
-    ``(n, C)``) still free, and otherwise a tail product by observed share.
+    ``(n, C)``) still free, and otherwise a tail product by share, weighted
+    by ``exp(tail_promotion[c])`` in the weeks it is promoted (``promoted_w``,
+    ``(P,)`` 0 / 1 per product row).
     Quantity is ``1 + NB(exp(l_g + kappa_c depth + basket_h), alpha_c)`` with
     the depth of the product actually bought. Afterwards each occasion's tail
     products (none, if it bought no "other") become its customer's memory of
@@ -417,7 +459,8 @@ def line_products_and_quantities(
             p = _remembered_tail_product(keys[i], week, g, slot, tail_repeat[c],
                                          tail_memory[i, c, :tail_memory_count[i, c]], taken)
             if p < 0:
-                p = _tail_product(keys[i], week, g, slot, tail_start[c], tail_count[c], tail_cumshare, tail_product, taken)
+                p = _tail_product(keys[i], week, g, slot, tail_start[c], tail_count[c], tail_cumshare, tail_product,
+                                  taken, tail_promotion[c], promoted_w)
         product[r] = p
         mean = math.exp(quantity_intercept[g] + kappa[c] * depth_w[p] + basket[i])
         quantity[r] = 1 + negative_binomial_inverse(uniform(keys[i], week, QUANTITY, g, slot), mean, alpha[c])

@@ -50,6 +50,10 @@ class Catalogue:
         ``(C,)`` per category the probability that a tail product is one the
         customer bought on its previous occasion in the category (when one is
         left to buy); ``None``: never (every tail product by share).
+    tail_promotion
+        ``(C,)`` per category the log weight of a tail product in the weeks it
+        is on display or in the mailer, on top of its share; ``None``: 0
+        (tail products by share whatever the calendar).
     """
 
     item_category: np.ndarray
@@ -62,6 +66,7 @@ class Catalogue:
     product_ids: np.ndarray
     tail_size_cumprob: np.ndarray | None = None
     tail_repeat: np.ndarray | None = None
+    tail_promotion: np.ndarray | None = None
     category_start: np.ndarray = field(init=False)
     category_items: np.ndarray = field(init=False)
 
@@ -98,6 +103,11 @@ class Catalogue:
             _shape("tail_repeat", repeat, (n_c,))
             if np.any(~((repeat >= 0) & (repeat <= 1))):
                 raise ValueError("tail_repeat must lie in [0, 1]")
+        if self.tail_promotion is not None:
+            promotion = np.asarray(self.tail_promotion)
+            _shape("tail_promotion", promotion, (n_c,))
+            if not np.all(np.isfinite(promotion)):
+                raise ValueError("tail_promotion must be finite")
 
     @property
     def tail_size_table(self) -> np.ndarray:
@@ -112,6 +122,13 @@ class Catalogue:
         if self.tail_repeat is None:
             return np.zeros(self.n_categories)
         return np.ascontiguousarray(self.tail_repeat, dtype=np.float64)
+
+    @property
+    def tail_promotion_table(self) -> np.ndarray:
+        """``tail_promotion`` as the kernels take it: zeros when promotions do not move the tail."""
+        if self.tail_promotion is None:
+            return np.zeros(self.n_categories)
+        return np.ascontiguousarray(self.tail_promotion, dtype=np.float64)
 
     @property
     def n_categories(self) -> int:

@@ -7,9 +7,11 @@ the observed panel completed with one imputation of the missing depths
 (``observed``). Tail products have no price panel (they are too sparse for
 one): each keeps its median observed shelf price, and in each week it is
 discounted with its observed share of discounted purchases, at its mean
-observed depth. That is an approximation: tail products carry no display or
-mailer (the choice stage gives "other" none either) and their promotions are
-independent of the HMMs' calendar.
+observed depth. Their display and mailer flags are the observed ones
+(``observed``) or drawn week by week from each tail product's observed
+frequencies of the four flag combinations (``hmm``). That is an
+approximation: the tail's promotions are independent of its discounts, of one
+another and of the HMMs' calendar.
 """
 
 from __future__ import annotations
@@ -44,8 +46,8 @@ def catalogue_from_data(data) -> Catalogue:
     n_c = len(data.categories)
     counts = np.bincount(tail["category_id"].to_numpy(), minlength=n_c)
     starts = np.cumsum(counts) - counts
-    share = tail["tail_share"] / tail.groupby("category_id")["tail_share"].transform("sum")
-    cumshare = share.groupby(tail["category_id"]).cumsum().to_numpy(copy=True)
+    promotion, base_share = tail_promotion_response(data.choices, tail, data.promo_weeks, n_c)
+    cumshare = pd.Series(base_share).groupby(tail["category_id"]).cumsum().to_numpy(copy=True)
     cumshare[(starts + counts - 1)[counts > 0]] = 1.0
     item_product = np.full(len(items), -1, dtype=np.int64)
     item_product[real] = np.arange(real.sum())
@@ -62,6 +64,7 @@ def catalogue_from_data(data) -> Catalogue:
         product_ids=np.concatenate([top_ids, tail["product_id"].to_numpy(np.int64)]),
         tail_size_cumprob=_cumulative(tail_size_distribution(data.choices, tail, n_c)),
         tail_repeat=tail_repeat_probability(data.choices, tail, n_c),
+        tail_promotion=promotion,
     )
 
 
@@ -149,6 +152,129 @@ def tail_repeat_probability(
     return np.clip((hits - chance + prior_lines * pooled) / (room + prior_lines), 0.0, 1.0)
 
 
+#: Largest |log weight| of a promoted tail product (the sampler's rejection step slows as exp(bound)).
+TAIL_PROMOTION_BOUND = 3.0
+#: Smallest between-category sd of the tail promotion effect the shrinkage assumes.
+TAIL_PROMOTION_MIN_SD = 0.1
+
+
+def tail_promotion_response(
+    choices: pd.DataFrame, tail: pd.DataFrame, promo_weeks: pd.DataFrame, n_categories: int, *,
+    bound: float = TAIL_PROMOTION_BOUND, iterations: int = 2000, tol: float = 1e-9,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(C,)`` log weight of a promoted tail product and ``(T,)`` base shares of the tail products.
+
+    The product stage gives "other" no promotion covariates, so which tail
+    product an "other" item becomes is the simulator's business. Real tail
+    products are chosen more often in the weeks they are on display or in the
+    mailer (the metric suite's "promoted"); drawing them by overall share
+    leaves a promoted tail product-week no busier than any other. The rule:
+    an "other" item of category ``c`` in week ``w`` is tail product ``j`` with
+    probability ``b_j exp(lambda_c on_jw) / sum_k b_k exp(lambda_c on_kw)``.
+
+    Fitted by maximum likelihood on the tail lines of ``choices`` (one row per
+    household-category-week-product): the base shares ``b`` by
+    minorise-maximise updates, ``lambda_c`` by Newton steps (with a weak
+    N(0, 3^2) penalty, so categories whose lines separate stay finite); then each
+    ``lambda_c`` is shrunk toward the pooled estimate (one ``lambda`` for all
+    categories) by normal-normal empirical Bayes with the between-category
+    variance estimated by moments (DerSimonian-Laird, at least
+    ``TAIL_PROMOTION_MIN_SD`` squared),
+    clipped to ``[-bound, bound]``, and ``b`` refitted given it. Categories
+    whose tail is never promoted get the pooled value (it never applies).
+    A plug-in point estimate (approximate: no uncertainty; it ignores repeat
+    buying and leaves the category's tail volume to the product stage, which
+    does not see tail promotions). ``tail`` holds the tail products in
+    catalogue order with their ``category_id``; ``promo_weeks`` the calendar.
+    """
+    ids = pd.Index(tail["product_id"].to_numpy(np.int64))
+    category = tail["category_id"].to_numpy(np.int64)
+    bought = choices.loc[choices["product_id"].isin(ids), ["product_id", "week"]]
+    if bought.empty:
+        return np.zeros(n_categories), _normalised(np.ones(len(ids)), category, n_categories)
+    first, n_weeks = int(bought["week"].min()), int(bought["week"].max() - bought["week"].min() + 1)
+    line_j, line_w = ids.get_indexer(bought["product_id"]), bought["week"].to_numpy(np.int64) - first
+    on = promo_weeks["display"].fillna(False).to_numpy(bool) | promo_weeks["mailer"].fillna(False).to_numpy(bool)
+    cal = promo_weeks.loc[on, ["product_id", "week"]].drop_duplicates()
+    cal_j, cal_w = ids.get_indexer(cal["product_id"]), cal["week"].to_numpy(np.int64) - first
+    keep = (cal_j >= 0) & (cal_w >= 0) & (cal_w < n_weeks)
+    problem = _TailPromotionProblem(category, n_categories, n_weeks, line_j, line_w, cal_j[keep], cal_w[keep])
+    own, info, _ = problem.fit(np.zeros(n_categories), iterations=iterations, tol=tol)
+    pooled, _, _ = problem.fit(np.zeros(n_categories), pooled=True, iterations=iterations, tol=tol)
+    informed = info > 1e-8
+    prior_precision = 1.0 / max(_between_variance(own[informed], info[informed]), TAIL_PROMOTION_MIN_SD**2)
+    shrunk = np.where(informed, (info * own + prior_precision * pooled) / (info + prior_precision), pooled)
+    shrunk = np.clip(shrunk, -bound, bound)
+    _, _, base = problem.fit(shrunk, fixed=True, iterations=iterations, tol=tol)
+    return shrunk, base
+
+
+def _between_variance(estimates: np.ndarray, precision: np.ndarray) -> float:
+    """DerSimonian-Laird moment estimate of the variance between estimates with the given precisions (0 if < 2)."""
+    if estimates.size < 2:
+        return 0.0
+    total = precision.sum()
+    centre = (precision * estimates).sum() / total
+    q = (precision * (estimates - centre) ** 2).sum()
+    return max(0.0, (q - (estimates.size - 1)) / (total - (precision**2).sum() / total))
+
+
+def _normalised(weights: np.ndarray, category: np.ndarray, n_categories: int) -> np.ndarray:
+    total = np.bincount(category, weights=weights, minlength=n_categories)
+    return weights / np.where(total > 0, total, 1.0)[category]
+
+
+class _TailPromotionProblem:
+    """Sufficient statistics of the tail-choice likelihood: lines per product and per category-week, promoted pairs."""
+
+    def __init__(self, category, n_categories, n_weeks, line_j, line_w, cal_j, cal_w):
+        self.category, self.n_c, self.n_w = category, n_categories, n_weeks
+        self.cal_j, self.cal_w = cal_j, cal_w
+        self.cal_cw = category[cal_j] * n_weeks + cal_w
+        cells = n_categories * n_weeks
+        self.lines = np.bincount(line_j, minlength=category.size).astype(float)
+        line_cw = category[line_j] * n_weeks + line_w
+        self.per_week = np.bincount(line_cw, minlength=cells).reshape(n_categories, n_weeks).astype(float)
+        promoted = np.zeros((category.size, n_weeks), dtype=bool)
+        promoted[cal_j, cal_w] = True
+        self.promoted_lines = np.bincount(line_cw, weights=promoted[line_j, line_w].astype(float),
+                                          minlength=cells).reshape(n_categories, n_weeks)
+
+    def _promoted_mass(self, base):
+        return np.bincount(self.cal_cw, weights=base[self.cal_j], minlength=self.n_c * self.n_w).reshape(self.n_c, self.n_w)
+
+    def fit(self, effect, *, pooled=False, fixed=False, iterations, tol):
+        """Alternating updates from ``effect``; returns the effects, their Fisher information and the base shares."""
+        effect = effect.astype(float).copy()
+        base = _normalised(self.lines, self.category, self.n_c)
+        info = np.zeros(self.n_c)
+        for _ in range(iterations):
+            lift = np.exp(effect)
+            denominator = 1.0 + (lift[:, None] - 1.0) * self._promoted_mass(base)
+            ratio = self.per_week / denominator
+            promoted_ratio = np.bincount(self.cal_j, weights=ratio[self.category[self.cal_j], self.cal_w],
+                                         minlength=self.category.size)
+            new_base = _normalised(self.lines / (ratio.sum(axis=1)[self.category]
+                                                 + (lift[self.category] - 1.0) * promoted_ratio), self.category, self.n_c)
+            change = np.max(np.abs(new_base - base)) if base.size else 0.0
+            base = new_base
+            if not fixed:
+                mass = self._promoted_mass(base)
+                share_on = lift[:, None] * mass / (1.0 + (lift[:, None] - 1.0) * mass)
+                score = (self.promoted_lines - self.per_week * share_on).sum(axis=1)
+                info = (self.per_week * share_on * (1.0 - share_on)).sum(axis=1)
+                if pooled:
+                    step = np.full(self.n_c, score.sum() / info.sum() if info.sum() > 0 else 0.0)
+                else:  # a weak N(0, 3^2) penalty keeps a category whose lines separate (all on promoted weeks) finite
+                    step = np.where(info > 1e-8, (score - effect / 9.0) / (info + 1.0 / 9.0), 0.0)
+                moved = np.clip(effect + np.clip(step, -1.0, 1.0), -10.0, 10.0)
+                change = max(change, float(np.max(np.abs(moved - effect))))
+                effect = moved
+            if change < tol:
+                break
+        return effect, info, base
+
+
 def tail_price_table(data, catalogue: Catalogue) -> pd.DataFrame:
     """Per tail product (in catalogue order): median observed shelf price, share of discounted purchases, mean depth."""
     ids = catalogue.product_ids[catalogue.tail_product]
@@ -169,14 +295,41 @@ def tail_price_table(data, catalogue: Catalogue) -> pd.DataFrame:
     return table.reset_index()
 
 
-def _with_tail(top: dict, tail: pd.DataFrame, n_weeks: int, rng: np.random.Generator) -> dict:
-    n_tail = len(tail)
-    discounted = rng.random((n_tail, n_weeks)) < tail["discounted"].to_numpy()[:, None]
+def tail_calendar(promo_weeks: pd.DataFrame, tail_ids: np.ndarray, weeks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(T, W)`` observed display and mailer flags of the tail products ``tail_ids`` in ``weeks`` (week numbers)."""
+    display = np.zeros((tail_ids.size, weeks.size), dtype=bool)
+    mailer = np.zeros_like(display)
+    rows = pd.Index(tail_ids).get_indexer(promo_weeks["product_id"])
+    cols = pd.Index(weeks).get_indexer(promo_weeks["week"])
+    keep = (rows >= 0) & (cols >= 0)
+    display[rows[keep], cols[keep]] = promo_weeks["display"].fillna(False).to_numpy(bool)[keep]
+    mailer[rows[keep], cols[keep]] = promo_weeks["mailer"].fillna(False).to_numpy(bool)[keep]
+    return display, mailer
+
+
+def _drawn_flags(display: np.ndarray, mailer: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Flags drawn week by week from each row's observed frequencies of (both, display only, mailer only, neither)."""
+    both = (display & mailer).mean(axis=1)[:, None]
+    display_only = (display & ~mailer).mean(axis=1)[:, None]
+    mailer_only = (mailer & ~display).mean(axis=1)[:, None]
+    u = rng.random(display.shape)
+    drawn_display = u < both + display_only
+    drawn_mailer = (u < both) | ((u >= both + display_only) & (u < both + display_only + mailer_only))
+    return drawn_display, drawn_mailer
+
+
+def _with_tail(top: dict, basis: "PriceBasis", n_weeks: int, rng: np.random.Generator, *, observed: bool) -> dict:
+    tail = basis.tail
+    discounted = rng.random((len(tail), n_weeks)) < tail["discounted"].to_numpy()[:, None]
+    if observed:
+        display, mailer = basis.tail_display, basis.tail_mailer
+    else:
+        display, mailer = _drawn_flags(basis.tail_display, basis.tail_mailer, rng)
     extra = {
         "shelf": np.repeat(tail["shelf"].to_numpy()[:, None], n_weeks, axis=1),
         "depth": np.where(discounted, tail["depth"].to_numpy()[:, None], 0.0),
-        "display": np.zeros((n_tail, n_weeks)),
-        "mailer": np.zeros((n_tail, n_weeks)),
+        "display": display.astype(float),
+        "mailer": mailer.astype(float),
     }
     return {name: np.vstack([top[name], extra[name]]) for name in extra}
 
@@ -205,12 +358,16 @@ class PriceBasis:
         ``(G,)`` the product stage's price centre per item (0 for "other").
     tail
         :func:`tail_price_table` of the catalogue.
+    tail_display, tail_mailer
+        ``(T, W)`` the tail products' observed flags over the panel's weeks (:func:`tail_calendar`).
     """
 
     panel: PricingPanel
     columns: np.ndarray
     log_shelf_centre: np.ndarray
     tail: pd.DataFrame
+    tail_display: np.ndarray
+    tail_mailer: np.ndarray
 
 
 def price_basis(data, catalogue: Catalogue) -> PriceBasis:
@@ -220,7 +377,9 @@ def price_basis(data, catalogue: Catalogue) -> PriceBasis:
     columns = _top_columns(panel, catalogue.product_ids[: int(real.sum())])
     centre = np.zeros(catalogue.item_product.size)
     centre[real] = _mean_log_shelf(panel, columns)[catalogue.item_product[real]]
-    return PriceBasis(panel=panel, columns=columns, log_shelf_centre=centre, tail=tail_price_table(data, catalogue))
+    display, mailer = tail_calendar(data.promo_weeks, catalogue.product_ids[catalogue.tail_product], panel.weeks)
+    return PriceBasis(panel=panel, columns=columns, log_shelf_centre=centre, tail=tail_price_table(data, catalogue),
+                      tail_display=display, tail_mailer=mailer)
 
 
 def observed_prices(basis: PriceBasis, depth: np.ndarray, rng: np.random.Generator) -> PriceGrid:
@@ -228,7 +387,7 @@ def observed_prices(basis: PriceBasis, depth: np.ndarray, rng: np.random.Generat
 
     ``depth`` is the observed depths with one imputation of the missing ones
     (``load_imputations(...)[m]``), in the pricing panel's product order.
-    ``rng`` draws the tail products' discounted weeks.
+    ``rng`` draws the tail products' discounted weeks; their display and mailer flags are the observed ones.
     """
     panel, cols = basis.panel, basis.columns
     if depth.shape != panel.depth.shape or np.isnan(depth).any():
@@ -237,12 +396,15 @@ def observed_prices(basis: PriceBasis, depth: np.ndarray, rng: np.random.Generat
         "shelf": panel.shelf[:, cols].T, "depth": np.clip(depth[:, cols].T, 0.0, 0.99),
         "display": panel.display[:, cols].T.astype(float), "mailer": panel.mailer[:, cols].T.astype(float),
     }
-    grids = _with_tail(top, basis.tail, panel.weeks.size, rng)
+    grids = _with_tail(top, basis, panel.weeks.size, rng, observed=True)
     return PriceGrid(**grids, log_shelf_centre=basis.log_shelf_centre)
 
 
 def hmm_prices(basis: PriceBasis, pricing_model, rng: np.random.Generator) -> PriceGrid:
-    """Prices drawn from the fitted pricing HMMs over the data's weeks (one path per call)."""
+    """Prices drawn from the fitted pricing HMMs over the data's weeks (one path per call).
+
+    The tail products' flags are drawn week by week from their observed frequencies (:func:`_drawn_flags`).
+    """
     panel = basis.panel
     sim = pricing_model.simulate(panel.weeks, rng)
     n_w = panel.weeks.size
@@ -256,5 +418,5 @@ def hmm_prices(basis: PriceBasis, pricing_model, rng: np.random.Generator) -> Pr
 
     top = {"shelf": grid("base_price"), "depth": np.clip(grid("depth"), 0.0, 0.99),
            "display": grid("display"), "mailer": grid("mailer")}
-    grids = _with_tail(top, basis.tail, n_w, rng)
+    grids = _with_tail(top, basis, n_w, rng, observed=False)
     return PriceGrid(**grids, log_shelf_centre=basis.log_shelf_centre)
