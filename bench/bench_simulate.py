@@ -1,7 +1,7 @@
 """Simulator throughput at the full catalogue's size (synthetic parameters, real dimensions).
 
 Usage: python bench/bench_simulate.py [--customers 10000] [--batch-size 1000] [--out DIR] [--scheduler local]
-       [--in-process-customers N] [--arrow-threads N]
+       [--in-process-customers N] [--arrow-threads N] [--tail-repeat R] [--tail-promotion L]
 
 The scale-out check (1,000,000 customers through a LocalCluster):
 ``--customers 1000000 --scheduler local --in-process-customers 100000`` runs the
@@ -52,6 +52,8 @@ def main() -> None:
                         help="customers of the in-process run (default: --customers)")
     parser.add_argument("--tail-repeat", type=float, default=0.34,
                         help="every category's tail repeat probability (0.34: the embedded data's median)")
+    parser.add_argument("--tail-promotion", type=float, default=0.85,
+                        help="log weight of a promoted tail product in every category (the embedded pooled estimate)")
     parser.add_argument("--arrow-threads", type=int, default=None,
                         help="Arrow's CPU thread pool size in the in-process run and in each Dask worker")
     args = parser.parse_args()
@@ -59,7 +61,8 @@ def main() -> None:
         _set_arrow_threads(args.arrow_threads)
     rng = np.random.default_rng(0)
     catalogue = synthetic_catalogue(rng, n_categories=N_CATEGORIES, items=ITEMS, tail=TAIL)
-    catalogue = dataclasses.replace(catalogue, tail_repeat=np.full(N_CATEGORIES, args.tail_repeat))
+    catalogue = dataclasses.replace(catalogue, tail_repeat=np.full(N_CATEGORIES, args.tail_repeat),
+                                    tail_promotion=np.full(N_CATEGORIES, args.tail_promotion))
     prices = synthetic_prices(rng, catalogue, N_WEEKS)
     draw = synthetic_draw(rng, catalogue, N_WEEKS, n_classes=N_CLASSES)
     # about 9 categories per visited week, as in the data
