@@ -304,6 +304,11 @@ def test_tail_promotion_response_keeps_a_separated_category_finite_and_bounded()
     assert np.isfinite(effect).all() and np.all(np.abs(effect) <= TAIL_PROMOTION_BOUND)
     assert effect[0] > 0 and np.isfinite(base).all()
     assert tail_promotion_response(choices.iloc[:0], tail, calendar, 1)[0].tolist() == [0.0]
+    # a category whose tail products have no lines keeps uniform base shares
+    wider = pd.DataFrame({"category_id": [0, 0, 1, 1], "product_id": [1, 2, 3, 4]})
+    effect, base = tail_promotion_response(choices, wider, calendar, 2)
+    np.testing.assert_allclose(base[2:], 0.5)
+    assert np.isfinite(effect).all() and np.isfinite(base).all()
 
 
 def test_tail_calendar_and_drawn_flags_keep_each_products_observed_frequencies():

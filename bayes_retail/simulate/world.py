@@ -220,8 +220,10 @@ def _between_variance(estimates: np.ndarray, precision: np.ndarray) -> float:
 
 
 def _normalised(weights: np.ndarray, category: np.ndarray, n_categories: int) -> np.ndarray:
-    total = np.bincount(category, weights=weights, minlength=n_categories)
-    return weights / np.where(total > 0, total, 1.0)[category]
+    """Weights scaled to sum to 1 within each category (uniform in a category whose weights sum to 0)."""
+    total = np.bincount(category, weights=weights, minlength=n_categories)[category]
+    size = np.bincount(category, minlength=n_categories)[category]
+    return np.where(total > 0, weights / np.where(total > 0, total, 1.0), 1.0 / np.maximum(size, 1))
 
 
 class _TailPromotionProblem:
@@ -254,8 +256,10 @@ class _TailPromotionProblem:
             ratio = self.per_week / denominator
             promoted_ratio = np.bincount(self.cal_j, weights=ratio[self.category[self.cal_j], self.cal_w],
                                          minlength=self.category.size)
-            new_base = _normalised(self.lines / (ratio.sum(axis=1)[self.category]
-                                                 + (lift[self.category] - 1.0) * promoted_ratio), self.category, self.n_c)
+            exposure = ratio.sum(axis=1)[self.category] + (lift[self.category] - 1.0) * promoted_ratio
+            # a category without lines has no exposure: its shares stay uniform
+            new_base = _normalised(np.divide(self.lines, exposure, out=np.zeros_like(exposure), where=exposure > 0),
+                                   self.category, self.n_c)
             change = np.max(np.abs(new_base - base)) if base.size else 0.0
             base = new_base
             if not fixed:
