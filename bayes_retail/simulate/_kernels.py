@@ -380,26 +380,31 @@ def _tail_product(key, week, g, slot, start, count, tail_cumshare, tail_product,
                                   promoted)
 
 
+@numba.njit(inline="always", cache=True)
+def _tail_weight(j, start, tail_cumshare, tail_product, promotion, promoted):
+    """Row ``j``'s share times its promotion weight over the largest weight (``exp(max(promotion, 0))``)."""
+    share = tail_cumshare[j] - (tail_cumshare[j - 1] if j > start else 0.0)
+    return share * math.exp(promotion * promoted[tail_product[j]] - max(promotion, 0.0))
+
+
 @numba.njit(cache=True)
 def _explicit_tail_product(key, week, g, slot, start, count, tail_cumshare, tail_product, taken, promotion, promoted):
     """:func:`_tail_product`'s distribution by inversion over the free products (-1 when none is free)."""
-    top = max(promotion, 0.0)
     total = 0.0
+    first_free = -1
     for j in range(start, start + count):
         if not np.any(taken == tail_product[j]):
-            share = tail_cumshare[j] - (tail_cumshare[j - 1] if j > start else 0.0)
-            total += share * math.exp(promotion * promoted[tail_product[j]] - top)
-    if total <= 0.0:  # free products with zero weight only: the first free one in share order
-        for j in range(start, start + count):
-            if not np.any(taken == tail_product[j]):
-                return tail_product[j]
-        return -1
+            total += _tail_weight(j, start, tail_cumshare, tail_product, promotion, promoted)
+            if first_free < 0:
+                first_free = tail_product[j]
+    if total <= 0.0:  # free products with zero weight only (or none free): the first free one in share order
+        return first_free
     u = uniform(key, week, TAIL, g, _TAIL_EXPLICIT_SLOT + slot) * total
     last = -1
     for j in range(start, start + count):
         p = tail_product[j]
         if not np.any(taken == p):
-            u -= (tail_cumshare[j] - (tail_cumshare[j - 1] if j > start else 0.0)) * math.exp(promotion * promoted[p] - top)
+            u -= _tail_weight(j, start, tail_cumshare, tail_product, promotion, promoted)
             last = p
             if u <= 0.0:
                 return p

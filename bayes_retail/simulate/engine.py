@@ -175,7 +175,6 @@ def simulate_batch(
     tail_memory_count = np.zeros((n, n_c), dtype=np.int64)
     tail_repeat = catalogue.tail_repeat_table
     tail_promotion = catalogue.tail_promotion_table
-    promoted = ((prices.display > 0) | (prices.mailer > 0)).astype(np.float64)
     previous = np.zeros(n)
     visit = np.ascontiguousarray(customers.visit, dtype=float)
     preference_rate = np.exp(np.ascontiguousarray(customers.category_preference, dtype=float))
@@ -211,7 +210,7 @@ def simulate_batch(
             catalogue.tail_start, catalogue.tail_product, catalogue.tail_cumshare, catalogue.tail_count,
             np.ascontiguousarray(prices.depth[:, w]), draw.quantity_intercept, draw.kappa, alpha,
             np.asarray(customers.basket, dtype=float), tail_repeat, tail_memory, tail_memory_count,
-            tail_promotion, np.ascontiguousarray(promoted[:, w]),
+            tail_promotion, ((prices.display[:, w] > 0) | (prices.mailer[:, w] > 0)).astype(np.float64),
         )
         weeks.append((line_customer, np.full(line_item.size, w), line_trip, product, quantity))
     customer, week, trip, product, quantity = (np.concatenate(parts) for parts in zip(*weeks))

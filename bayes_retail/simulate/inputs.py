@@ -116,19 +116,21 @@ class Catalogue:
             return np.zeros((self.n_categories, 0))
         return np.ascontiguousarray(self.tail_size_cumprob, dtype=np.float64)
 
+    def _per_category(self, values: np.ndarray | None) -> np.ndarray:
+        """An optional ``(C,)`` table as the kernels take it: contiguous float64, zeros when absent."""
+        if values is None:
+            return np.zeros(self.n_categories)
+        return np.ascontiguousarray(values, dtype=np.float64)
+
     @property
     def tail_repeat_table(self) -> np.ndarray:
         """``tail_repeat`` as the kernels take it: zeros when tail products are never bought again on purpose."""
-        if self.tail_repeat is None:
-            return np.zeros(self.n_categories)
-        return np.ascontiguousarray(self.tail_repeat, dtype=np.float64)
+        return self._per_category(self.tail_repeat)
 
     @property
     def tail_promotion_table(self) -> np.ndarray:
         """``tail_promotion`` as the kernels take it: zeros when promotions do not move the tail."""
-        if self.tail_promotion is None:
-            return np.zeros(self.n_categories)
-        return np.ascontiguousarray(self.tail_promotion, dtype=np.float64)
+        return self._per_category(self.tail_promotion)
 
     @property
     def n_categories(self) -> int:

@@ -194,11 +194,9 @@ def tail_promotion_response(
         return np.zeros(n_categories), _normalised(np.ones(len(ids)), category, n_categories)
     first, n_weeks = int(bought["week"].min()), int(bought["week"].max() - bought["week"].min() + 1)
     line_j, line_w = ids.get_indexer(bought["product_id"]), bought["week"].to_numpy(np.int64) - first
-    on = promo_weeks["display"].fillna(False).to_numpy(bool) | promo_weeks["mailer"].fillna(False).to_numpy(bool)
-    cal = promo_weeks.loc[on, ["product_id", "week"]].drop_duplicates()
-    cal_j, cal_w = ids.get_indexer(cal["product_id"]), cal["week"].to_numpy(np.int64) - first
-    keep = (cal_j >= 0) & (cal_w >= 0) & (cal_w < n_weeks)
-    problem = _TailPromotionProblem(category, n_categories, n_weeks, line_j, line_w, cal_j[keep], cal_w[keep])
+    display, mailer = tail_calendar(promo_weeks, ids.to_numpy(), first + np.arange(n_weeks))
+    cal_j, cal_w = np.nonzero(display | mailer)
+    problem = _TailPromotionProblem(category, n_categories, n_weeks, line_j, line_w, cal_j, cal_w)
     own, info, _ = problem.fit(np.zeros(n_categories), iterations=iterations, tol=tol)
     pooled, _, _ = problem.fit(np.zeros(n_categories), pooled=True, iterations=iterations, tol=tol)
     informed = info > 1e-8
@@ -300,15 +298,19 @@ def tail_price_table(data, catalogue: Catalogue) -> pd.DataFrame:
 
 
 def tail_calendar(promo_weeks: pd.DataFrame, tail_ids: np.ndarray, weeks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(T, W)`` observed display and mailer flags of the tail products ``tail_ids`` in ``weeks`` (week numbers)."""
-    display = np.zeros((tail_ids.size, weeks.size), dtype=bool)
-    mailer = np.zeros_like(display)
+    """``(T, W)`` observed display and mailer flags of the tail products ``tail_ids`` in ``weeks`` (week numbers).
+
+    A flag is set when any calendar row of the product-week sets it (missing flags count as not set).
+    """
     rows = pd.Index(tail_ids).get_indexer(promo_weeks["product_id"])
     cols = pd.Index(weeks).get_indexer(promo_weeks["week"])
     keep = (rows >= 0) & (cols >= 0)
-    display[rows[keep], cols[keep]] = promo_weeks["display"].fillna(False).to_numpy(bool)[keep]
-    mailer[rows[keep], cols[keep]] = promo_weeks["mailer"].fillna(False).to_numpy(bool)[keep]
-    return display, mailer
+    flags = []
+    for name in ("display", "mailer"):
+        grid = np.zeros((tail_ids.size, weeks.size), dtype=bool)
+        np.logical_or.at(grid, (rows[keep], cols[keep]), promo_weeks[name].fillna(False).to_numpy(bool)[keep])
+        flags.append(grid)
+    return flags[0], flags[1]
 
 
 def _drawn_flags(display: np.ndarray, mailer: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
