@@ -223,3 +223,33 @@ def test_a_stage_fitted_on_other_weeks_or_households_is_stale(fitted):
             False, "fitted on other weeks or households ([data])"), section
     config["sections"]["data"] = {"weeks": "all", "fit_share": 1.0, "split_seed": 7}  # every household: seed moot
     assert stage_is_current(tmp / "models", "quantity", data, config) == (True, "current")
+
+
+def test_hmm_prices_give_the_most_promoted_products_the_most_promoted_paths(fitted):
+    import dataclasses
+
+    from bayes_retail.pricing.artifacts import load_pricing
+    from bayes_retail.simulate.world import catalogue_from_data, hmm_prices, price_basis
+
+    tmp, src = fitted
+    data = load_data(src, cache_dir=tmp / "cache")
+    basis = price_basis(data, catalogue_from_data(data))
+    model = load_pricing(tmp / "models" / "pricing")
+    # the tiny data promotes every product equally: give one product of the two-product category more weeks
+    pair = np.flatnonzero(basis.product_category == np.bincount(basis.product_category).argmax())[:2]
+    promoted = np.zeros_like(basis.promoted_weeks)
+    promoted[pair[0]] = 4
+    basis = dataclasses.replace(basis, promoted_weeks=promoted)
+    n = basis.columns.size
+    ahead = {}
+    for propensity in ("observed", "exchangeable"):
+        gaps = []
+        for seed in range(40):
+            grid = hmm_prices(basis, model, np.random.default_rng(seed), promotion_propensity=propensity)
+            drawn = ((grid.display[:n] > 0) | (grid.mailer[:n] > 0)).sum(axis=1)
+            gaps.append(drawn[pair[0]] - drawn[pair[1]])
+        ahead[propensity] = np.array(gaps)
+    assert (ahead["observed"] >= 0).all() and (ahead["observed"] > 0).any()
+    assert (ahead["exchangeable"] < 0).any()  # without matching the more promoted product is sometimes behind
+    with pytest.raises(ValueError, match="promotion_propensity must be one of"):
+        hmm_prices(basis, model, np.random.default_rng(3), promotion_propensity="sorted")

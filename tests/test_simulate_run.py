@@ -328,3 +328,32 @@ def test_tail_calendar_and_drawn_flags_keep_each_products_observed_frequencies()
                             (~observed_display & observed_mailer, ~drawn_display & drawn_mailer)):
         np.testing.assert_allclose(drawn.mean(axis=1), observed.mean(axis=1), atol=0.015)
     assert not drawn_display[1].any()  # a product never on display is never drawn on display
+
+
+def test_propensity_rows_match_ranks_within_each_category_only():
+    from bayes_retail.simulate.world import propensity_rows
+
+    category = np.array([0, 0, 0, 1, 1, 1, 1])
+    drawn = np.array([5, 0, 9, 2, 8, 4, 6])
+    observed = np.array([1, 30, 12, 7, 0, 3, 20])
+    source = propensity_rows(drawn, observed, category, np.random.default_rng(0))
+    assert sorted(source) == list(range(7)) and (category[source] == category).all()
+    # by hand: category 0's products in observed order 0, 2, 1 take the rows in drawn order 1, 0, 2;
+    # category 1's products 4, 5, 3, 6 take rows 3, 5, 6, 4
+    np.testing.assert_array_equal(source, [1, 2, 0, 6, 3, 5, 4])
+
+
+def test_propensity_rows_break_ties_at_random():
+    from bayes_retail.simulate.world import propensity_rows
+
+    category = np.zeros(4, dtype=np.int64)
+    drawn = np.array([3, 3, 3, 10])
+    observed = np.array([2, 2, 7, 2])
+    counts = np.zeros((4, 4))
+    for seed in range(1200):
+        source = propensity_rows(drawn, observed, category, np.random.default_rng(seed))
+        counts[np.arange(4), source] += 1
+    np.testing.assert_array_equal(counts[2], [0, 0, 0, 1200])  # the most promoted product takes the top row
+    for product in (0, 1, 3):  # the three tied ones share the three tied rows evenly
+        assert counts[product, 3] == 0
+        assert np.all(np.abs(counts[product, :3] - 400) < 4 * np.sqrt(1200 / 3 * 2 / 3))

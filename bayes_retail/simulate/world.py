@@ -12,6 +12,17 @@ observed depth. Their display and mailer flags are the observed ones
 frequencies of the four flag combinations (``hmm``). That is an
 approximation: the tail's promotions are independent of its discounts, of one
 another and of the HMMs' calendar.
+
+The pricing HMMs are exchangeable within a category: every product of a
+category draws its promotion path from the same chain, so a drawn path does
+not know which product it belongs to. The data's retailer promotes its big
+sellers more often, and the cross-sectional promotion lift the metric suite
+measures depends on that. ``hmm`` prices therefore hand the category's drawn
+promotion paths (depth, display and mailer together) to its products by rank:
+the product with the k-th most promoted weeks in the data gets the path with
+the k-th most promoted weeks in the draw (ties at random). Because the paths
+are exchangeable, this leaves the law of the category's calendar unchanged and
+only decides which product carries which path.
 """
 
 from __future__ import annotations
@@ -366,6 +377,10 @@ class PriceBasis:
         :func:`tail_price_table` of the catalogue.
     tail_display, tail_mailer
         ``(T, W)`` the tail products' observed flags over the panel's weeks (:func:`tail_calendar`).
+    product_category
+        ``(N,)`` category of each choice-set product row.
+    promoted_weeks
+        ``(N,)`` weeks each choice-set product row is on display or in the mailer in the data.
     """
 
     panel: PricingPanel
@@ -374,6 +389,8 @@ class PriceBasis:
     tail: pd.DataFrame
     tail_display: np.ndarray
     tail_mailer: np.ndarray
+    product_category: np.ndarray
+    promoted_weeks: np.ndarray
 
 
 def price_basis(data, catalogue: Catalogue) -> PriceBasis:
@@ -384,8 +401,12 @@ def price_basis(data, catalogue: Catalogue) -> PriceBasis:
     centre = np.zeros(catalogue.item_product.size)
     centre[real] = _mean_log_shelf(panel, columns)[catalogue.item_product[real]]
     display, mailer = tail_calendar(data.promo_weeks, catalogue.product_ids[catalogue.tail_product], panel.weeks)
+    product_category = np.empty(columns.size, dtype=np.int64)
+    product_category[catalogue.item_product[real]] = catalogue.item_category[real]
+    promoted = (panel.display[:, columns] | panel.mailer[:, columns]).sum(axis=0)
     return PriceBasis(panel=panel, columns=columns, log_shelf_centre=centre, tail=tail_price_table(data, catalogue),
-                      tail_display=display, tail_mailer=mailer)
+                      tail_display=display, tail_mailer=mailer, product_category=product_category,
+                      promoted_weeks=promoted)
 
 
 def observed_prices(basis: PriceBasis, depth: np.ndarray, rng: np.random.Generator) -> PriceGrid:
@@ -406,11 +427,36 @@ def observed_prices(basis: PriceBasis, depth: np.ndarray, rng: np.random.Generat
     return PriceGrid(**grids, log_shelf_centre=basis.log_shelf_centre)
 
 
-def hmm_prices(basis: PriceBasis, pricing_model, rng: np.random.Generator) -> PriceGrid:
+PROMOTION_PROPENSITIES = ("observed", "exchangeable")
+
+
+def propensity_rows(drawn_weeks: np.ndarray, observed_weeks: np.ndarray, category: np.ndarray,
+                    rng: np.random.Generator) -> np.ndarray:
+    """Which drawn row each product takes: within a category, ranks of ``drawn_weeks`` matched to ``observed_weeks``.
+
+    Returns ``source`` with ``source[i]`` the row whose drawn path product
+    ``i`` takes; ``source`` permutes rows within each category only. Ties on
+    either side are broken at random.
+    """
+    n = drawn_weeks.size
+    drawn_order = np.lexsort((rng.random(n), drawn_weeks, category))
+    observed_order = np.lexsort((rng.random(n), observed_weeks, category))
+    source = np.empty(n, dtype=np.int64)
+    source[observed_order] = drawn_order
+    return source
+
+
+def hmm_prices(basis: PriceBasis, pricing_model, rng: np.random.Generator, *,
+               promotion_propensity: str = "observed") -> PriceGrid:
     """Prices drawn from the fitted pricing HMMs over the data's weeks (one path per call).
 
-    The tail products' flags are drawn week by week from their observed frequencies (:func:`_drawn_flags`).
+    ``promotion_propensity="observed"`` hands each category's drawn promotion
+    paths to its products by rank of promoted weeks (:func:`propensity_rows`);
+    ``"exchangeable"`` keeps the HMM's own, arbitrary assignment. The tail
+    products' flags are drawn week by week from their observed frequencies (:func:`_drawn_flags`).
     """
+    if promotion_propensity not in PROMOTION_PROPENSITIES:
+        raise ValueError(f"promotion_propensity must be one of {PROMOTION_PROPENSITIES}, got {promotion_propensity!r}")
     panel = basis.panel
     sim = pricing_model.simulate(panel.weeks, rng)
     n_w = panel.weeks.size
@@ -424,5 +470,9 @@ def hmm_prices(basis: PriceBasis, pricing_model, rng: np.random.Generator) -> Pr
 
     top = {"shelf": grid("base_price"), "depth": np.clip(grid("depth"), 0.0, 0.99),
            "display": grid("display"), "mailer": grid("mailer")}
+    if promotion_propensity == "observed":
+        drawn = ((top["display"] > 0) | (top["mailer"] > 0)).sum(axis=1)
+        source = propensity_rows(drawn, basis.promoted_weeks, basis.product_category, rng)
+        top.update({name: top[name][source] for name in ("depth", "display", "mailer")})
     grids = _with_tail(top, basis, n_w, rng, observed=False)
     return PriceGrid(**grids, log_shelf_centre=basis.log_shelf_centre)
