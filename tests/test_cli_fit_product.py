@@ -122,6 +122,21 @@ def test_a_household_subset_is_drawn_with_the_seed(fitted, tmp_path):
     assert summary["households"] == 2 and len(membership) == 2
 
 
+def test_span_availability_is_fitted_and_stored_with_the_trace(fitted, tmp_path):
+    tmp, src, _ = fitted
+    shutil.copytree(tmp / "models" / "pricing", tmp_path / "models" / "pricing")
+    config = tmp_path / "span.toml"
+    config.write_text(CONFIG.replace("[product]", '[product]\navailability = "span"'))
+    code = main(["--quiet", "--cache-dir", str(tmp / "cache"), "fit", "--data", str(src), "--out",
+                 str(tmp_path / "models"), "--config", str(config), "--stage", "product", "--seed", "5"])
+    assert code == 0
+    idata = load_posterior(tmp_path / "models", product.STAGE)
+    assert json.loads(idata.attrs["stage_config"])["availability"] == "span"
+    # the tiny data sell every choice-set product from the first week to the last: the same posterior as "always"
+    always = load_posterior(tmp / "models", product.STAGE)
+    np.testing.assert_allclose(idata.posterior["mu"].values, always.posterior["mu"].values)
+
+
 def test_without_the_pricing_stage_the_error_names_the_missing_file(tmp_path, capsys):
     src = write_internal(tmp_path / "src")
     config = tmp_path / "small.toml"

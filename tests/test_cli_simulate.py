@@ -237,9 +237,9 @@ def test_hmm_prices_give_the_most_promoted_products_the_most_promoted_paths(fitt
     model = load_pricing(tmp / "models" / "pricing")
     # the tiny data promotes every product equally: give one product of the two-product category more weeks
     pair = np.flatnonzero(basis.product_category == np.bincount(basis.product_category).argmax())[:2]
-    promoted = np.zeros_like(basis.promoted_weeks)
-    promoted[pair[0]] = 4
-    basis = dataclasses.replace(basis, promoted_weeks=promoted)
+    promoted = np.zeros_like(basis.promoted_share)
+    promoted[pair[0]] = 0.8
+    basis = dataclasses.replace(basis, promoted_share=promoted)
     n = basis.columns.size
     ahead = {}
     for propensity in ("observed", "exchangeable"):
@@ -253,3 +253,41 @@ def test_hmm_prices_give_the_most_promoted_products_the_most_promoted_paths(fitt
     assert (ahead["exchangeable"] < 0).any()  # without matching the more promoted product is sometimes behind
     with pytest.raises(ValueError, match="promotion_propensity must be one of"):
         hmm_prices(basis, model, np.random.default_rng(3), promotion_propensity="sorted")
+
+
+def test_prices_under_span_availability_keep_products_off_the_shelf_unpromoted(fitted):
+    import dataclasses
+
+    from bayes_retail.models.product import item_table
+    from bayes_retail.pricing.artifacts import load_imputations, load_pricing
+    from bayes_retail.simulate.world import catalogue_from_data, hmm_prices, observed_prices, price_basis
+
+    tmp, src = fitted
+    data = load_data(src, cache_dir=tmp / "cache")
+    items = item_table(data.choice_sets)
+    last = items["category_id"].ne(items["category_id"].shift(-1))
+    pid = int(items.loc[items["product_id"].notna() & ~last, "product_id"].iloc[0])
+    # the product is neither sold nor promoted in the first two weeks: off the shelf there
+    pw = data.product_weeks.copy()
+    early = (pw["product_id"] == pid) & pw["week"].isin(data.weeks[:2])
+    pw.loc[early, ["lines", "units"]] = 0
+    pw.loc[early, ["display", "mailer"]] = False
+    data = dataclasses.replace(data, product_weeks=pw)
+    catalogue = catalogue_from_data(data)
+    basis = price_basis(data, catalogue, availability="span")
+    row = int(np.flatnonzero(catalogue.product_ids == pid)[0])
+    np.testing.assert_array_equal(basis.available[row], data.weeks >= data.weeks[2])
+    assert basis.available.sum() == basis.available.size - 2
+    model = load_pricing(tmp / "models" / "pricing")
+    for seed in range(10):
+        grid = hmm_prices(basis, model, np.random.default_rng(seed))
+        np.testing.assert_array_equal(grid.available[: basis.available.shape[0]], basis.available)
+        assert grid.available[basis.available.shape[0]:].all()  # tail products
+        for name in ("depth", "display", "mailer"):
+            assert not getattr(grid, name)[row, :2].any()
+    depth = load_imputations(tmp / "models" / "pricing", basis.panel)
+    observed = observed_prices(basis, depth[0], np.random.default_rng(0))
+    np.testing.assert_array_equal(observed.available, grid.available)
+    assert price_basis(data, catalogue).available is None
+    with pytest.raises(ValueError, match="availability must be"):
+        price_basis(data, catalogue, availability="weekly")

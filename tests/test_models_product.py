@@ -515,7 +515,8 @@ def test_choice_kernel_returns_nan_not_an_exception_at_an_extreme_point():
 
 def _reference_week_shares(params, pdata, week_grids: dict) -> np.ndarray:
     """``(G,)`` class-averaged choice shares in one week whose covariates are ``week_grids`` (via class_utilities)."""
-    one_week = dataclasses.replace(pdata, **{name: grid[:, None] for name, grid in week_grids.items()})
+    one_week = dataclasses.replace(pdata, occasion_week=np.zeros_like(pdata.occasion_week), available=None,
+                                   **{name: grid[:, None] for name, grid in week_grids.items()})
     v = product.class_utilities(params["t"], params["theta"], params["display"], params["mailer"], one_week)[:, :, 0]
     ev = np.exp(v)
     sums = np.add.reduceat(ev, pdata.category_start, axis=1)[:, pdata.item_category]
@@ -716,3 +717,145 @@ def test_household_logliks_add_up_to_the_stage_likelihood():
     scored = np.unique(pdata.occasion_household[pdata.occasion_scored])
     loglik = product.household_loglik_draws(pdata, posterior, draws=5)
     np.testing.assert_allclose(loglik, per_household[scored][None, :], rtol=1e-12)
+
+
+# --------------------------------------------------------------------------- availability
+
+
+def _off_shelf_study(seed=8, **kwargs):
+    rng = np.random.default_rng(seed)
+    design = product.synthetic_design(rng, off_shelf=0.6, **kwargs)
+    params = product.draw_parameters(design, rng, n_classes=4, log_extra_rate=0.8)
+    pdata = product.simulate_occasions(params, design, rng.integers(0, 4, design.households.size), rng)
+    assert not design.available.all()
+    return pdata, params
+
+
+def test_items_off_the_shelf_are_never_simulated_and_leave_every_likelihood():
+    pdata, params = _off_shelf_study(n_households=30, n_categories=3, items_per_category=10, occasion_rate=0.6)
+    assert pdata.available[pdata.chosen_item, pdata.occasion_week[pdata.chosen_occasion]].all()
+    assert (pdata.set_size > 1).any() and pdata.last_item.size > 0
+    # an off-shelf last item is part of the state pairs: its term must vanish, not count
+    assert (~pdata.available[pdata.last_item, pdata.occasion_week[pdata.last_occasion]]).any()
+    want = product.total_loglik(params, pdata) - product.extra_items_loglik(params["log_extra_rate"], pdata)
+    assert _kernel(params, pdata)[0] == pytest.approx(want, rel=1e-12)
+    # and the availability changes it: the same choices with every item on the shelf score lower
+    on_shelf = dataclasses.replace(pdata, available=None)
+    assert _kernel(params, on_shelf)[0] < _kernel(params, pdata)[0] - 1.0
+    _, *grads = _kernel(params, pdata)
+    rng = np.random.default_rng(1)
+    for name, grad in zip(("t", "theta", "display", "mailer"), grads):
+        flat = np.asarray(params[name], float).ravel()
+        for idx in rng.choice(flat.size, min(flat.size, 8), replace=False):
+            step = np.zeros_like(flat)
+            step[idx] = 1e-6
+            up = _kernel(params, pdata, **{name: (flat + step).reshape(np.shape(params[name]))})[0]
+            down = _kernel(params, pdata, **{name: (flat - step).reshape(np.shape(params[name]))})[0]
+            assert grad.ravel()[idx] == pytest.approx((up - down) / 2e-6, rel=1e-5, abs=1e-5), (name, idx)
+
+
+def test_off_shelf_likelihood_equals_the_occasion_by_occasion_sum_over_orders():
+    pdata, params = _off_shelf_study(seed=9, n_households=12, n_categories=2, items_per_category=7, n_weeks=8,
+                                     burn_in_weeks=2)
+    assert product.total_loglik(params, pdata) == pytest.approx(product.brute_force_loglik(params, pdata), rel=1e-8)
+
+
+def test_household_kernel_leaves_off_shelf_items_out_like_the_class_kernel():
+    from bayes_retail.models._choice_kernel import household_class_loglik
+    from bayes_retail.models._household_choice_kernel import household_choice_pass
+
+    pdata, params = _off_shelf_study(n_households=20, n_categories=3, items_per_category=8)
+    classes = np.arange(20) % 4
+    per_class = household_class_loglik(params["t"], params["theta"], params["display"], params["mailer"],
+                                       *product.kernel_inputs(pdata))
+    per_household, *_ = household_choice_pass(params["t"], params["theta"][classes], params["display"],
+                                              params["mailer"], *product.household_kernel_inputs(pdata))
+    rows = np.arange(per_class.shape[0])
+    np.testing.assert_allclose(per_household[rows], per_class[rows, classes[rows]], rtol=1e-10)
+
+
+def test_an_occasion_buying_every_item_on_the_shelf_is_not_scored():
+    pdata, _ = _off_shelf_study(n_households=10, n_categories=2, items_per_category=4, n_weeks=6, burn_in_weeks=0)
+    available = np.ones_like(pdata.available)
+    available[:3, 2] = False  # week 2: category 0 holds only its reference item
+    occasions = np.flatnonzero((pdata.occasion_category == 0) & (pdata.occasion_week == 2))
+    keep = ~np.isin(pdata.chosen_occasion, occasions)  # those occasions now buy the reference alone
+    chosen_occasion = np.concatenate([pdata.chosen_occasion[keep], occasions])
+    chosen_item = np.concatenate([pdata.chosen_item[keep], np.full(occasions.size, 3)])
+    order = np.argsort(chosen_occasion, kind="stable")
+    one = dataclasses.replace(pdata, available=available, chosen_occasion=chosen_occasion[order],
+                              chosen_item=chosen_item[order])
+    assert occasions.size and np.all(one.set_size[occasions] == 1)
+    assert not np.isin(occasions, product.scored_occasions(one)).any()
+    assert np.isin(occasions, product.scored_occasions(dataclasses.replace(one, available=None))).all()
+
+
+def test_availability_errors_name_what_is_wrong():
+    pdata, _ = _off_shelf_study(n_households=6, n_categories=2, items_per_category=4, n_weeks=5, burn_in_weeks=0)
+    with pytest.raises(ValueError, match="available must have shape"):
+        dataclasses.replace(pdata, available=pdata.available[:, :2])
+    off_reference = pdata.available.copy()
+    off_reference[pdata.reference_item[1], 0] = False
+    with pytest.raises(ValueError, match="reference item must be available"):
+        dataclasses.replace(pdata, available=off_reference)
+    off_chosen = pdata.available.copy()
+    row = np.flatnonzero(~np.isin(pdata.chosen_item, pdata.reference_item))[0]
+    off_chosen[pdata.chosen_item[row], pdata.occasion_week[pdata.chosen_occasion[row]]] = False
+    with pytest.raises(ValueError, match="chosen items are off the shelf"):
+        dataclasses.replace(pdata, available=off_chosen)
+    with pytest.raises(ValueError, match="availability"):
+        product.ProductConfig(availability="sometimes")
+
+
+def test_availability_span_and_item_grid_by_hand():
+    product_weeks = pd.DataFrame({
+        "product_id": [1, 1, 1, 1, 2, 2, 2, 3, 3],
+        "week": [1, 2, 3, 4, 1, 2, 3, 1, 4],
+        "lines": [0, 2, 0, 0, 0, 0, 1, 1, 0],
+        "display": [False, False, True, False, True, False, False, False, None],
+        "mailer": [False, False, False, False, False, False, False, False, False],
+    })
+    span = product.availability_span(product_weeks)
+    assert span.loc[1].tolist() == [2, 3] and span.loc[2].tolist() == [1, 3] and span.loc[3].tolist() == [1, 1]
+    items = pd.DataFrame({"category_id": [0, 0, 0, 1, 1], "item": [0, 1, 2, 0, 1],
+                          "product_id": [1, 2, np.nan, 3, 9]})
+    grid = product.item_availability(items, span, np.array([1, 2, 3, 4]))
+    np.testing.assert_array_equal(grid, [
+        [False, True, True, False],   # product 1: weeks 2-3
+        [True, True, True, False],    # product 2: weeks 1-3
+        [True, True, True, True],     # "other"
+        [True, False, False, False],  # product 3: week 1
+        [True, True, True, True],     # product 9: the reference of category 1 (and unseen)
+    ])
+
+
+def test_intercepts_recovered_with_availability_and_biased_down_without():
+    # maximum likelihood of the item intercepts with the other parameters at the truth (the kernel's gradient)
+    from scipy.optimize import minimize
+
+    rng = np.random.default_rng(12)
+    design = product.synthetic_design(rng, n_households=600, n_categories=3, items_per_category=6, n_weeks=20,
+                                      occasion_rate=0.5, off_shelf=0.7)
+    params = product.draw_parameters(design, rng, n_classes=4, sigma=(0.3, 0.3, 0.05, 0.3, 0.3), log_extra_rate=-1.0)
+    pdata = product.simulate_occasions(params, design, rng.integers(0, 4, 600), rng)
+    free = product.free_items(pdata)
+
+    def fit(data):
+        def loss(x):
+            t = np.zeros(data.item_category.size)
+            t[free] = x
+            value, d_t, *_ = choice_loglik(t, params["theta"], params["display"], params["mailer"],
+                                           *product.kernel_inputs(data))
+            return -value, -d_t[free]
+
+        return minimize(loss, np.zeros(free.size), jac=True, method="L-BFGS-B").x
+
+    share_on = pdata.available[free].mean(axis=1)
+    partial = share_on < 0.6
+    assert partial.sum() >= 4
+    with_shelf = fit(pdata) - params["t"][free]
+    without = fit(dataclasses.replace(pdata, available=None)) - params["t"][free]
+    assert np.abs(with_shelf).max() < 0.25 and abs(with_shelf[partial].mean()) < 0.1
+    # treated as always on the shelf, a part-year item looks unpopular: about log(share of weeks on the shelf)
+    assert without[partial].mean() < -0.5
+    assert np.corrcoef(without[partial], np.log(share_on[partial]))[0, 1] > 0.6

@@ -496,3 +496,83 @@ def test_tail_promotion_effects_are_checked(world):
         dataclasses.replace(catalogue, tail_promotion=np.zeros(3))
     with pytest.raises(ValueError, match="tail_promotion must be finite"):
         dataclasses.replace(catalogue, tail_promotion=np.array([0.1, np.nan, 0.0, 0.0]))
+
+
+# --------------------------------------------------------------------------- availability
+
+
+def _shelf(catalogue, rng):
+    """``(P, W)`` availability: half the choice-set products on the shelf for a random span; category 0's real
+    items all off in week 3 (only its "other" left)."""
+    n_p = catalogue.product_ids.size
+    available = np.ones((n_p, N_WEEKS), dtype=bool)
+    real_rows = catalogue.item_product[catalogue.item_product >= 0]
+    for row in real_rows[rng.random(real_rows.size) < 0.5]:
+        start = rng.integers(0, N_WEEKS)
+        available[row] = (np.arange(N_WEEKS) >= start) & (np.arange(N_WEEKS) <= rng.integers(start, N_WEEKS))
+    zero = catalogue.item_product[(catalogue.item_category == 0) & (catalogue.item_product >= 0)]
+    available[zero, 3] = False
+    return available
+
+
+def test_items_off_the_shelf_are_never_bought_and_the_rest_share_the_logit(world):
+    from bayes_retail.simulate.engine import choice_tables, class_utilities_week
+
+    catalogue, prices, draw, customers, _ = world
+    shelf = dataclasses.replace(prices, available=_shelf(catalogue, np.random.default_rng(2)))
+    one_item = dataclasses.replace(draw, log_extra_rate=np.full(catalogue.n_categories, -30.0),
+                                   class_coefficients=draw.class_coefficients.copy())
+    one_item.class_coefficients[:, 2] = 0.0  # no state: each occasion is the week's logit
+    lines = simulate_batch(one_item, customers, catalogue, shelf, seed=3).lines
+    item = catalogue.product_item()[lines["product"].to_numpy()]
+    week = lines["week"].to_numpy()
+    available = shelf.item_available(catalogue)
+    assert available[item, week].all()
+    # each item's count against the sum over occasions of its renormalised logit probability
+    first = lines.assign(item=item, category=catalogue.item_category[item]).drop_duplicates(
+        ["customer", "week", "category"])
+    prob, _, values = choice_tables(one_item, catalogue, shelf)
+    klass = customers.product_class[first["customer"].to_numpy()]
+    covariates = shelf.item_covariates(catalogue)
+    for c in range(catalogue.n_categories):
+        rows = first[first["category"] == c]
+        p = prob[rows["week"].to_numpy(), klass[first["category"].to_numpy() == c]]  # (n, G)
+        items = np.flatnonzero(catalogue.item_category == c)
+        for j in items:
+            expected = p[:, j]
+            got = (rows["item"].to_numpy() == j).sum()
+            assert abs(_z(got, expected.sum(), (expected * (1 - expected)).sum() + 1e-12)) < 4.5
+    zero = np.flatnonzero((catalogue.item_category == 0) & (catalogue.item_product >= 0))
+    assert np.all(prob[3][:, zero] == 0.0) and np.all(prob[2][:, zero[available[zero, 2]]] > 0.0)
+    # the category values are the log-sum-exp over the items on the shelf
+    from scipy.special import logsumexp
+    u = class_utilities_week(one_item, catalogue, covariates, 3)
+    on = available[:, 3] & (catalogue.item_category == 0)
+    np.testing.assert_allclose(values[3][:, 0], logsumexp(u[:, on], axis=1))
+
+
+def test_an_occasion_buys_no_more_distinct_items_than_are_on_the_shelf(world):
+    catalogue, prices, draw, customers, _ = world
+    shelf = dataclasses.replace(prices, available=_shelf(catalogue, np.random.default_rng(4)))
+    many = dataclasses.replace(draw, log_extra_rate=np.full(catalogue.n_categories, 2.0))
+    lines = simulate_batch(many, customers, catalogue, shelf, seed=6).lines
+    item = catalogue.product_item()[lines["product"].to_numpy()]
+    frame = lines.assign(item=item, category=catalogue.item_category[item])
+    distinct = frame.groupby(["customer", "week", "category"])["item"].nunique()
+    on_shelf = shelf.items_on_shelf(catalogue)
+    limit = on_shelf[distinct.index.get_level_values("category"), distinct.index.get_level_values("week")]
+    assert (distinct.to_numpy() <= limit).all() and (distinct.to_numpy() == limit).mean() > 0.3
+    assert on_shelf[0, 3] == 1 and (distinct.loc[(slice(None), 3, 0)] == 1).all()
+    with pytest.raises(ValueError, match="available"):
+        dataclasses.replace(shelf, available=shelf.available[:, :3])
+    # a category without an "other" item can run out of items
+    from bayes_retail.simulate.inputs import Catalogue, PriceGrid
+
+    bare = Catalogue(item_category=np.array([0, 0]), item_product=np.array([0, 1]), attributes=np.zeros((2, 1)),
+                     tail_start=np.array([0]), tail_count=np.array([0]), tail_product=np.zeros(0, np.int64),
+                     tail_cumshare=np.zeros(0), product_ids=np.array([1, 2]))
+    off = np.array([[True, False, True], [True, False, False]])
+    grid = PriceGrid(shelf=np.ones((2, 3)), depth=np.zeros((2, 3)), display=np.zeros((2, 3)),
+                     mailer=np.zeros((2, 3)), log_shelf_centre=np.zeros(2), available=off)
+    with pytest.raises(ValueError, match="category 0 has no item on the shelf in week position 1"):
+        grid.items_on_shelf(bare)

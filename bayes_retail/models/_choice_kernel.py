@@ -172,7 +172,7 @@ def largest_set(chosen_start):
 
 @numba.njit(fastmath=_FAST, cache=True, error_model="numpy")
 def _dense_forward(t, theta, display_c, mailer_c, active, item_category, price, discount, display, mailer,
-                   attributes):
+                   available, attributes):
     """``exp(v)`` as ``(W, G, K)`` and the choice-set sums ``(W, C, K)`` of the ``active`` category-weeks.
 
     Week first and class last: the occasions, sorted by week and category,
@@ -198,6 +198,10 @@ def _dense_forward(t, theta, display_c, mailer_c, active, item_category, price, 
         for g in range(n_g):
             c = item_category[g]
             if not active[w, c]:
+                continue
+            if available[w, g] == 0.0:  # off the shelf: out of the choice set (it adds 0 to the sums)
+                for k in range(n_k):
+                    expv[w, g, k] = 0.0
                 continue
             lw = last_week[g]
             last_week[g] = w
@@ -376,7 +380,7 @@ def _direct(dv, w, g, k, c, price, discount, display, mailer, d_item, d_theta, d
 
 @numba.njit(fastmath=_FAST, cache=True, error_model="numpy")
 def _dense_backward(d_sums, d_item, d_core, d_display, d_mailer, expv, active, item_category, price, discount,
-                    display, mailer, attributes):
+                    display, mailer, available, attributes):
     """Add the choice-set sums' derivatives (through every item) to the direct ones: ``(d_t, d_theta)``.
 
     ``d_item``, ``d_display`` and ``d_mailer`` are accumulated in place.
@@ -422,7 +426,7 @@ def _occasion_extent(occ_household, occ_week, occ_category, n_weeks, n_categorie
 @numba.njit(fastmath=_FAST, cache=True, error_model="numpy")
 def choice_loglik(
     t, theta, display_c, mailer_c,
-    item_category, price, discount, display, mailer, attributes,
+    item_category, price, discount, display, mailer, available, attributes,
     occ_household, occ_category, occ_week, chosen_start, chosen_item, chosen_is_last,
     last_start, last_item, nodes, weights,
 ):
@@ -438,8 +442,9 @@ def choice_loglik(
         ``(C,)`` category coefficients.
     item_category, attributes
         ``(G,)`` and ``(G, A)`` item data as in :class:`~bayes_retail.models.product.ProductData`.
-    price, discount, display, mailer
-        ``(W, G)``: the transposes of ProductData's item-week grids.
+    price, discount, display, mailer, available
+        ``(W, G)``: the transposes of ProductData's item-week grids (``available`` 1.0 / 0.0: an item off
+        the shelf in a week is out of that week's choice sets).
     occ_household, occ_category, occ_week
         ``(O,)`` the scored occasions (whole-choice-set occasions left out),
         best sorted by week then category (memory order of the kernel's arrays).
@@ -459,7 +464,7 @@ def choice_loglik(
     n_households, active = _occasion_extent(occ_household, occ_week, occ_category, price.shape[0], display_c.size)
     lam = theta[:, 2].copy()
     expv, sums = _dense_forward(t, theta, display_c, mailer_c, active, item_category, price, discount, display,
-                                mailer, attributes)
+                                mailer, available, attributes)
     occasions = (occ_household, occ_category, occ_week, chosen_start, chosen_item, chosen_is_last, last_start,
                  last_item)
     per_household, extra, g_chosen = _occasions_forward(expv, sums, lam, n_households, *occasions, nodes, weights)
@@ -468,14 +473,14 @@ def choice_loglik(
         per_household, expv, sums, extra, g_chosen, lam, item_category, price, discount, display, mailer, *occasions
     )
     d_t, d_theta = _dense_backward(d_sums, d_item, d_core, d_display, d_mailer, expv, active, item_category, price,
-                                   discount, display, mailer, attributes)
+                                   discount, display, mailer, available, attributes)
     return total, d_t, d_theta, d_display, d_mailer
 
 
 @numba.njit(fastmath=_FAST, cache=True, error_model="numpy")
 def household_class_loglik(
     t, theta, display_c, mailer_c,
-    item_category, price, discount, display, mailer, attributes,
+    item_category, price, discount, display, mailer, available, attributes,
     occ_household, occ_category, occ_week, chosen_start, chosen_item, chosen_is_last,
     last_start, last_item, nodes, weights,
 ):
@@ -486,7 +491,7 @@ def household_class_loglik(
     """
     n_households, active = _occasion_extent(occ_household, occ_week, occ_category, price.shape[0], display_c.size)
     expv, sums = _dense_forward(t, theta, display_c, mailer_c, active, item_category, price, discount, display,
-                                mailer, attributes)
+                                mailer, available, attributes)
     per_household, _, _ = _occasions_forward(
         expv, sums, theta[:, 2].copy(), n_households, occ_household, occ_category, occ_week, chosen_start,
         chosen_item, chosen_is_last, last_start, last_item, nodes, weights,
@@ -500,11 +505,11 @@ class ChoiceLoglik(FusedLoglik):
     param_names = ("t", "theta", "display_c", "mailer_c")
     param_ndims = (1, 2, 1, 1)
     data_names = (
-        "item_category", "price", "discount", "display", "mailer", "attributes",
+        "item_category", "price", "discount", "display", "mailer", "available", "attributes",
         "occ_household", "occ_category", "occ_week", "chosen_start", "chosen_item", "chosen_is_last",
         "last_start", "last_item", "nodes", "weights",
     )
-    data_ndims = (1, 2, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1)
+    data_ndims = (1, 2, 2, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1)
     int_data = ("item_category", "occ_household", "occ_category", "occ_week", "chosen_start", "chosen_item",
                 "last_start", "last_item")
     kernel = staticmethod(choice_loglik)
@@ -524,11 +529,11 @@ def _register_numba() -> None:
     @register_funcify_and_cache_key(ChoiceLoglik)
     def _funcify_choice(op, node=None, **kwargs):
         @numba_njit
-        def kernel(t, theta, display_c, mailer_c, item_category, price, discount, display, mailer, attributes,
+        def kernel(t, theta, display_c, mailer_c, item_category, price, discount, display, mailer, available, attributes,
                    occ_household, occ_category, occ_week, chosen_start, chosen_item, chosen_is_last, last_start,
                    last_item, nodes, weights):
             total, d_t, d_theta, d_display, d_mailer = choice_loglik(
-                t, theta, display_c, mailer_c, item_category, price, discount, display, mailer, attributes,
+                t, theta, display_c, mailer_c, item_category, price, discount, display, mailer, available, attributes,
                 occ_household, occ_category, occ_week, chosen_start, chosen_item, chosen_is_last, last_start,
                 last_item, nodes, weights,
             )

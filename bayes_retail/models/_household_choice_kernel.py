@@ -37,7 +37,7 @@ from bayes_retail.models._kernels import FusedLoglik, kernel_cache_key
 @numba.njit(fastmath=_FAST, cache=True, error_model="numpy")
 def household_choice_pass(
     t, theta, display_c, mailer_c, category_bounds,
-    price, discount, display, mailer, attributes,
+    price, discount, display, mailer, available, attributes,
     occ_household, occ_category, occ_week, chosen_start, chosen_item, chosen_is_last,
     last_start, last_item, nodes, weights,
 ):
@@ -53,7 +53,7 @@ def household_choice_pass(
         ``(C,)`` category coefficients.
     category_bounds
         ``(C + 1,)`` first item of each category (a category's items are contiguous).
-    price, discount, display, mailer, attributes, occ_*, chosen_*, last_*, nodes, weights
+    price, discount, display, mailer, available, attributes, occ_*, chosen_*, last_*, nodes, weights
         As for :func:`~bayes_retail.models._choice_kernel.choice_loglik`.
 
     Returns
@@ -95,13 +95,17 @@ def household_choice_pass(
         total = 0.0
         for i in range(n_items):
             g = lo + i
+            dv[i] = 0.0
+            if available[w, g] == 0.0:  # off the shelf this week: out of the choice set
+                v[i] = 0.0
+                e[i] = 0.0
+                continue
             acc = (t[g] + theta[h, 0] * price[w, g] + theta[h, 1] * discount[w, g]
                    + display_c[c] * display[w, g] + mailer_c[c] * mailer[w, g])
             for a in range(n_a):
                 acc += theta[h, 3 + a] * attributes[g, a]
             v[i] = acc
             e[i] = np.exp(acc)
-            dv[i] = 0.0
             total += e[i]
         extra = 0.0
         for r in range(last_start[o], last_start[o + 1]):
@@ -152,13 +156,13 @@ def household_choice_pass(
 @numba.njit(fastmath=_FAST, cache=True, error_model="numpy")
 def household_choice_loglik(
     t, theta, display_c, mailer_c, category_bounds,
-    price, discount, display, mailer, attributes,
+    price, discount, display, mailer, available, attributes,
     occ_household, occ_category, occ_week, chosen_start, chosen_item, chosen_is_last,
     last_start, last_item, nodes, weights,
 ):
     """``(loglik, d_t, d_theta, d_display, d_mailer)``: :func:`household_choice_pass` summed over households."""
     per_household, d_t, d_theta, d_display, d_mailer = household_choice_pass(
-        t, theta, display_c, mailer_c, category_bounds, price, discount, display, mailer, attributes,
+        t, theta, display_c, mailer_c, category_bounds, price, discount, display, mailer, available, attributes,
         occ_household, occ_category, occ_week, chosen_start, chosen_item, chosen_is_last, last_start, last_item,
         nodes, weights,
     )
@@ -196,11 +200,11 @@ def _register_numba() -> None:
     @register_funcify_and_cache_key(HouseholdChoiceLoglik)
     def _funcify(op, node=None, **kwargs):
         @numba_njit
-        def kernel(t, theta, display_c, mailer_c, category_bounds, price, discount, display, mailer, attributes,
+        def kernel(t, theta, display_c, mailer_c, category_bounds, price, discount, display, mailer, available, attributes,
                    occ_household, occ_category, occ_week, chosen_start, chosen_item, chosen_is_last, last_start,
                    last_item, nodes, weights):
             total, d_t, d_theta, d_display, d_mailer = household_choice_loglik(
-                t, theta, display_c, mailer_c, category_bounds, price, discount, display, mailer, attributes,
+                t, theta, display_c, mailer_c, category_bounds, price, discount, display, mailer, available, attributes,
                 occ_household, occ_category, occ_week, chosen_start, chosen_item, chosen_is_last, last_start,
                 last_item, nodes, weights,
             )

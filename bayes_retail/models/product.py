@@ -20,6 +20,10 @@ category's choice set, drawn without replacement from a multinomial logit:
 - ``x_j`` item attributes (national brand, pack-size tier, price tier within
   the category) whose weights ``z_k`` vary across households only (their mean
   is in ``t_j``);
+- the choice set of week w holds the items on the shelf that week
+  (``availability = "span"``: a choice-set product from the first to the last
+  week it is sold or promoted in the data; "other" and each category's
+  reference item always; ``"always"``: every item every week);
 - ``last_hj = 1`` if the household bought item j on its previous occasion in
   the category (state dependence; ``state = "ever"``: on any earlier
   occasion there, a reduced-form loyalty term). Occasions in the first
@@ -91,6 +95,8 @@ STATE_MEMORIES = ("last", "ever")
 INTERCEPT_CENTRES = ("reference", "category", "pooled")
 #: How household heterogeneity in the coefficients is represented (ProductConfig.coefficients).
 COEFFICIENT_FORMS = ("classes", "household")
+#: Which weeks an item is in its category's choice set (ProductConfig.availability).
+AVAILABILITIES = ("always", "span")
 
 
 @dataclass(frozen=True)
@@ -169,6 +175,15 @@ class ProductConfig:
         by the shipped fit's 300 households and 65% at most twice: their
         intercepts rest on the prior, and centred they move with the category
         centre (``intercept_centre = "category"``) or ``sigma_item``.
+    availability
+        Which weeks an item is on the shelf. ``"always"``: every item every
+        week (the form the shipped trace was fitted with); ``"span"``: a
+        choice-set product from the first to the last week the data sell it
+        or put it on display or in the mailer (:func:`availability_span`),
+        "other" and each category's reference item every week. On the
+        embedded data a quarter of the choice-set products span 33 weeks or
+        fewer: treated as always on the shelf, their weeks off it count as
+        offered and not chosen (docs/models/product.md).
     intercept_sigma, coefficient_sigma, scale_sigma, promo_sigma, extra_sigma
         Prior scales: item intercepts, population means of price / discount /
         state, heterogeneity sds, display/mailer (mean and category sd), the
@@ -191,6 +206,7 @@ class ProductConfig:
     lkj_eta: float = 2.0
     promo_centred_min_occasions: int = 0
     intercept_centred_min_purchases: int = 0
+    availability: str = "always"
 
     def __post_init__(self) -> None:
         for name, least in (("n_classes", 2), ("burn_in_weeks", 0), ("households", 0),
@@ -202,6 +218,8 @@ class ProductConfig:
             raise ValueError(f"state must be one of {STATE_MEMORIES}, got {self.state!r}")
         if self.intercept_centre not in INTERCEPT_CENTRES:
             raise ValueError(f"intercept_centre must be one of {INTERCEPT_CENTRES}, got {self.intercept_centre!r}")
+        if self.availability not in AVAILABILITIES:
+            raise ValueError(f"availability must be one of {AVAILABILITIES}, got {self.availability!r}")
         if self.coefficients not in COEFFICIENT_FORMS:
             raise ValueError(f"coefficients must be one of {COEFFICIENT_FORMS}, got {self.coefficients!r}")
         if self.coefficients == "household" and not self.heterogeneity:
@@ -243,6 +261,11 @@ class ProductData:
         State pairs: the items ``last_hj`` marks on each occasion (those of the
         household's previous occasion in the category, or of every earlier one:
         :attr:`ProductConfig.state`).
+    available
+        ``(G, W)`` True where the item is in its category's choice set that
+        week; ``None`` (the default): every item every week. Each category's
+        reference item must be available every week and every chosen item in
+        its occasion's week.
     """
 
     households: np.ndarray
@@ -262,10 +285,24 @@ class ProductData:
     chosen_item: np.ndarray
     last_occasion: np.ndarray
     last_item: np.ndarray
+    available: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if np.any(np.diff(self.item_category) < 0):
             raise ValueError("items must be sorted by category")
+        if self.available is None:
+            self.available = np.ones(self.price.shape, dtype=bool)
+        self.available = np.asarray(self.available, dtype=bool)
+        if self.available.shape != self.price.shape:
+            raise ValueError(f"available must have shape {self.price.shape}, got {self.available.shape}")
+        if not self.available[self.reference_item].all():
+            raise ValueError("each category's reference item must be available every week")
+        off = ~self.available[self.chosen_item, self.occasion_week[self.chosen_occasion]]
+        if off.any():
+            i = int(np.flatnonzero(off)[0])
+            raise ValueError(f"{int(off.sum())} chosen items are off the shelf in their occasion's week "
+                             f"(first: item {int(self.chosen_item[i])}, week index "
+                             f"{int(self.occasion_week[self.chosen_occasion[i]])})")
         if np.any(np.diff(self.chosen_occasion) < 0):
             raise ValueError("chosen items must be sorted by occasion")
         if np.any(self.item_category[self.chosen_item] != self.occasion_category[self.chosen_occasion]):
@@ -304,7 +341,7 @@ class ProductData:
         return dataclasses.replace(
             self, categories=self.categories[keep_c], item_category=new_c[self.item_category[keep_g]],
             price=self.price[keep_g], discount=self.discount[keep_g], display=self.display[keep_g],
-            mailer=self.mailer[keep_g], attributes=self.attributes[keep_g],
+            mailer=self.mailer[keep_g], attributes=self.attributes[keep_g], available=self.available[keep_g],
             occasion_household=self.occasion_household[keep_o], occasion_category=new_c[self.occasion_category[keep_o]],
             occasion_week=self.occasion_week[keep_o], occasion_scored=self.occasion_scored[keep_o],
             chosen_occasion=new_o[self.chosen_occasion[chosen]], chosen_item=new_g[self.chosen_item[chosen]],
@@ -329,6 +366,11 @@ class ProductData:
     def category_start(self) -> np.ndarray:
         """``(C,)`` global index of each category's first item."""
         return np.cumsum(self.category_items) - self.category_items
+
+    @property
+    def available_items(self) -> np.ndarray:
+        """``(C, W)`` items on the shelf per category and week ("other" included)."""
+        return np.add.reduceat(self.available.astype(np.int64), self.category_start, axis=0)
 
     @property
     def reference_item(self) -> np.ndarray:
@@ -364,19 +406,20 @@ def n_coefficients(n_attributes: int) -> int:
 
 
 def class_utilities(t, theta, display_c, mailer_c, pdata: ProductData) -> np.ndarray:
-    """``(K, G, W)`` utilities without the state term.
+    """``(K, G, W)`` utilities without the state term; ``-inf`` where an item is off the shelf.
 
     ``theta`` is ``(K, D)``: price, discount, state, then attribute weights.
     """
     cat = pdata.item_category
     base = t[:, None] + display_c[cat][:, None] * pdata.display + mailer_c[cat][:, None] * pdata.mailer
     attr = theta[:, len(CORE_COEFFICIENTS):] @ pdata.attributes.T  # (K, G)
-    return (
+    v = (
         base[None]
         + theta[:, 0, None, None] * pdata.price[None]
         + theta[:, 1, None, None] * pdata.discount[None]
         + attr[:, :, None]
     )
+    return np.where(pdata.available[None], v, -np.inf)
 
 
 def occasion_log_probabilities(v, theta, pdata: ProductData) -> np.ndarray:
@@ -475,9 +518,10 @@ def occasion_class_loglik(logp_chosen: np.ndarray, pdata: ProductData):
 def scored_occasions(pdata: ProductData) -> np.ndarray:
     """Indices of the occasions the likelihood scores: past the burn-in and not the whole choice set.
 
-    A set that is the whole choice set has probability 1 whatever the parameters.
+    A set that is the whole choice set (of the items on the shelf that week)
+    has probability 1 whatever the parameters.
     """
-    whole = pdata.set_size == pdata.category_items[pdata.occasion_category]
+    whole = pdata.set_size == pdata.available_items[pdata.occasion_category, pdata.occasion_week]
     return np.flatnonzero(pdata.occasion_scored & ~whole)
 
 
@@ -505,6 +549,7 @@ def kernel_inputs(pdata: ProductData) -> tuple[np.ndarray, ...]:
     return (
         pdata.item_category.astype(np.int64),
         *(np.ascontiguousarray(grid.T) for grid in (pdata.price, pdata.discount, pdata.display, pdata.mailer)),
+        np.ascontiguousarray(pdata.available.T, dtype=np.float64),
         pdata.attributes.astype(np.float64),
         pdata.occasion_household[occ].astype(np.int64), pdata.occasion_category[occ].astype(np.int64),
         pdata.occasion_week[occ].astype(np.int64),
@@ -936,7 +981,7 @@ def brute_force_loglik(params: dict, pdata: ProductData) -> float:
     extra_ll = 0.0
     for o in np.flatnonzero(pdata.occasion_scored):
         c, w, h = pdata.occasion_category[o], pdata.occasion_week[o], pdata.occasion_household[o]
-        items = np.flatnonzero(pdata.item_category == c)
+        items = np.flatnonzero((pdata.item_category == c) & pdata.available[:, w])
         state = np.array([j in last.get(o, set()) for j in items], dtype=float)
         for kk in range(k):
             util = np.array([_utility(params, pdata, kk, j, w) for j in items]) + theta[kk, 2] * state
@@ -995,6 +1040,7 @@ def simulate_occasions(
     v = class_utilities(params["t"], theta, params["display"], params["mailer"], pdata)
     starts = pdata.category_start
     sizes = pdata.category_items
+    on_shelf = pdata.available_items
     order = np.lexsort((pdata.occasion_week, pdata.occasion_category, pdata.occasion_household))
     last: dict[tuple[int, int], np.ndarray] = {}
     chosen_rows: list[np.ndarray] = []
@@ -1008,7 +1054,7 @@ def simulate_occasions(
         if previous is not None:
             util[previous - starts[c]] += theta[k, 2]
             last_rows.append((o, np.sort(previous)))
-        m = min(1 + rng.poisson(np.exp(params["log_extra_rate"][c])), sizes[c])
+        m = min(1 + rng.poisson(np.exp(params["log_extra_rate"][c])), int(on_shelf[c, w]))
         pick = np.sort(items[np.argsort(-(util + rng.gumbel(size=util.size)))[:m]])
         chosen_rows.append((o, pick))
         last[(h, c)] = pick if state == "last" else next_ever_state(previous, pick)
@@ -1221,8 +1267,13 @@ def synthetic_design(
     occasion_rate: float = 0.5,
     burn_in_weeks: int = 4,
     n_attributes: int = 2,
+    off_shelf: float = 0.0,
 ) -> ProductData:
-    """A random item panel and occasion grid (chosen items are placeholders: fill with :func:`simulate_occasions`)."""
+    """A random item panel and occasion grid (chosen items are placeholders: fill with :func:`simulate_occasions`).
+
+    ``off_shelf``: the share of non-reference items on the shelf only from a
+    random first week to a random last week (the rest: every week).
+    """
     n_c, n_w = n_categories, n_weeks
     item_category = np.repeat(np.arange(n_c), items_per_category)
     g = item_category.size
@@ -1240,6 +1291,14 @@ def synthetic_design(
     order = np.lexsort((w, c, h))
     h, c, w = h[order], c[order], w[order]
     first = other[c] - (items_per_category - 1)  # placeholder: the category's first item
+    available = None
+    if off_shelf > 0:
+        start = rng.integers(0, n_w, g)
+        end = start + (rng.random(g) * (n_w - start)).astype(np.int64)
+        span = (np.arange(n_w)[None, :] >= start[:, None]) & (np.arange(n_w)[None, :] <= end[:, None])
+        available = np.where((rng.random(g) < off_shelf)[:, None], span, True)
+        available[other] = True
+        first = other[c]  # the placeholder must be on the shelf
     return ProductData(
         households=np.arange(n_households),
         categories=np.arange(n_c),
@@ -1258,6 +1317,7 @@ def synthetic_design(
         chosen_item=first,
         last_occasion=np.zeros(0, np.int64),
         last_item=np.zeros(0, np.int64),
+        available=available,
     )
 
 
@@ -1317,10 +1377,45 @@ def build_product_data(
     display = grid(panel.display.astype(float))
     mailer = grid(panel.mailer.astype(float))
     attributes = _item_attributes(items, data.products, grid(log_shelf).mean(axis=1), real)
+    available = None
+    if config.availability == "span":
+        available = item_availability(items, availability_span(data.product_weeks), panel.weeks)
     return _occasions(data, items, panel.weeks, config.burn_in_weeks, config.state, households, dict(
         item_category=items["category_id"].to_numpy(np.int64),
-        price=price, discount=discount, display=display, mailer=mailer, attributes=attributes,
+        price=price, discount=discount, display=display, mailer=mailer, attributes=attributes, available=available,
     ))
+
+
+def availability_span(product_weeks: pd.DataFrame) -> pd.DataFrame:
+    """Per choice-set product: ``first_week`` and ``last_week`` it is sold (a line) or on display or in the mailer.
+
+    The data say nothing of the shelf in other weeks; a product absent from
+    both ends of the year is taken as not stocked there. Indexed by ``product_id``.
+    """
+    def flag(name):
+        return product_weeks[name].fillna(False).astype(bool)
+
+    seen = product_weeks["lines"].gt(0) | flag("display") | flag("mailer")
+    return product_weeks.loc[seen].groupby("product_id")["week"].agg(first_week="min", last_week="max")
+
+
+def item_availability(items: pd.DataFrame, span: pd.DataFrame, weeks: np.ndarray) -> np.ndarray:
+    """``(G, W)`` availability of the :func:`item_table` items over ``weeks``: each real item within its span.
+
+    "Other" items and each category's reference item (its last) are available every week.
+    """
+    real = items["product_id"].notna().to_numpy()
+    ids = items.loc[real, "product_id"].astype(np.int64)
+    first = span["first_week"].reindex(ids).to_numpy(dtype=float)
+    last = span["last_week"].reindex(ids).to_numpy(dtype=float)
+    available = np.ones((len(items), weeks.size), dtype=bool)
+    # a product the span table lacks (never seen) keeps the whole year rather than an empty choice set
+    inside = (weeks[None, :] >= first[:, None]) & (weeks[None, :] <= last[:, None])
+    available[real] = np.where(np.isnan(first)[:, None], True, inside)
+    cat = items["category_id"].to_numpy()
+    reference = np.flatnonzero(np.r_[cat[1:] != cat[:-1], True])
+    available[reference] = True
+    return available
 
 
 def item_table(choice_sets: pd.DataFrame) -> pd.DataFrame:

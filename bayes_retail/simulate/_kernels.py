@@ -184,7 +184,10 @@ def class_probabilities(utility, category_start, category_items):
 
 @numba.njit(cache=True)
 def item_counts(keys, week, occ_customer, occ_category, log_extra_rate, category_items):
-    """``(O,)`` distinct items per occasion: ``1 + Poisson(exp(log_extra_rate_c))``, capped at the choice-set size."""
+    """``(O,)`` distinct items per occasion: ``1 + Poisson(exp(log_extra_rate_c))``, capped at ``category_items[c]``.
+
+    ``category_items``: the week's items on the shelf per category (the choice-set size when every item is).
+    """
     out = np.empty(occ_customer.size, dtype=np.int64)
     for o in range(occ_customer.size):
         c = occ_category[o]

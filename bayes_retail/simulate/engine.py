@@ -44,18 +44,23 @@ class Batch:
         return pd.DataFrame(self.visit_columns, columns=list(VISIT_COLUMNS))
 
 
-def class_utilities_week(draw: StageDraw, catalogue: Catalogue, covariates: tuple[np.ndarray, ...], week: int) -> np.ndarray:
-    """``(K, G)`` utilities of every item for every latent class in one week (no state term)."""
+def class_utilities_week(draw: StageDraw, catalogue: Catalogue, covariates: tuple[np.ndarray, ...], week: int,
+                         available: np.ndarray | None = None) -> np.ndarray:
+    """``(K, G)`` utilities of every item for every latent class in one week (no state term).
+
+    ``available`` (``(G, W)``, :meth:`PriceGrid.item_available`): items off the shelf get ``-inf``.
+    """
     price, discount, display, mailer = (x[:, week] for x in covariates)
     theta = draw.class_coefficients
     c = catalogue.item_category
     common = draw.item_intercept + draw.display[c] * display + draw.mailer[c] * mailer
-    return (
+    utility = (
         common[None, :]
         + theta[:, 0, None] * price[None, :]
         + theta[:, 1, None] * discount[None, :]
         + theta[:, 3:] @ catalogue.attributes.T
     )
+    return utility if available is None else np.where(available[None, :, week], utility, -np.inf)
 
 
 def category_values_week(utility: np.ndarray, catalogue: Catalogue) -> np.ndarray:
@@ -75,9 +80,10 @@ def choice_tables(
     choices, so a promotion moves both.
     """
     covariates = prices.item_covariates(catalogue)
+    available = prices.item_available(catalogue)
     probabilities, cumulative, values = [], [], []
     for w in range(prices.n_weeks):
-        utility = class_utilities_week(draw, catalogue, covariates, w)
+        utility = class_utilities_week(draw, catalogue, covariates, w, available)
         prob, cum = _kernels.class_probabilities(utility, catalogue.category_start, catalogue.category_items)
         probabilities.append(prob)
         cumulative.append(cum)
@@ -94,8 +100,9 @@ def fitted_category_value_centre(draw: StageDraw, catalogue: Catalogue, observed
     discounts moves it.
     """
     covariates = observed.item_covariates(catalogue)
+    available = observed.item_available(catalogue)
     return np.mean([
-        category_values_week(class_utilities_week(draw, catalogue, covariates, w), catalogue)
+        category_values_week(class_utilities_week(draw, catalogue, covariates, w, available), catalogue)
         for w in range(observed.n_weeks)
     ], axis=0)
 
@@ -168,6 +175,7 @@ def simulate_batch(
         raise ValueError(f"product_class must lie in 0..{n_classes - 1}")
     keys = customer_keys(seed, draw_index, customers.index)
     prob_weeks, cum_weeks, value_weeks = choice_tables(draw, catalogue, prices) if tables is None else tables
+    on_shelf = prices.items_on_shelf(catalogue)  # caps an occasion's distinct items
     n, n_c = customers.size, catalogue.n_categories
     state_items = np.zeros((n, n_c, _kernels.MAX_STATE_ITEMS), dtype=np.int64)
     state_count = np.zeros((n, n_c), dtype=np.int64)
@@ -195,7 +203,7 @@ def simulate_batch(
             keys, w, trips, preference_rate, rate, klass, float(draw.household_week_sigma)
         )
         counts = _kernels.item_counts(
-            keys, w, occ_customer, occ_category, draw.log_extra_rate, catalogue.category_items
+            keys, w, occ_customer, occ_category, draw.log_extra_rate, np.ascontiguousarray(on_shelf[:, w])
         )
         line_start = np.concatenate([[0], np.cumsum(counts)])
         line_item, line_trip = _kernels.choose_week(

@@ -158,6 +158,9 @@ class PriceGrid:
     log_shelf_centre
         ``(G,)`` the centre the product stage subtracted from each item's log shelf price when it was fitted
         (fitted values, so simulated prices move the covariate exactly as the data did).
+    available
+        ``(P, W)`` whether each product row is on the shelf (the product stage's
+        ``availability``); ``None``: every product every week.
     """
 
     shelf: np.ndarray
@@ -165,10 +168,13 @@ class PriceGrid:
     display: np.ndarray
     mailer: np.ndarray
     log_shelf_centre: np.ndarray
+    available: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         for name in ("depth", "display", "mailer"):
             _shape(name, getattr(self, name), self.shelf.shape)
+        if self.available is not None:
+            _shape("available", self.available, self.shelf.shape)
         if np.any(~(self.shelf > 0)):
             raise ValueError("shelf prices must be positive")
         if np.any((self.depth < 0) | (self.depth >= 1)):
@@ -188,6 +194,33 @@ class PriceGrid:
         out[2][real] = self.display[rows]
         out[3][real] = self.mailer[rows]
         return tuple(out)
+
+    def item_available(self, catalogue: Catalogue) -> np.ndarray | None:
+        """``(G, W)`` whether each item is on the shelf ("other" always); ``None``: every item every week."""
+        if self.available is None:
+            return None
+        real = catalogue.item_product >= 0
+        out = np.ones((catalogue.item_product.size, self.n_weeks), dtype=bool)
+        out[real] = self.available[catalogue.item_product[real]]
+        return out
+
+    def items_on_shelf(self, catalogue: Catalogue) -> np.ndarray:
+        """``(C, W)`` items on the shelf per category and week ("other" included).
+
+        Raises
+        ------
+        ValueError
+            If a category has no item on the shelf in some week.
+        """
+        available = self.item_available(catalogue)
+        if available is None:
+            return np.repeat(catalogue.category_items[:, None], self.n_weeks, axis=1).astype(np.int64)
+        out = np.zeros((catalogue.n_categories, self.n_weeks), dtype=np.int64)
+        np.add.at(out, catalogue.item_category, available.astype(np.int64))
+        empty = np.argwhere((out == 0) & (catalogue.category_items[:, None] > 0))
+        if empty.size:
+            raise ValueError(f"category {int(empty[0, 0])} has no item on the shelf in week position {int(empty[0, 1])}")
+        return out
 
 
 @dataclass(frozen=True)

@@ -413,7 +413,9 @@ def posterior_worlds(
     vd = visit.build_visit_data(data, visit.VisitConfig(**config))
     stores = modal_stores(data.transactions)
     entry_weeks = np.searchsorted(vd.weeks, vd.entry_week)
-    basis = price_basis(data, catalogue)  # shared by every draw's prices
+    product_config = json.loads(posteriors.product.attrs.get("stage_config") or "{}")
+    # shared by every draw's prices
+    basis = price_basis(data, catalogue, availability=product_config.get("availability", "always"))
     membership = None
     if depth_panels is not None:  # the product stage's data: each draw's class membership follows the draw
         product_data = product_stage_data(posteriors, data, depth_panels[0])

@@ -19,10 +19,17 @@ not know which product it belongs to. The data's retailer promotes its big
 sellers more often, and the cross-sectional promotion lift the metric suite
 measures depends on that. ``hmm`` prices therefore hand the category's drawn
 promotion paths (depth, display and mailer together) to its products by rank:
-the product with the k-th most promoted weeks in the data gets the path with
-the k-th most promoted weeks in the draw (ties at random). Because the paths
+the product with the k-th highest share of its shelf weeks promoted in the
+data gets the path with the k-th most promoted weeks in the draw (ties at random). Because the paths
 are exchangeable, this leaves the law of the category's calendar unchanged and
 only decides which product carries which path.
+
+When the product stage was fitted with ``availability = "span"``, a
+choice-set product is on the shelf only from the first to the last week the
+data sell or promote it (:func:`~bayes_retail.models.product.availability_span`):
+the grid carries that availability, and ``hmm`` paths are ranked by the share
+of a product's shelf weeks it is promoted and cleared of promotions off the
+shelf.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from bayes_retail.models.product import item_table
+from bayes_retail.models.product import availability_span, item_availability, item_table
 from bayes_retail.pricing.model import PricingPanel
 from bayes_retail.simulate.inputs import Catalogue, PriceGrid
 
@@ -379,8 +386,11 @@ class PriceBasis:
         ``(T, W)`` the tail products' observed flags over the panel's weeks (:func:`tail_calendar`).
     product_category
         ``(N,)`` category of each choice-set product row.
-    promoted_weeks
-        ``(N,)`` weeks each choice-set product row is on display or in the mailer in the data.
+    promoted_share
+        ``(N,)`` share of its weeks on the shelf each choice-set product row is on display or in the mailer
+        in the data.
+    available
+        ``(N, W)`` whether each choice-set product row is on the shelf; ``None``: always.
     """
 
     panel: PricingPanel
@@ -390,11 +400,21 @@ class PriceBasis:
     tail_display: np.ndarray
     tail_mailer: np.ndarray
     product_category: np.ndarray
-    promoted_weeks: np.ndarray
+    promoted_share: np.ndarray
+    available: np.ndarray | None = None
+
+    def full_availability(self, n_weeks: int) -> np.ndarray | None:
+        """``(P, W)`` availability of every product row (tail rows always on the shelf); ``None``: always."""
+        if self.available is None:
+            return None
+        return np.vstack([self.available, np.ones((len(self.tail), n_weeks), dtype=bool)])
 
 
-def price_basis(data, catalogue: Catalogue) -> PriceBasis:
-    """The :class:`PriceBasis` of ``data`` and its catalogue."""
+def price_basis(data, catalogue: Catalogue, *, availability: str = "always") -> PriceBasis:
+    """The :class:`PriceBasis` of ``data`` and its catalogue.
+
+    ``availability``: the product stage's setting (``"always"`` or ``"span"``).
+    """
     panel = PricingPanel.from_product_weeks(data.product_weeks)
     real = catalogue.item_product >= 0
     columns = _top_columns(panel, catalogue.product_ids[: int(real.sum())])
@@ -403,10 +423,18 @@ def price_basis(data, catalogue: Catalogue) -> PriceBasis:
     display, mailer = tail_calendar(data.promo_weeks, catalogue.product_ids[catalogue.tail_product], panel.weeks)
     product_category = np.empty(columns.size, dtype=np.int64)
     product_category[catalogue.item_product[real]] = catalogue.item_category[real]
-    promoted = (panel.display[:, columns] | panel.mailer[:, columns]).sum(axis=0)
+    promoted = (panel.display[:, columns] | panel.mailer[:, columns]).sum(axis=0).astype(float)
+    available = None
+    if availability == "span":
+        items = item_availability(item_table(data.choice_sets), availability_span(data.product_weeks), panel.weeks)
+        available = np.ones((columns.size, panel.weeks.size), dtype=bool)
+        available[catalogue.item_product[real]] = items[real]
+    elif availability != "always":
+        raise ValueError(f"availability must be 'always' or 'span', got {availability!r}")
+    shelf_weeks = panel.weeks.size if available is None else available.sum(axis=1)
     return PriceBasis(panel=panel, columns=columns, log_shelf_centre=centre, tail=tail_price_table(data, catalogue),
                       tail_display=display, tail_mailer=mailer, product_category=product_category,
-                      promoted_weeks=promoted)
+                      promoted_share=promoted / shelf_weeks, available=available)
 
 
 def observed_prices(basis: PriceBasis, depth: np.ndarray, rng: np.random.Generator) -> PriceGrid:
@@ -424,23 +452,27 @@ def observed_prices(basis: PriceBasis, depth: np.ndarray, rng: np.random.Generat
         "display": panel.display[:, cols].T.astype(float), "mailer": panel.mailer[:, cols].T.astype(float),
     }
     grids = _with_tail(top, basis, panel.weeks.size, rng, observed=True)
-    return PriceGrid(**grids, log_shelf_centre=basis.log_shelf_centre)
+    return PriceGrid(**grids, log_shelf_centre=basis.log_shelf_centre,
+                     available=basis.full_availability(panel.weeks.size))
 
 
 PROMOTION_PROPENSITIES = ("observed", "exchangeable")
 
 
-def propensity_rows(drawn_weeks: np.ndarray, observed_weeks: np.ndarray, category: np.ndarray,
+def propensity_rows(drawn: np.ndarray, observed: np.ndarray, category: np.ndarray,
                     rng: np.random.Generator) -> np.ndarray:
-    """Which drawn row each product takes: within a category, ranks of ``drawn_weeks`` matched to ``observed_weeks``.
+    """Which drawn row each product takes: within a category, ranks of ``drawn`` matched to ``observed``.
+
+    ``drawn``: a promotion intensity of each drawn path (promoted weeks);
+    ``observed``: each product's in the data (its promoted share of shelf weeks).
 
     Returns ``source`` with ``source[i]`` the row whose drawn path product
     ``i`` takes; ``source`` permutes rows within each category only. Ties on
     either side are broken at random.
     """
-    n = drawn_weeks.size
-    drawn_order = np.lexsort((rng.random(n), drawn_weeks, category))
-    observed_order = np.lexsort((rng.random(n), observed_weeks, category))
+    n = drawn.size
+    drawn_order = np.lexsort((rng.random(n), drawn, category))
+    observed_order = np.lexsort((rng.random(n), observed, category))
     source = np.empty(n, dtype=np.int64)
     source[observed_order] = drawn_order
     return source
@@ -472,7 +504,9 @@ def hmm_prices(basis: PriceBasis, pricing_model, rng: np.random.Generator, *,
            "display": grid("display"), "mailer": grid("mailer")}
     if promotion_propensity == "observed":
         drawn = ((top["display"] > 0) | (top["mailer"] > 0)).sum(axis=1)
-        source = propensity_rows(drawn, basis.promoted_weeks, basis.product_category, rng)
+        source = propensity_rows(drawn, basis.promoted_share, basis.product_category, rng)
         top.update({name: top[name][source] for name in ("depth", "display", "mailer")})
+    if basis.available is not None:  # no promotion for a product off the shelf
+        top.update({name: np.where(basis.available, top[name], 0.0) for name in ("depth", "display", "mailer")})
     grids = _with_tail(top, basis, n_w, rng, observed=False)
-    return PriceGrid(**grids, log_shelf_centre=basis.log_shelf_centre)
+    return PriceGrid(**grids, log_shelf_centre=basis.log_shelf_centre, available=basis.full_availability(n_w))
