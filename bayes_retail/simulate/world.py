@@ -20,9 +20,9 @@ sellers more often, and the cross-sectional promotion lift the metric suite
 measures depends on that. ``hmm`` prices therefore hand the category's drawn
 promotion paths (depth, display and mailer together) to its products by rank:
 the product with the k-th highest share of its shelf weeks promoted in the
-data gets the path with the k-th most promoted weeks in the draw (ties at random). Because the paths
-are exchangeable, this leaves the law of the category's calendar unchanged and
-only decides which product carries which path.
+data gets the path with the k-th most promoted weeks in the draw (ties at
+random). Because the paths are exchangeable, this leaves the law of the
+category's calendar unchanged and only decides which product carries which path.
 
 When the product stage was fitted with ``availability = "span"``, a
 choice-set product is on the shelf only from the first to the last week the
@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from bayes_retail.models.product import availability_span, item_availability, item_table
+from bayes_retail.models.product import AVAILABILITIES, availability_span, item_availability, item_table
 from bayes_retail.pricing.model import PricingPanel
 from bayes_retail.simulate.inputs import Catalogue, PriceGrid
 
@@ -424,13 +424,13 @@ def price_basis(data, catalogue: Catalogue, *, availability: str = "always") -> 
     product_category = np.empty(columns.size, dtype=np.int64)
     product_category[catalogue.item_product[real]] = catalogue.item_category[real]
     promoted = (panel.display[:, columns] | panel.mailer[:, columns]).sum(axis=0).astype(float)
+    if availability not in AVAILABILITIES:
+        raise ValueError(f"availability must be one of {AVAILABILITIES}, got {availability!r}")
     available = None
     if availability == "span":
         items = item_availability(item_table(data.choice_sets), availability_span(data.product_weeks), panel.weeks)
         available = np.ones((columns.size, panel.weeks.size), dtype=bool)
         available[catalogue.item_product[real]] = items[real]
-    elif availability != "always":
-        raise ValueError(f"availability must be 'always' or 'span', got {availability!r}")
     shelf_weeks = panel.weeks.size if available is None else available.sum(axis=1)
     return PriceBasis(panel=panel, columns=columns, log_shelf_centre=centre, tail=tail_price_table(data, catalogue),
                       tail_display=display, tail_mailer=mailer, product_category=product_category,
