@@ -1028,7 +1028,7 @@ def simulate_occasions(
     Occasions are visited in week order per household and category so that each
     one's state is the previous simulated purchase (``state="ever"``: every
     earlier one, as :func:`next_ever_state` keeps it); the number of items is
-    ``1 + Poisson(exp(rho_c))`` (capped at the choice-set size) and the items
+    ``1 + Poisson(exp(rho_c))`` (capped at the items on the shelf that week) and the items
     are the top m of utilities plus Gumbel noise (exactly sequential draws
     without replacement from the logit). ``household_class`` ``(H,)`` gives each
     household's class. Returns a copy of ``pdata`` with the simulated choices
