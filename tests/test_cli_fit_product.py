@@ -109,27 +109,26 @@ def test_product_tables(fitted):
     assert (elasticities["median"] <= elasticities["q0.95"]).all() and (elasticities["depth"] == 0.2).all()
 
 
-def test_a_household_subset_is_drawn_with_the_seed(fitted, tmp_path):
+def _refit_with(fitted, tmp_path, product_lines: str) -> int:
+    """Fit the product stage into ``tmp_path/models`` (the fixture's pricing) with CONFIG plus ``product_lines``."""
     tmp, src, _ = fitted
     shutil.copytree(tmp / "models" / "pricing", tmp_path / "models" / "pricing")
-    config = tmp_path / "subset.toml"
-    config.write_text(CONFIG.replace("[product]", "[product]\nhouseholds = 2"))
-    code = main(["--quiet", "--cache-dir", str(tmp / "cache"), "fit", "--data", str(src), "--out",
+    config = tmp_path / "refit.toml"
+    config.write_text(CONFIG.replace("[product]", f"[product]\n{product_lines}"))
+    return main(["--quiet", "--cache-dir", str(tmp / "cache"), "fit", "--data", str(src), "--out",
                  str(tmp_path / "models"), "--config", str(config), "--stage", "product", "--seed", "5"])
-    assert code == 0
+
+
+def test_a_household_subset_is_drawn_with_the_seed(fitted, tmp_path):
+    assert _refit_with(fitted, tmp_path, "households = 2") == 0
     summary = json.loads((tmp_path / "models" / product.STAGE / SUMMARY_FILENAME).read_text())
     membership = pd.read_csv(tmp_path / "models" / product.STAGE / CLASS_MEMBERSHIP_FILENAME)
     assert summary["households"] == 2 and len(membership) == 2
 
 
 def test_span_availability_is_fitted_and_stored_with_the_trace(fitted, tmp_path):
-    tmp, src, _ = fitted
-    shutil.copytree(tmp / "models" / "pricing", tmp_path / "models" / "pricing")
-    config = tmp_path / "span.toml"
-    config.write_text(CONFIG.replace("[product]", '[product]\navailability = "span"'))
-    code = main(["--quiet", "--cache-dir", str(tmp / "cache"), "fit", "--data", str(src), "--out",
-                 str(tmp_path / "models"), "--config", str(config), "--stage", "product", "--seed", "5"])
-    assert code == 0
+    tmp = fitted[0]
+    assert _refit_with(fitted, tmp_path, 'availability = "span"') == 0
     idata = load_posterior(tmp_path / "models", product.STAGE)
     assert json.loads(idata.attrs["stage_config"])["availability"] == "span"
     # the tiny data sell every choice-set product from the first week to the last: the same posterior as "always"

@@ -135,11 +135,15 @@ def test_class_membership_finds_each_households_class():
 
 def test_choice_kernel_gradient_equals_finite_differences():
     pdata, params = _kernel_study()
+    _assert_kernel_gradient(params, pdata, np.random.default_rng(0), per_parameter=12)
+
+
+def _assert_kernel_gradient(params, pdata, rng, *, per_parameter):
+    """The kernel's gradient against central finite differences at ``per_parameter`` random coordinates of each."""
     _, *grads = _kernel(params, pdata)
-    rng = np.random.default_rng(0)
     for name, grad in zip(("t", "theta", "display", "mailer"), grads):
         flat = np.asarray(params[name], float).ravel()
-        for idx in rng.choice(flat.size, min(flat.size, 12), replace=False):
+        for idx in rng.choice(flat.size, min(flat.size, per_parameter), replace=False):
             step = np.zeros_like(flat)
             step[idx] = 1e-6
             up = _kernel(params, pdata, **{name: (flat + step).reshape(np.shape(params[name]))})[0]
@@ -742,16 +746,7 @@ def test_items_off_the_shelf_are_never_simulated_and_leave_every_likelihood():
     # and the availability changes it: the same choices with every item on the shelf score lower
     on_shelf = dataclasses.replace(pdata, available=None)
     assert _kernel(params, on_shelf)[0] < _kernel(params, pdata)[0] - 1.0
-    _, *grads = _kernel(params, pdata)
-    rng = np.random.default_rng(1)
-    for name, grad in zip(("t", "theta", "display", "mailer"), grads):
-        flat = np.asarray(params[name], float).ravel()
-        for idx in rng.choice(flat.size, min(flat.size, 8), replace=False):
-            step = np.zeros_like(flat)
-            step[idx] = 1e-6
-            up = _kernel(params, pdata, **{name: (flat + step).reshape(np.shape(params[name]))})[0]
-            down = _kernel(params, pdata, **{name: (flat - step).reshape(np.shape(params[name]))})[0]
-            assert grad.ravel()[idx] == pytest.approx((up - down) / 2e-6, rel=1e-5, abs=1e-5), (name, idx)
+    _assert_kernel_gradient(params, pdata, np.random.default_rng(1), per_parameter=8)
 
 
 def test_off_shelf_likelihood_equals_the_occasion_by_occasion_sum_over_orders():

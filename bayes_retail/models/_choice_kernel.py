@@ -380,8 +380,10 @@ def _direct(dv, w, g, k, c, price, discount, display, mailer, d_item, d_theta, d
 
 @numba.njit(fastmath=_FAST, cache=True, error_model="numpy")
 def _dense_backward(d_sums, d_item, d_core, d_display, d_mailer, expv, active, item_category, price, discount,
-                    display, mailer, available, attributes):
+                    display, mailer, attributes):
     """Add the choice-set sums' derivatives (through every item) to the direct ones: ``(d_t, d_theta)``.
+
+    An off-shelf item needs no test here: its ``expv`` is 0, so it adds nothing.
 
     ``d_item``, ``d_display`` and ``d_mailer`` are accumulated in place.
     """
@@ -473,7 +475,7 @@ def choice_loglik(
         per_household, expv, sums, extra, g_chosen, lam, item_category, price, discount, display, mailer, *occasions
     )
     d_t, d_theta = _dense_backward(d_sums, d_item, d_core, d_display, d_mailer, expv, active, item_category, price,
-                                   discount, display, mailer, available, attributes)
+                                   discount, display, mailer, attributes)
     return total, d_t, d_theta, d_display, d_mailer
 
 
