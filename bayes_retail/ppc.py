@@ -216,6 +216,52 @@ def household_calibration(real: pd.DataFrame, draws: list[pd.DataFrame]) -> tupl
     return pd.DataFrame(coverage), pd.DataFrame(histogram)
 
 
+def validation_goals(
+    tables: dict[str, pd.DataFrame],
+    *,
+    ks_cap: float = 0.05,
+    floor_factor: float = 1.5,
+    coverage_range: tuple[float, float] = (0.85, 0.95),
+    prob: float = 0.9,
+) -> pd.DataFrame:
+    """The held-out goals of a check (DESIGN.md §5), one row per goal, from its ``scores``, ``households``, ``p_values``.
+
+    - each metric: median KS over draws at most ``max(ks_cap, floor_factor * floor KS)``
+      (the real-vs-real floor; ``ks_cap`` alone where the metric has none);
+    - each household statistic (replay): the share of households inside their
+      ``prob`` predictive interval within ``coverage_range``;
+    - the co-purchase lift of the frequent category pairs (median over pairs):
+      the real value inside the draws' 90% interval (the ``p_values`` table's).
+
+    Columns: ``goal``, ``value`` (what was measured), ``target`` (the bound, as text)
+    and ``passed``. Goals whose tables are missing are left out.
+    """
+    if not 0 < prob < 1 or floor_factor <= 0 or ks_cap < 0 or not 0 <= coverage_range[0] <= coverage_range[1] <= 1:
+        raise ValueError("validation_goals: need 0 < prob < 1, floor_factor > 0, ks_cap >= 0 and "
+                         f"0 <= low <= high <= 1 for coverage_range (got {coverage_range})")
+    rows = []
+    for r in tables["scores"].itertuples():
+        ks, floor_ks = 1.0 - r.score_median, 1.0 - r.floor_score
+        bound = ks_cap if np.isnan(floor_ks) else max(ks_cap, floor_factor * floor_ks)
+        rows.append({"goal": f"{r.metric}: median KS", "value": ks,
+                     "target": f"<= {bound:.4f}", "passed": bool(ks <= bound)})
+    column = f"coverage_{round(100 * prob)}"
+    if "households" in tables and column in tables["households"]:
+        low, high = coverage_range
+        for r in tables["households"].itertuples():
+            value = float(getattr(r, column))
+            rows.append({"goal": f"{r.statistic}: households inside their {prob:.0%} interval", "value": value,
+                         "target": f"{low:.2f}-{high:.2f}", "passed": bool(low <= value <= high)})
+    if "p_values" in tables:
+        lift = tables["p_values"].set_index("statistic")
+        if "copurchase_lift_median" in lift.index:
+            r = lift.loc["copurchase_lift_median"]
+            rows.append({"goal": "co-purchase lift (median over pairs): real inside the draws' 90% interval",
+                         "value": float(r["observed"]), "target": f"{r['q0.05']:.3f}-{r['q0.95']:.3f}",
+                         "passed": bool(r["q0.05"] <= r["observed"] <= r["q0.95"])})
+    return pd.DataFrame(rows, columns=["goal", "value", "target", "passed"])
+
+
 def held_out_households(posterior: str | os.PathLike, data) -> np.ndarray:
     """Ids of the households the fits in ``posterior`` left out (their ``fit_share`` and ``split_seed``; every stage alike)."""
     from bayes_retail.config import DataSelection
@@ -263,7 +309,8 @@ def posterior_predictive_suite(
     ``households`` and ``pit`` (see the module docstring), ``replicates``
     (:func:`replicate_calibration`, from disjoint pairs of draws), and with
     ``weeks`` in replay mode ``elpd``: every stage's exact log predictive
-    density of those weeks (per household-week; the product stage per household).
+    density of those weeks (per household-week; the product stage per household);
+    ``goals``: :func:`validation_goals` with its default thresholds.
     """
     from bayes_retail.config import parse_weeks
     from bayes_retail.data import load_side
@@ -335,6 +382,7 @@ def posterior_predictive_suite(
                                        {"stage": "category", "weeks": span, **category_elpd(posterior, data, weeks)},
                                        {"stage": "product", "weeks": span, **product_elpd(posterior, data, weeks)},
                                        {"stage": "quantity", "weeks": span, **quantity_elpd(posterior, data, weeks)}])
+    tables["goals"] = validation_goals(tables)
     return tables
 
 

@@ -317,6 +317,10 @@ ours by what they measure):</p>
 {% else %}<p>No metrics given (run <code>bayes-retail run</code> or <code>check</code>, then pass <code>--metrics</code>).</p>{% endif %}
 <h2 id="ppc">Posterior predictive check over draws</h2>
 {% if ppc %}
+{% if ppc.goals %}<p>Goals (DESIGN.md §5): each metric's median KS at most max(0.05, 1.5 x its real-vs-real floor
+KS); 85-95% of households inside their 90% predictive interval of spend and of visits; the real co-purchase lift
+inside the draws' 90% interval. {{ ppc.goals_failed }}</p>
+{{ ppc.goals }}{% endif %}
 <p>Score of each metric over posterior draws (median and 90% interval) beside the real-vs-real floor:</p>
 {{ ppc.scores }}
 <p>Bayesian p-values (share of draws at or below the real value) of summary and joint statistics
@@ -398,7 +402,12 @@ def build_report(models: str | os.PathLike = "models", *, metrics: str | os.Path
 
         tables = read_ppc(ppc_path)
         shown = {name: tables[name].round(4).to_html(index=False, na_rep="", border=0)
-                 for name in ("scores", "p_values", "replicates", "entities", "households", "elpd") if name in tables}
+                 for name in ("goals", "scores", "p_values", "replicates", "entities", "households", "elpd")
+                 if name in tables}
+        if "goals" in tables:
+            missed = tables["goals"].loc[~tables["goals"]["passed"].astype(bool), "goal"].tolist()
+            shown["goals_failed"] = (f"<b>Missed: {len(missed)} of {len(tables['goals'])}</b> "
+                                     f"({'; '.join(missed)})." if missed else "Every goal met.")
         if "pit" in tables:
             shown["pit_figure"] = pit_figure(tables["pit"])
         if "promo_lift" in tables and len(tables["promo_lift"]):

@@ -52,7 +52,8 @@ def test_new_customers_get_no_household_calibration(tiny_fitted, tmp_path):
     data = load_data(src, cache_dir=tmp / "cache")
     out = posterior_predictive_suite(tmp / "models", data, tmp_path / "ppc", draws=2, mode="new", prices="observed",
                                      cache_dir=str(tmp / "cache"))
-    assert set(out) == {"scores", "per_draw", "p_values", "entities", "promo_lift", "replicates"}
+    assert set(out) == {"scores", "per_draw", "p_values", "entities", "promo_lift", "replicates", "goals"}
+    assert not out["goals"]["goal"].str.contains("households inside").any()  # no household goals without replay
 
 
 def test_replicate_calibration_by_hand():
@@ -106,6 +107,28 @@ def test_draw_summaries_and_p_values_by_hand():
     assert np.isnan(summarise_draws(per_draw, {}).iloc[0]["floor_score"])
 
 
+def test_validation_goals_by_hand():
+    from bayes_retail.ppc import validation_goals
+
+    scores = pd.DataFrame({"metric": ["quantity", "recency", "revenue"], "tier": 1,
+                           "score_median": [0.96, 0.90, 0.93], "floor_score": [0.98, 0.95, np.nan]})
+    households = pd.DataFrame({"statistic": ["spend", "visits"], "coverage_90": [0.84, 0.90]})
+    p_values = pd.DataFrame({"statistic": ["copurchase_lift_median"], "observed": [1.7], "q0.05": [1.2],
+                             "q0.95": [1.6]})
+    goals = validation_goals({"scores": scores, "households": households, "p_values": p_values})
+    assert list(goals.columns) == ["goal", "value", "target", "passed"]
+    # quantity: KS 0.04 <= max(0.05, 0.03); recency: 0.10 > max(0.05, 0.075); revenue (no floor): 0.07 > 0.05
+    np.testing.assert_allclose(goals["value"].iloc[:3], [0.04, 0.10, 0.07])
+    assert list(goals["target"].iloc[:3]) == ["<= 0.0500", "<= 0.0750", "<= 0.0500"]
+    assert list(goals["passed"]) == [True, False, False, False, True, False]
+    assert goals["goal"].iloc[3] == "spend: households inside their 90% interval"
+    assert goals["target"].iloc[5] == "1.200-1.600"
+    relaxed = validation_goals({"scores": scores}, floor_factor=2.5, ks_cap=0.06)  # recency 0.10 <= 0.125
+    assert list(relaxed["passed"]) == [True, True, False] and len(relaxed) == 3
+    with pytest.raises(ValueError, match="coverage_range"):
+        validation_goals({"scores": scores}, coverage_range=(0.95, 0.85))
+
+
 def test_the_ppc_command_writes_ppc_json_and_the_report_shows_it(tiny_fitted, tmp_path, capsys):
     from bayes_retail.cli import main
     from bayes_retail.ppc import read_ppc
@@ -115,7 +138,8 @@ def test_the_ppc_command_writes_ppc_json_and_the_report_shows_it(tiny_fitted, tm
     assert main([*cli, "ppc", "--posterior", str(tmp / "models"), "--data", str(src), "--draws", "2",
                  "--synthetic", str(tmp_path / "syn"), "--out", str(tmp_path / "rep")]) == 0
     tables = read_ppc(tmp_path / "rep" / "ppc.json")
-    assert set(tables) == {"scores", "per_draw", "p_values", "entities", "promo_lift", "households", "pit", "replicates"}
+    assert set(tables) == {"scores", "per_draw", "p_values", "entities", "promo_lift", "households", "pit", "replicates",
+                           "goals"}
     assert (tables["scores"]["draws"] == 2).all()
     assert "score_median" in capsys.readouterr().out
     from bayes_retail.report import build_report
@@ -126,6 +150,9 @@ def test_the_ppc_command_writes_ppc_json_and_the_report_shows_it(tiny_fitted, tm
     assert "sales_weighted_coverage" in section and "coverage_90" in section
     assert '<img alt="household PIT histograms" src="data:image/png;base64,' in section
     assert "Calibration of promotion lift" in section and "pit_ks" in section
+    goals = tables["goals"]
+    assert ("Every goal met." in section) == bool(goals["passed"].all())
+    assert all(goal in section for goal in goals.loc[~goals["passed"], "goal"])
 
 
 def test_a_held_out_block_is_scored_on_its_weeks_only(tiny_fitted, tmp_path):
