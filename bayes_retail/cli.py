@@ -120,6 +120,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--models", default=DEFAULT_MODELS_DIR, help="fitted artifacts to reuse or write (default: models/)")
     run.add_argument("--synthetic", default=DEFAULT_SYNTHETIC_DIR, help="where the synthetic panel goes (default: synthetic/)")
     run.add_argument("--seed", type=int, default=0, help="seed of the simulation and the check (default 0)")
+    run.add_argument("--data", default=None, help="data source (default: the embedded Complete Journey data)")
+    run.add_argument("--config", default="default",
+                     help="configuration fitted where models/ is missing or stale (name or TOML path; default: default)")
+    run.add_argument("--ppc-draws", type=int, default=20,
+                     help="posterior draws of the predictive check (replay of the fitted households; 0 skips it; "
+                          "default 20)")
     run.set_defaults(func=cmd_run)
     return parser
 
@@ -231,15 +237,23 @@ def cmd_report(args: argparse.Namespace, progress: Progress) -> int:
 
 
 def cmd_run(args: argparse.Namespace, progress: Progress) -> int:
+    from bayes_retail.config import ConfigError
     from bayes_retail.pipeline import run_pipeline
-
     from bayes_retail.report import build_report
 
-    result, path = run_pipeline(models=args.models, synthetic=args.synthetic, reports=args.out, seed=args.seed,
-                                cache_dir=args.cache_dir, progress=progress)
-    print(result.format_table())
-    progress(f"metrics written to {path}")
-    report = build_report(args.models, metrics=path, out=args.out)
+    try:
+        outcome = run_pipeline(source=args.data, models=args.models, synthetic=args.synthetic, reports=args.out,
+                               config_name=args.config, seed=args.seed, cache_dir=args.cache_dir,
+                               ppc_draws=args.ppc_draws, progress=progress)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    progress(f"metrics written to {outcome.metrics_path}")
+    report = build_report(args.models, metrics=outcome.metrics_path, out=args.out)
+    print(outcome.result.format_table())
+    if outcome.ppc is not None:
+        from bayes_retail.ppc import goals_summary
+
+        print(f"posterior predictive check ({args.ppc_draws} draws): {goals_summary(outcome.ppc['goals'])}")
     print(f"report: {report}")
     return 0
 

@@ -2,7 +2,8 @@
 
 data -> fit (or reuse the artifacts in ``models/`` when they were fitted on
 these data with this configuration) -> simulate -> metric suite beside the
-real-vs-real floor. The HTML report is not built yet.
+real-vs-real floor -> posterior predictive check over draws (replay of the
+fitted households) -> the HTML report (built by the CLI from what this writes).
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
+import pandas as pd
 import xarray as xr
 
 from bayes_retail.errors import ArtifactError
@@ -98,6 +100,28 @@ def fit_stage(
     return runner(data, config=config, seed=seed, out=models, method=method, weeks=weeks, progress=progress)
 
 
+class PipelineOutcome(NamedTuple):
+    """What :func:`run_pipeline` produced: the suite's result, its ``metrics.json``, and the check's tables."""
+
+    result: object
+    metrics_path: Path
+    ppc: dict[str, pd.DataFrame] | None
+
+
+def _replacing_stale(out: Path, simulate: Callable, progress: Callable[[str], None]):
+    """``simulate()``; when ``out`` holds a run of other artifacts, remove it and simulate again."""
+    from bayes_retail.simulate.run import MANIFEST_FILENAME
+
+    try:
+        return simulate()
+    except ArtifactError as exc:
+        if not (out / MANIFEST_FILENAME).exists():
+            raise
+        progress(f"replacing the pipeline's previous synthetic panel in {out} ({exc})")
+        shutil.rmtree(out)
+        return simulate()
+
+
 def run_pipeline(
     *,
     source: str | Path | None = None,
@@ -109,20 +133,26 @@ def run_pipeline(
     seed: int = 0,
     customers: int | None = None,
     cache_dir: str | None = None,
+    ppc_draws: int = 0,
     progress: Callable[[str], None] = lambda _m: None,
-):
-    """Run data, fit-or-reuse, simulate and check; return the metric suite's result.
+) -> PipelineOutcome:
+    """Run data, fit-or-reuse, simulate and check.
 
     ``source`` is the data (default: the embedded data) and ``config_name`` the
     configuration fitted when an artifact is missing or stale. ``customers``
     defaults to the number of real households, so size-dependent metrics
     compare like with like. The synthetic panel is one posterior draw
-    of new customers with HMM prices, in ``synthetic/run``.
+    of new customers with HMM prices, in ``synthetic/run``. With
+    ``ppc_draws > 0`` the posterior predictive check replays the fitted
+    households over that many draws (``synthetic/ppc-replay``) and writes
+    ``ppc.json`` beside ``metrics.json``.
     """
+    if ppc_draws < 0:
+        raise ValueError(f"ppc_draws must be >= 0, got {ppc_draws}")
     from bayes_retail.config import load_config
     from bayes_retail.data import load_data, load_side
     from bayes_retail.metrics import compute_suite
-    from bayes_retail.simulate.run import MANIFEST_FILENAME, simulate_from_folder
+    from bayes_retail.simulate.run import simulate_from_folder
 
     data = load_data(source, cache_dir=cache_dir, progress=progress)
     config = load_config(config_name)
@@ -135,14 +165,8 @@ def run_pipeline(
         fit_stage(stage, data, config, models=models, seed=fit_seed, progress=progress)
     out = Path(synthetic) / "run"
     n = customers or len(data.households)
-    try:
-        manifest = simulate_from_folder(models, data, out, customers=n, draws=1, seed=seed, progress=True)
-    except ArtifactError as exc:
-        if not (out / MANIFEST_FILENAME).exists():
-            raise
-        progress(f"replacing the pipeline's previous synthetic panel ({exc})")
-        shutil.rmtree(out)
-        manifest = simulate_from_folder(models, data, out, customers=n, draws=1, seed=seed, progress=True)
+    manifest = _replacing_stale(
+        out, lambda: simulate_from_folder(models, data, out, customers=n, draws=1, seed=seed, progress=True), progress)
     draw = manifest["spec"]["draws"][0]
     progress(f"metric suite: {n} synthetic customers (posterior draw {draw}) against the real data, with the floor")
     real = data.metric_tables("real")
@@ -150,4 +174,13 @@ def run_pipeline(
     result = compute_suite(real, side, seed=seed, floor=True)
     path = Path(reports) / "metrics.json"
     result.to_json(path)
-    return result, path
+    tables = None
+    if ppc_draws:
+        from bayes_retail.ppc import PPC_FILENAME, posterior_predictive_suite, write_ppc
+
+        replay = Path(synthetic) / "ppc-replay"
+        progress(f"posterior predictive check: the fitted households replayed over {ppc_draws} draws")
+        tables = _replacing_stale(replay, lambda: posterior_predictive_suite(
+            models, data, replay, draws=ppc_draws, seed=seed, cache_dir=cache_dir), progress)
+        write_ppc(tables, Path(reports) / PPC_FILENAME)
+    return PipelineOutcome(result, path, tables)

@@ -262,6 +262,14 @@ def validation_goals(
     return pd.DataFrame(rows, columns=["goal", "value", "target", "passed"])
 
 
+def goals_summary(goals: pd.DataFrame) -> str:
+    """One line: how many of :func:`validation_goals`' goals were met, and which were missed."""
+    missed = goals.loc[~goals["passed"].astype(bool), "goal"].tolist()
+    if not missed:
+        return f"every goal met ({len(goals)})"
+    return f"missed {len(missed)} of {len(goals)} goals: {'; '.join(missed)}"
+
+
 def held_out_households(posterior: str | os.PathLike, data) -> np.ndarray:
     """Ids of the households the fits in ``posterior`` left out (their ``fit_share`` and ``split_seed``; every stage alike)."""
     from bayes_retail.config import DataSelection

@@ -398,16 +398,15 @@ def build_report(models: str | os.PathLike = "models", *, metrics: str | os.Path
                        anchors_table=anchor_table(result).round(3).to_html(index=False, na_rep="", border=0))
     ppc_path = Path(ppc) if ppc is not None else (Path(metrics).parent / "ppc.json" if metrics is not None else None)
     if ppc_path is not None and ppc_path.exists():
-        from bayes_retail.ppc import read_ppc
+        from bayes_retail.ppc import goals_summary, read_ppc
 
         tables = read_ppc(ppc_path)
         shown = {name: tables[name].round(4).to_html(index=False, na_rep="", border=0)
                  for name in ("goals", "scores", "p_values", "replicates", "entities", "households", "elpd")
                  if name in tables}
         if "goals" in tables:
-            missed = tables["goals"].loc[~tables["goals"]["passed"].astype(bool), "goal"].tolist()
-            shown["goals_failed"] = (f"<b>Missed: {len(missed)} of {len(tables['goals'])}</b> "
-                                     f"({'; '.join(missed)})." if missed else "Every goal met.")
+            summary = goals_summary(tables["goals"])
+            shown["goals_failed"] = f"<b>{summary}.</b>" if summary.startswith("missed") else f"{summary}."
         if "pit" in tables:
             shown["pit_figure"] = pit_figure(tables["pit"])
         if "promo_lift" in tables and len(tables["promo_lift"]):

@@ -124,7 +124,7 @@ def test_a_trace_of_another_stage_or_other_data_is_refused(fitted, tmp_path, cap
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
-def test_the_pipeline_reuses_current_artifacts_and_scores_a_synthetic_panel(fitted, tmp_path):
+def test_the_pipeline_reuses_current_artifacts_and_scores_a_synthetic_panel(fitted, tmp_path, capsys):
     from bayes_retail.pipeline import run_pipeline, stage_is_current
     from bayes_retail.config import load_config
 
@@ -137,18 +137,31 @@ def test_the_pipeline_reuses_current_artifacts_and_scores_a_synthetic_panel(fitt
     config = load_config(tmp / "small.toml")
     assert stage_is_current(models, "visit", data, config) == (True, "current")
     assert not stage_is_current(models, "pricing", data, config)[0]
-    result, path = run_pipeline(source=src, models=models, synthetic=tmp_path / "syn", reports=tmp_path / "rep",
-                                config_name=str(tmp / "small.toml"), cache_dir=str(tmp / "cache"), progress=messages.append)
+    result, path, ppc = run_pipeline(source=src, models=models, synthetic=tmp_path / "syn", reports=tmp_path / "rep",
+                                     config_name=str(tmp / "small.toml"), cache_dir=str(tmp / "cache"),
+                                     progress=messages.append)
+    assert ppc is None and not (tmp_path / "rep" / "ppc.json").exists()  # ppc_draws = 0: no check
     assert path.exists() and json.loads(path.read_text())["overall"] == pytest.approx(result.overall)
     assert any(m.startswith("pricing: fitting") for m in messages)
     assert all(f"{s}: reusing" in " ".join(messages) for s in ("visit", "category", "product", "quantity"))
     lines = pd.read_parquet(tmp_path / "syn" / "run" / "transactions")
     assert lines["household_id"].nunique() <= len(data.households)
-    # a second run reuses everything, including the synthetic panel, and scores the same
-    messages.clear()
-    again, _ = run_pipeline(source=src, models=models, synthetic=tmp_path / "syn", reports=tmp_path / "rep",
-                            config_name=str(tmp / "small.toml"), cache_dir=str(tmp / "cache"), progress=messages.append)
-    assert not any("fitting" in m for m in messages) and again.overall == result.overall
+    # a second run, from the command line, reuses everything, including the synthetic panel, and scores the same;
+    # it adds the posterior predictive check and ends with the scores, the check's goals and the report
+    from bayes_retail.cli import main
+
+    code = main(["--cache-dir", str(tmp / "cache"), "run", "--data", str(src), "--config", str(tmp / "small.toml"),
+                 "--models", str(models), "--synthetic", str(tmp_path / "syn"), "--out", str(tmp_path / "rep"),
+                 "--ppc-draws", "2"])
+    out, err = capsys.readouterr()
+    assert code == 0 and "fitting" not in err and "reusing" in err
+    assert f"{'overall':<30}{result.overall:>8.4f}" in out
+    assert "posterior predictive check (2 draws): " in out and out.rstrip().endswith("report.html")
+    tables = json.loads((tmp_path / "rep" / "ppc.json").read_text())
+    assert {row["draws"] for row in tables["scores"]} == {2} and tables["goals"]
+    html = (tmp_path / "rep" / "report.html").read_text()
+    assert "Goals (DESIGN.md" in html and "Not run" not in html[html.index('<h2 id="ppc">'):]
+    assert main(["run", "--ppc-draws", "-1", "--data", str(src), "--models", str(models)]) == 2
     assert stage_is_current(models, "visit", data, load_config("default"))[1].startswith("fitted with configuration")
 
 
