@@ -153,6 +153,33 @@ def metrics_figure(metrics: dict) -> str:
     return _png(fig)
 
 
+def distributions_figure(metrics: dict, *, tier: int = 1, upper: float = 0.975) -> str | None:
+    """Real against synthetic distribution (quantile curves up to ``upper``) of each metric of ``tier``.
+
+    The curves are each side's values at the stored quantile probabilities,
+    drawn as cumulative distributions: the KS is the largest vertical gap
+    between the two (up to the resolution of the stored quantiles).
+    """
+    import matplotlib.pyplot as plt
+
+    from bayes_retail.metrics.suite import QUANTILE_PROBS
+
+    shown = {n: m for n, m in metrics["metrics"].items() if m.get("tier") == tier and m.get("quantiles_real")}
+    if not shown:
+        return None
+    probs = np.asarray(QUANTILE_PROBS)
+    keep = probs <= upper
+    fig, axes = plt.subplots(1, len(shown), figsize=(3.2 * len(shown), 2.6), squeeze=False)
+    for ax, (name, m) in zip(axes[0], shown.items()):
+        for side, style in (("real", "k-"), ("synthetic", "C1--")):
+            ax.step(np.asarray(m[f"quantiles_{side}"])[keep], probs[keep], style, where="post", label=side, lw=1.2)
+        ax.set_title(f"{name} (KS {m['ks']:.3f})", fontsize=9)
+        ax.set_ylim(0, 1)
+    axes[0, 0].set_ylabel("cumulative share")
+    axes[0, 0].legend(fontsize=7, loc="lower right")
+    return _png(fig)
+
+
 def pit_figure(pit) -> str:
     """Bar chart of the share of households per PIT decile, one panel per statistic, beside the uniform 0.1."""
     import matplotlib.pyplot as plt
@@ -311,6 +338,9 @@ Pareto k &gt; {{ s.loo.k_max }} in {{ "%.2f"|format(100 * s.loo.share_k_above_ma
 {% for tier, score in metrics.tiers.items() %}tier {{ tier }} {{ "%.4f"|format(score) }}{% if not loop.last %}, {% endif %}{% endfor %}.</p>
 {{ metrics_table }}
 <img alt="metric scores" src="{{ metrics_figure }}">
+{% if distributions_figure %}<p>Real against synthetic distributions of the tier-1 metrics (cumulative, up to each side's
+97.5% quantile; the KS is the largest vertical gap between the curves):</p>
+<img alt="tier-1 distributions" src="{{ distributions_figure }}">{% endif %}
 <p>Beside published scores on the same data (1 - KS as their authors report them; their definitions, matched to
 ours by what they measure):</p>
 {{ anchors_table }}
@@ -394,7 +424,7 @@ def build_report(models: str | os.PathLike = "models", *, metrics: str | os.Path
 
         context.update(metrics={"overall": result["overall"], "tiers": result.get("tier_scores", {})},
                        metrics_table=table.round(4).to_html(index=False, na_rep="", border=0),
-                       metrics_figure=metrics_figure(result),
+                       metrics_figure=metrics_figure(result), distributions_figure=distributions_figure(result),
                        anchors_table=anchor_table(result).round(3).to_html(index=False, na_rep="", border=0))
     ppc_path = Path(ppc) if ppc is not None else (Path(metrics).parent / "ppc.json" if metrics is not None else None)
     if ppc_path is not None and ppc_path.exists():

@@ -280,6 +280,27 @@ def test_round_trip_through_json(tmp_path, real):
     assert not list(tmp_path.glob("*.tmp"))
 
 
+def test_each_side_is_summarised_by_its_quantiles(real):
+    from bayes_retail.metrics.distributions import evaluate, prepare
+    from bayes_retail.metrics.suite import QUANTILE_PROBS, put_on_same_footing
+
+    other = make_tables(1, name="synthetic")
+    res = compute_suite(real, other, seed=0)
+    real_f, syn_f, footing = put_on_same_footing(real, other, seed=0)
+    weeks = np.asarray(footing["weeks"])
+    values = evaluate(prepare(syn_f, weeks))[0]
+    assert QUANTILE_PROBS[0] == 0.0 and QUANTILE_PROBS[-1] == 1.0 and len(QUANTILE_PROBS) == 41
+    for name, m in res.metrics.items():
+        np.testing.assert_allclose(m.quantiles_synthetic, np.quantile(values[name], QUANTILE_PROBS))
+        assert m.quantiles_real[0] <= m.median_real <= m.quantiles_real[-1]
+    assert SuiteResult.from_dict({**res.to_dict()}).metrics["basket_size"].quantiles_real == \
+        res.metrics["basket_size"].quantiles_real
+    older = res.to_dict()  # a metrics.json written before the quantiles were stored still reads
+    for entry in older["metrics"].values():
+        del entry["quantiles_real"], entry["quantiles_synthetic"]
+    assert SuiteResult.from_dict(older).metrics["basket_size"].quantiles_real == []
+
+
 def test_frame_and_table(identical):
     frame = identical.to_frame()
     assert list(frame.columns) == [

@@ -36,6 +36,7 @@ def test_the_report_has_every_section_and_embeds_its_images(tiny_fitted, tmp_pat
     assert 'class="warning"' in html and "did NOT converge" in html and 'class="fail"' in html
     assert "Overall" in html and "visit_probability" in html
     assert "Beside published scores" in html and "RetailSynth" in html and "items per visit" in html
+    assert '<img alt="tier-1 distributions" src="data:image/png;base64,' in html
 
 
 def test_published_scores_sit_beside_ours_by_metric():

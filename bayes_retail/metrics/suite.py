@@ -41,6 +41,9 @@ ROW_RULES: tuple[str, ...] = ("unknown_product", "non_grocery", "uncategorised",
 #: Metrics whose values are discrete and spiky: the TV distance is reported beside KS.
 TV_METRICS: tuple[str, ...] = ("quantity", "sales_volume")
 
+#: Probabilities at which each side's values are summarised (the report draws the two distributions from them).
+QUANTILE_PROBS: tuple[float, ...] = tuple(np.linspace(0.0, 1.0, 41).round(3))
+
 
 # --------------------------------------------------------------------------- results
 
@@ -63,6 +66,8 @@ class MetricResult:
         Medians of the value arrays.
     floor_ks
         KS between two random halves of the real households (``None`` when not computed).
+    quantiles_real, quantiles_synthetic
+        Each side's values at :data:`QUANTILE_PROBS` (for plotting the two distributions).
     """
 
     name: str
@@ -74,6 +79,8 @@ class MetricResult:
     median_real: float
     median_synthetic: float
     floor_ks: float | None = None
+    quantiles_real: list[float] = field(default_factory=list)
+    quantiles_synthetic: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -400,6 +407,10 @@ def _median(x: np.ndarray) -> float:
     return float(np.median(x))
 
 
+def _quantiles(x: np.ndarray) -> list[float]:
+    return np.quantile(x, QUANTILE_PROBS).tolist()
+
+
 def compute_suite(
     real: MetricTables,
     synthetic: MetricTables,
@@ -459,6 +470,8 @@ def compute_suite(
             median_real=_median(vals_r[name]),
             median_synthetic=_median(vals_s[name]),
             floor_ks=floor_ks.get(name),
+            quantiles_real=_quantiles(vals_r[name]),
+            quantiles_synthetic=_quantiles(vals_s[name]),
         )
 
     pricing = None
