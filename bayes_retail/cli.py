@@ -217,7 +217,7 @@ def cmd_ppc(args: argparse.Namespace, progress: Progress) -> int:
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
     path = write_ppc(result, Path(args.out) / PPC_FILENAME)
-    for name in ("scores", "p_values", "replicates", "entities", "households", "goals"):
+    for name in ("block", "scores", "p_values", "replicates", "entities", "households", "goals"):
         if name in result:
             print(result[name].round(4).to_string(index=False))
     progress(f"written to {path}")

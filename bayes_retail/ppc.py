@@ -270,6 +270,40 @@ def goals_summary(goals: pd.DataFrame) -> str:
     return f"missed {len(missed)} of {len(goals)} goals: {'; '.join(missed)}"
 
 
+def block_kind(scored: np.ndarray, fitted: np.ndarray | None) -> str:
+    """What a check of weeks ``scored`` is for a fit of weeks ``fitted`` (``None``: every week).
+
+    ``in sample`` (every scored week fitted), ``held out`` (none, inside the
+    fitted span), ``seasonal extrapolation`` (none, all after the last fitted
+    week: seasons the fit never saw) or ``partly held out``.
+    """
+    if fitted is None:
+        return "in sample"
+    seen = np.isin(scored, fitted)
+    if seen.all():
+        return "in sample"
+    if seen.any():
+        return "partly held out"
+    return "seasonal extrapolation" if scored.min() > np.max(fitted) else "held out"
+
+
+def scored_block(posterior: str | os.PathLike, data, weeks: np.ndarray) -> pd.DataFrame:
+    """Per shopper stage: the weeks it fitted, the share of the scored ``weeks`` among them and :func:`block_kind`."""
+    from bayes_retail.config import parse_weeks
+    from bayes_retail.models.artifacts import load_posterior
+
+    weeks = np.asarray(weeks)
+    rows = []
+    for stage in ("visit", "category", "product", "quantity"):
+        spec = load_posterior(posterior, stage, data_hash=data.data_hash).attrs.get("weeks", "all")
+        fitted = parse_weeks(spec)
+        fitted = None if fitted is None else np.asarray(fitted)
+        seen = 1.0 if fitted is None else float(np.isin(weeks, fitted).mean())
+        rows.append({"stage": stage, "fitted_weeks": spec, "scored_weeks": f"{weeks.min()}-{weeks.max()}",
+                     "scored_share_fitted": seen, "kind": block_kind(weeks, fitted)})
+    return pd.DataFrame(rows)
+
+
 def held_out_households(posterior: str | os.PathLike, data) -> np.ndarray:
     """Ids of the households the fits in ``posterior`` left out (their ``fit_share`` and ``split_seed``; every stage alike)."""
     from bayes_retail.config import DataSelection
@@ -318,6 +352,8 @@ def posterior_predictive_suite(
     (:func:`replicate_calibration`, from disjoint pairs of draws), and with
     ``weeks`` in replay mode ``elpd``: every stage's exact log predictive
     density of those weeks (per household-week; the product stage per household);
+    with ``weeks``, ``block``: what the scored weeks were to each stage's fit
+    (:func:`scored_block`: in sample, held out, seasonal extrapolation);
     ``goals``: :func:`validation_goals` with its default thresholds.
     """
     from bayes_retail.config import parse_weeks
@@ -390,6 +426,8 @@ def posterior_predictive_suite(
                                        {"stage": "category", "weeks": span, **category_elpd(posterior, data, weeks)},
                                        {"stage": "product", "weeks": span, **product_elpd(posterior, data, weeks)},
                                        {"stage": "quantity", "weeks": span, **quantity_elpd(posterior, data, weeks)}])
+    if scored is not None:
+        tables["block"] = scored_block(posterior, data, weeks)
     tables["goals"] = validation_goals(tables)
     return tables
 

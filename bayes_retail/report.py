@@ -347,6 +347,9 @@ ours by what they measure):</p>
 {% else %}<p>No metrics given (run <code>bayes-retail run</code> or <code>check</code>, then pass <code>--metrics</code>).</p>{% endif %}
 <h2 id="ppc">Posterior predictive check over draws</h2>
 {% if ppc %}
+{% if ppc.block %}<p>Scored weeks against each stage's fitted weeks (held out: the fit never saw them; seasonal
+extrapolation: all after the last fitted week):</p>
+{{ ppc.block }}{% endif %}
 {% if ppc.goals %}<p>Goals (DESIGN.md §5): each metric's median KS at most max(0.05, 1.5 x its real-vs-real floor
 KS); 85-95% of households inside their 90% predictive interval of spend and of visits; the real co-purchase lift
 inside the draws' 90% interval. {{ ppc.goals_failed }}</p>
@@ -432,7 +435,7 @@ def build_report(models: str | os.PathLike = "models", *, metrics: str | os.Path
 
         tables = read_ppc(ppc_path)
         shown = {name: tables[name].round(4).to_html(index=False, na_rep="", border=0)
-                 for name in ("goals", "scores", "p_values", "replicates", "entities", "households", "elpd")
+                 for name in ("block", "goals", "scores", "p_values", "replicates", "entities", "households", "elpd")
                  if name in tables}
         if "goals" in tables:
             summary = goals_summary(tables["goals"])

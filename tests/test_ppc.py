@@ -183,8 +183,23 @@ def test_a_held_out_block_is_scored_on_its_weeks_only(tiny_fitted, tmp_path):
     choices = out["elpd"].set_index("stage").loc["product"]
     assert 0 < choices["cells"] <= data.choices.loc[data.choices["week"].isin([3, 4]), "household_id"].nunique()
     assert np.isfinite(choices["elpd"])
+    block = out["block"]  # the tiny fits saw every week: the block is in sample for each stage
+    assert list(block["stage"]) == ["visit", "category", "product", "quantity"]
+    assert (block["kind"] == "in sample").all() and (block["scored_share_fitted"] == 1.0).all()
+    assert (block["scored_weeks"] == "3-4").all()
     with pytest.raises(ValueError, match="none of the weeks 90-95 is in the data"):
         posterior_predictive_suite(tmp / "models", data, tmp_path / "ppc2", draws=2, weeks="90-95")
+
+
+def test_a_block_is_named_by_what_the_fit_saw():
+    from bayes_retail.ppc import block_kind
+
+    fitted = np.r_[2:27, 37:54]  # the holdout configuration
+    assert block_kind(np.arange(27, 37), fitted) == "held out"
+    assert block_kind(np.arange(41, 54), np.arange(1, 41)) == "seasonal extrapolation"  # the seasonal one
+    assert block_kind(np.arange(20, 30), fitted) == "partly held out"
+    assert block_kind(np.arange(3, 5), fitted) == "in sample"
+    assert block_kind(np.arange(27, 37), None) == "in sample"
 
 
 def test_promotion_lift_calibration_by_hand():
