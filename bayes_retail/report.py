@@ -396,11 +396,21 @@ def write_promotion_table(models: str | os.PathLike, out: str | os.PathLike) -> 
     return path
 
 
+def _copy_beside(source: str | os.PathLike | None, target: Path) -> None:
+    """Copy ``source`` to ``target`` atomically, unless it is missing or already there."""
+    if source is None or not Path(source).exists() or (target.exists() and target.samefile(source)):
+        return
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(Path(source).read_bytes())
+
+
 def build_report(models: str | os.PathLike = "models", *, metrics: str | os.PathLike | None = None,
                  out: str | os.PathLike = "reports", ppc: str | os.PathLike | None = None) -> Path:
     """Write ``out/report.html`` from the artifacts in ``models`` and, when given, a ``metrics.json``.
 
-    Also writes ``out/promo_response.csv``, the stages' promotion responses in one table.
+    Also writes ``out/promo_response.csv``, the stages' promotion responses in one table,
+    and copies the ``metrics.json`` and ``ppc.json`` it shows into ``out``
+    when they are elsewhere, so the folder holds the numbers behind the page.
 
     The posterior predictive check (``ppc.json`` of ``bayes-retail ppc``) is
     included from ``ppc``, else from beside ``metrics`` when it is there.
@@ -449,6 +459,8 @@ def build_report(models: str | os.PathLike = "models", *, metrics: str | os.Path
         context.update(ppc=shown)
     html = jinja2.Environment(autoescape=False).from_string(_TEMPLATE).render(**context)
     write_promotion_table(models, out)
+    for shown, name in ((metrics, "metrics.json"), (ppc_path if context["ppc"] else None, "ppc.json")):
+        _copy_beside(shown, Path(out) / name)
     path = Path(out) / REPORT_FILENAME
     with atomic_path(path) as tmp:
         tmp.write_text(html)

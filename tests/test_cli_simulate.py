@@ -121,7 +121,18 @@ def test_a_trace_of_another_stage_or_other_data_is_refused(fitted, tmp_path, cap
     # the embedded data are not the data these posteriors were fitted on
     code = _cli(tmp, "simulate", "--posterior", str(tmp / "models"), "--out", str(tmp_path / "b"))
     assert code == 2 and "fitted on other data" in capsys.readouterr().err
-    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    # a trace written by another model version of its stage
+    import h5py
+
+    older = tmp_path / "older"
+    shutil.copytree(tmp / "models", older)
+    with h5py.File(older / "quantity" / "trace.nc", "r+") as trace:
+        trace["posterior"].attrs["model_version"] = "0"
+    code = _cli(tmp, "simulate", "--posterior", str(older), "--data", str(src), "--out", str(tmp_path / "c"))
+    err = capsys.readouterr().err
+    assert code == 2 and "fitted with quantity model version 0" in err and "refit the stage" in err
+    assert str(older / "quantity" / "trace.nc") in err
+    assert not any((tmp_path / d).exists() for d in ("a", "b", "c"))
 
 
 def test_the_pipeline_reuses_current_artifacts_and_scores_a_synthetic_panel(fitted, tmp_path, capsys):

@@ -37,6 +37,11 @@ def test_the_report_has_every_section_and_embeds_its_images(tiny_fitted, tmp_pat
     assert "Overall" in html and "visit_probability" in html
     assert "Beside published scores" in html and "RetailSynth" in html and "items per visit" in html
     assert '<img alt="tier-1 distributions" src="data:image/png;base64,' in html
+    # a report written elsewhere carries the numbers it shows
+    assert main([*cli, "report", "--posterior", str(models), "--metrics", str(tmp_path / "rep" / "metrics.json"),
+                 "--out", str(tmp_path / "elsewhere")]) == 0
+    assert (tmp_path / "elsewhere" / "metrics.json").read_bytes() == (tmp_path / "rep" / "metrics.json").read_bytes()
+    assert not (tmp_path / "elsewhere" / "ppc.json").exists()  # there was no check to show
 
 
 def test_published_scores_sit_beside_ours_by_metric():
