@@ -72,6 +72,9 @@ def _parser() -> argparse.ArgumentParser:
                           "from its stage's population distribution; replay: the fitted households")
     sim.add_argument("--prices", choices=("hmm", "observed"), default="hmm",
                      help="hmm: a price path per draw from the pricing HMMs (default); observed: the data's prices")
+    sim.add_argument("--weeks", type=int, default=None,
+                     help="weeks to simulate from the data's first (default: the data's weeks); more than the data "
+                          "hold repeat the seasons, with HMM prices")
     sim.add_argument("--seed", type=int, default=0, help="seed of the run (default 0)")
     sim.add_argument("--batch-size", type=int, default=1000, help="customers per batch and file (default 1000)")
     sim.add_argument("--policy", default=None,
@@ -179,7 +182,7 @@ def cmd_simulate(args: argparse.Namespace, progress: Progress) -> int:
         manifest = simulate_from_folder(
             args.posterior, data, args.out, customers=args.customers, draws=args.draws, mode=args.mode,
             prices=args.prices, seed=args.seed, batch_size=args.batch_size, policy=policy, progress=not args.quiet,
-            scheduler=args.scheduler,
+            scheduler=args.scheduler, weeks=args.weeks,
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc

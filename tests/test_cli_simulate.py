@@ -74,6 +74,64 @@ def test_replay_simulates_the_fitted_households_with_observed_prices(fitted):
         np.testing.assert_array_equal(observed[flag], observed[f"{flag}_observed"].fillna(False).astype(bool))
 
 
+def test_horizon_positions_repeat_the_seasons():
+    from bayes_retail.simulate.world import horizon_positions
+
+    positions = horizon_positions(52, 130)
+    np.testing.assert_array_equal(positions[:52], np.arange(52))
+    np.testing.assert_array_equal(positions[52:104], np.arange(52))  # week 52 + t takes week t's values
+    np.testing.assert_array_equal(positions[104:], np.arange(26))
+    np.testing.assert_array_equal(horizon_positions(53, 54), np.r_[np.arange(53), 1])  # a 52-week year
+    np.testing.assert_array_equal(horizon_positions(52, 5), np.arange(5))  # a prefix
+    np.testing.assert_array_equal(horizon_positions(8, 12), np.r_[np.arange(8), np.arange(4)])  # under a year
+    with pytest.raises(ValueError, match="horizon must be a positive integer"):
+        horizon_positions(52, 0)
+
+
+def test_a_horizon_is_a_prefix_of_the_data_or_repeats_its_seasons(fitted, tmp_path, capsys):
+    from bayes_retail.simulate.run import _folder_worlds
+
+    tmp, src = fitted
+    data = load_data(src, cache_dir=tmp / "cache")
+    weeks = np.asarray(data.weeks)
+    n = len(data.households)
+    # fewer weeks under observed prices: exactly the first weeks of the full run (streams are keyed by week)
+    replay = ("--mode", "replay", "--prices", "observed", "--customers", str(n), "--seed", "3")
+    assert _simulate(tmp, src, tmp_path / "full", *replay) == 0
+    assert _simulate(tmp, src, tmp_path / "prefix", *replay, "--weeks", "3") == 0
+    full = pd.read_parquet(tmp_path / "full" / "transactions")
+    prefix = pd.read_parquet(tmp_path / "prefix" / "transactions")
+    assert set(prefix["week"]) <= set(weeks[:3]) and len(prefix) > 0
+    head = full[full["week"].isin(weeks[:3])]
+    columns = ["household_id", "week", "product_id", "quantity", "base_price", "depth", "display", "mailer"]
+    pd.testing.assert_frame_equal(prefix[columns].reset_index(drop=True), head[columns].reset_index(drop=True))
+    # more weeks than the data hold: HMM prices, the seasons repeated, every basket its own id
+    horizon = 2 * weeks.size + 1
+    assert _simulate(tmp, src, tmp_path / "long", "--customers", "40", "--weeks", str(horizon)) == 0
+    long = pd.read_parquet(tmp_path / "long" / "transactions")
+    assert long["week"].max() > weeks[-1] + weeks.size and long["week"].min() >= weeks[0]
+    assert long.groupby("basket_id")[["household_id", "week"]].nunique().max().max() == 1
+    calendar = pd.read_parquet(tmp_path / "long" / "promo_weeks.parquet")
+    assert calendar["week"].max() <= weeks[0] + horizon - 1
+    spec, catalogue, worlds, _ = _folder_worlds(tmp / "models", data, customers=40, draws=1, mode="new",
+                                                prices="hmm", seed=0, batch_size=1000, weeks=horizon)
+    world = worlds(spec.draws[0])
+    assert spec.weeks == horizon and world.prices.n_weeks == horizon and world.week_numbers.size == horizon
+    T = weeks.size
+    for name in ("visit_week", "category_week"):
+        values = np.asarray(getattr(world.draw, name))
+        np.testing.assert_array_equal(values[T:2 * T], values[:T])
+        assert values[2 * T] == values[0]
+    np.testing.assert_array_equal(world.draw.category_season[:, T:2 * T], world.draw.category_season[:, :T])
+    # observed prices end with the data
+    capsys.readouterr()
+    assert _simulate(tmp, src, tmp_path / "bad", *replay, "--weeks", str(T + 1)) == 2
+    assert f"observed prices cover the data's {T} weeks; asked for {T + 1}" in capsys.readouterr().err
+    assert _simulate(tmp, src, tmp_path / "bad2", "--weeks", "0") == 2
+    assert "weeks must be an integer from 1 to 1023, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists() and not (tmp_path / "bad2").exists()
+
+
 def test_simulate_refuses_bad_requests_with_clear_errors(fitted, tmp_path, capsys):
     tmp, src = fitted
     data = load_data(src, cache_dir=tmp / "cache")

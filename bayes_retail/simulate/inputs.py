@@ -9,6 +9,7 @@ choice-set products, then its "other" item), weeks as positions ``0..W-1``.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -184,6 +185,13 @@ class PriceGrid:
     def n_weeks(self) -> int:
         return int(self.shelf.shape[1])
 
+    def at_weeks(self, positions: np.ndarray) -> "PriceGrid":
+        """The grid over the weeks at ``positions`` (a slice or a repetition of its weeks)."""
+        pick = np.asarray(positions)
+        return dataclasses.replace(
+            self, shelf=self.shelf[:, pick], depth=self.depth[:, pick], display=self.display[:, pick],
+            mailer=self.mailer[:, pick], available=None if self.available is None else self.available[:, pick])
+
     def item_covariates(self, catalogue: Catalogue) -> tuple[np.ndarray, ...]:
         """``(G, W)`` centred log price, ``log(1 - depth)``, display, mailer of each item (0 for "other")."""
         real = catalogue.item_product >= 0
@@ -269,6 +277,13 @@ class StageDraw:
     category_value_centre: np.ndarray | None = None
     state_memory: str = "last"
     household_week_sigma: float = 0.0
+
+    def at_weeks(self, positions: np.ndarray) -> "StageDraw":
+        """The draw with its week-indexed values (visit and category week effects, seasons) at ``positions``."""
+        pick = np.asarray(positions)
+        return dataclasses.replace(self, visit_week=np.asarray(self.visit_week)[pick],
+                                   category_week=np.asarray(self.category_week)[pick],
+                                   category_season=np.asarray(self.category_season)[:, pick])
 
     def check(self, catalogue: Catalogue, n_weeks: int) -> None:
         """Raise ``ValueError`` naming the first array whose shape disagrees with the catalogue or weeks."""

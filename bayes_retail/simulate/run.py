@@ -46,6 +46,8 @@ TRANSACTION_COLUMNS = (
     "coupon_disc", "coupon_match_disc", "week", "base_price", "depth", "display", "mailer", "customer", "draw",
 )
 MODES = ("new", "population", "replay")
+#: The longest horizon a run simulates (basket ids hold the week in 10 bits).
+MAX_WEEKS = 1023
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,10 @@ class SimulationSpec:
         The run's seed.
     batch_size
         Customers per batch (memory and file size; the lines do not depend on it).
+    weeks
+        Simulated weeks from the data's first (``None``: the data's weeks). More
+        weeks than the data hold repeat the seasons (:func:`~bayes_retail.simulate.world.horizon_positions`)
+        and need HMM prices.
     """
 
     customers: int
@@ -76,6 +82,7 @@ class SimulationSpec:
     prices: str = "hmm"
     seed: int = 0
     batch_size: int = 1000
+    weeks: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("customers", "batch_size"):
@@ -91,6 +98,9 @@ class SimulationSpec:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.prices not in ("hmm", "observed"):
             raise ValueError(f"prices must be 'hmm' or 'observed', got {self.prices!r}")
+        if self.weeks is not None and (isinstance(self.weeks, bool) or not isinstance(self.weeks, (int, np.integer))
+                                       or not 1 <= self.weeks <= MAX_WEEKS):
+            raise ValueError(f"weeks must be an integer from 1 to {MAX_WEEKS}, got {self.weeks!r}")
 
     def batches(self) -> list[np.ndarray]:
         """Global customer indices of each batch."""
@@ -153,8 +163,11 @@ def draw_world(
 
 
 def basket_ids(draw: int, customer: np.ndarray, week: np.ndarray, trip: np.ndarray) -> np.ndarray:
-    """Unique basket ids: ``((draw * 2^30 + customer) * 64 + week) * 64 + trip`` (customers < 2^30, weeks and trips < 64)."""
-    return ((np.int64(draw) * 2**30 + customer.astype(np.int64)) * 64 + week) * 64 + trip
+    """Unique basket ids: ``((draw * 2^30 + customer) * 1024 + week) * 64 + trip``.
+
+    Customers < 2^30, week positions < 1024 (:data:`MAX_WEEKS`), trips < 64, draws < 2^17.
+    """
+    return ((np.int64(draw) * 2**30 + customer.astype(np.int64)) * 1024 + week) * 64 + trip
 
 
 def transactions_table(batch: Batch, world: DrawWorld, catalogue: Catalogue, store_id: np.ndarray) -> pa.Table:
@@ -371,7 +384,7 @@ def _trace_hashes(folder: Path) -> dict[str, str | None]:
 
 def posterior_worlds(
     posteriors, data, catalogue: Catalogue, *, seed: int, prices: str, pricing_model=None, depth_panels=None,
-    policy=None, mode: str = "new",
+    policy=None, mode: str = "new", weeks: int | None = None,
 ) -> Callable[[int], DrawWorld]:
     """Build each draw's :class:`DrawWorld` from fitted posteriors and the data they were fitted on.
 
@@ -387,6 +400,9 @@ def posterior_worlds(
     ``mode="population"`` with a household-coefficient product fit replaces the
     fitted households' coefficient vectors by as many drawn from the draw's
     population law (:func:`~bayes_retail.simulate.population.population_coefficients`).
+    ``weeks`` simulates that many weeks from the data's first: fewer are a
+    prefix of the data's; more repeat the seasons (week effects, seasonal
+    indices, shelf availability of the week 52 before) under HMM prices.
     """
     from bayes_retail.models import visit
     from bayes_retail.simulate.policy import apply_policy
@@ -403,7 +419,7 @@ def posterior_worlds(
         template_ids,
         templates,
     )
-    from bayes_retail.simulate.world import hmm_prices, observed_prices, price_basis
+    from bayes_retail.simulate.world import hmm_prices, horizon_positions, observed_prices, price_basis
 
     if prices == "hmm" and pricing_model is None:
         raise ValueError("HMM prices need the fitted pricing model")
@@ -411,6 +427,11 @@ def posterior_worlds(
         raise ValueError("observed prices need the imputed depth panels")
     config = json.loads(posteriors.visit.attrs.get("stage_config", "{}"))
     vd = visit.build_visit_data(data, visit.VisitConfig(**config))
+    positions = None if weeks is None else horizon_positions(vd.weeks.size, weeks)
+    if positions is not None and prices == "observed" and weeks > vd.weeks.size:
+        raise ValueError(f"observed prices cover the data's {vd.weeks.size} weeks; asked for {weeks} "
+                         "(simulate more weeks with HMM prices)")
+    week_numbers = vd.weeks if positions is None else vd.weeks[0] + np.arange(weeks)
     stores = modal_stores(data.transactions)
     entry_weeks = np.searchsorted(vd.weeks, vd.entry_week)
     product_config = json.loads(posteriors.product.attrs.get("stage_config") or "{}")
@@ -429,12 +450,13 @@ def posterior_worlds(
 
     def build(d: int) -> DrawWorld:
         rng = draw_rng(seed, d, DRAW_PRICES)
-        grid = (
-            hmm_prices(basis, pricing_model, rng) if prices == "hmm"
-            else observed_prices(basis, depth_panels[d % len(depth_panels)], rng)
-        )
+        if prices == "hmm":
+            grid = hmm_prices(basis, pricing_model, rng, positions=positions)
+        else:
+            grid = observed_prices(basis, depth_panels[d % len(depth_panels)], rng)
+            grid = grid if positions is None else grid.at_weeks(positions)
         if policy is not None:
-            grid = apply_policy(grid, catalogue, vd.weeks, policy)
+            grid = apply_policy(grid, catalogue, week_numbers, policy)
         klass = membership(d) if membership is not None else None
         draw = stage_draw(posteriors, catalogue, d)
         if mode == "population" and "theta_household" in posteriors.product:
@@ -443,9 +465,11 @@ def posterior_worlds(
             draw = dataclasses.replace(draw, class_coefficients=coefficients)
         if "k" in posteriors.category:
             draw = with_category_value(draw, posteriors, d, catalogue, basis, depth_panels)
+        if positions is not None:
+            draw = draw.at_weeks(positions)
         return draw_world(
             d, draw, templates(posteriors, vd, d, stores=stores, class_probabilities=klass),
-            grid, catalogue, signal_sd=vd.signal_sd, entry_weeks=entry_weeks, week_numbers=vd.weeks,
+            grid, catalogue, signal_sd=vd.signal_sd, entry_weeks=entry_weeks, week_numbers=week_numbers,
         )
 
     return build
@@ -471,7 +495,7 @@ def with_category_value(draw: StageDraw, posteriors, index: int, catalogue: Cata
     )
 
 
-def _folder_worlds(posterior, data, *, customers, draws, mode, prices, seed, batch_size, policy=None):
+def _folder_worlds(posterior, data, *, customers, draws, mode, prices, seed, batch_size, policy=None, weeks=None):
     """Load a folder's artifacts; return the spec, catalogue, world builder and provenance of a run."""
     from bayes_retail.models.artifacts import evenly_spaced
     from bayes_retail.pricing.artifacts import load_imputations, load_pricing
@@ -486,20 +510,22 @@ def _folder_worlds(posterior, data, *, customers, draws, mode, prices, seed, bat
         if not 1 <= draws <= available:
             raise ValueError(f"draws must be between 1 and the {available} stored posterior draws, got {draws}")
         draws = tuple(int(d) for d in evenly_spaced(available, int(draws)))
-    spec = SimulationSpec(customers=customers, draws=tuple(draws), mode=mode, prices=prices, seed=seed, batch_size=batch_size)
+    spec = SimulationSpec(customers=customers, draws=tuple(draws), mode=mode, prices=prices, seed=seed,
+                          batch_size=batch_size, weeks=weeks)
     if max(spec.draws) >= available:
         raise ValueError(f"the posteriors hold {available} draws; asked for draw {max(spec.draws)}")
     n_templates = template_ids(posteriors).size
     if spec.mode == "replay" and spec.customers > n_templates:
         raise ValueError(f"replay simulates the {n_templates} households fitted in every stage; asked for {spec.customers}")
     catalogue = catalogue_from_data(data)
-    _check_policy(policy, catalogue, np.asarray(data.weeks))
+    data_weeks = np.asarray(data.weeks)
+    _check_policy(policy, catalogue, data_weeks if weeks is None else data_weeks[0] + np.arange(weeks))
     pricing_model = load_pricing(folder / "pricing") if spec.prices == "hmm" else None
     # the imputed depths: observed prices use panel d mod M; the product stage's data (class membership) panel 0
     depth_panels = load_imputations(folder / "pricing", PricingPanel.from_product_weeks(data.product_weeks))
     worlds = posterior_worlds(
         posteriors, data, catalogue, seed=spec.seed, prices=spec.prices, pricing_model=pricing_model,
-        depth_panels=depth_panels, policy=policy, mode=spec.mode,
+        depth_panels=depth_panels, policy=policy, mode=spec.mode, weeks=spec.weeks,
     )
     provenance = {"data_hash": data.data_hash, "posterior": str(folder.resolve()), "traces": _trace_hashes(folder),
                   "policy": _policy_digest(policy)}
@@ -540,6 +566,7 @@ def simulate_from_folder(
     policy=None,
     progress: bool = False,
     scheduler: str | None = None,
+    weeks: int | None = None,
 ) -> dict:
     """Simulate from the fitted artifacts in ``posterior`` (the four shopper stages and pricing) into ``out``.
 
@@ -547,11 +574,11 @@ def simulate_from_folder(
     draws) or explicit draw indices. Every trace must have been fitted on
     ``data`` (checked by data hash). ``policy`` overrides promotions
     (:mod:`~bayes_retail.simulate.policy`). ``scheduler``: see :func:`run_simulation`.
-    Returns the manifest.
+    ``weeks``: the horizon (:class:`SimulationSpec`). Returns the manifest.
     """
     spec, catalogue, worlds, provenance = _folder_worlds(
         posterior, data, customers=customers, draws=draws, mode=mode, prices=prices, seed=seed,
-        batch_size=batch_size, policy=policy,
+        batch_size=batch_size, policy=policy, weeks=weeks,
     )
     return run_simulation(worlds, catalogue, spec, out, provenance=provenance, progress=progress, scheduler=scheduler)
 

@@ -331,12 +331,16 @@ def tail_calendar(promo_weeks: pd.DataFrame, tail_ids: np.ndarray, weeks: np.nda
     return flags[0], flags[1]
 
 
-def _drawn_flags(display: np.ndarray, mailer: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Flags drawn week by week from each row's observed frequencies of (both, display only, mailer only, neither)."""
+def _drawn_flags(display: np.ndarray, mailer: np.ndarray, rng: np.random.Generator,
+                 n_weeks: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Flags drawn week by week from each row's observed frequencies of (both, display only, mailer only, neither).
+
+    ``n_weeks`` drawn weeks (default: as many as observed).
+    """
     both = (display & mailer).mean(axis=1)[:, None]
     display_only = (display & ~mailer).mean(axis=1)[:, None]
     mailer_only = (mailer & ~display).mean(axis=1)[:, None]
-    u = rng.random(display.shape)
+    u = rng.random((display.shape[0], display.shape[1] if n_weeks is None else n_weeks))
     drawn_display = u < both + display_only
     drawn_mailer = (u < both) | ((u >= both + display_only) & (u < both + display_only + mailer_only))
     return drawn_display, drawn_mailer
@@ -348,7 +352,7 @@ def _with_tail(top: dict, basis: "PriceBasis", n_weeks: int, rng: np.random.Gene
     if observed:
         display, mailer = basis.tail_display, basis.tail_mailer
     else:
-        display, mailer = _drawn_flags(basis.tail_display, basis.tail_mailer, rng)
+        display, mailer = _drawn_flags(basis.tail_display, basis.tail_mailer, rng, n_weeks)
     extra = {
         "shelf": np.repeat(tail["shelf"].to_numpy()[:, None], n_weeks, axis=1),
         "depth": np.where(discounted, tail["depth"].to_numpy()[:, None], 0.0),
@@ -403,11 +407,15 @@ class PriceBasis:
     promoted_share: np.ndarray
     available: np.ndarray | None = None
 
-    def full_availability(self, n_weeks: int) -> np.ndarray | None:
-        """``(P, W)`` availability of every product row (tail rows always on the shelf); ``None``: always."""
+    def full_availability(self, n_weeks: int, positions: np.ndarray | None = None) -> np.ndarray | None:
+        """``(P, W)`` availability of every product row (tail rows always on the shelf); ``None``: always.
+
+        ``positions``: the data week each of the ``n_weeks`` weeks takes its availability from (default: the data's).
+        """
         if self.available is None:
             return None
-        return np.vstack([self.available, np.ones((len(self.tail), n_weeks), dtype=bool)])
+        top = self.available if positions is None else self.available[:, positions]
+        return np.vstack([top, np.ones((len(self.tail), n_weeks), dtype=bool)])
 
 
 def price_basis(data, catalogue: Catalogue, *, availability: str = "always") -> PriceBasis:
@@ -478,20 +486,40 @@ def propensity_rows(drawn: np.ndarray, observed: np.ndarray, category: np.ndarra
     return source
 
 
+def horizon_positions(n_weeks: int, horizon: int, *, year: int = 52) -> np.ndarray:
+    """The data week position each of ``horizon`` simulated weeks takes its week-indexed values from.
+
+    The first ``n_weeks`` weeks are the data's; a later week takes the values
+    of the week ``year`` weeks before it (a 52-week year: seasons repeat), or
+    ``n_weeks`` before it when the data hold less than a year.
+    """
+    for name, value in (("n_weeks", n_weeks), ("horizon", horizon)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    period = year if n_weeks >= year else n_weeks
+    positions = np.arange(horizon)
+    for t in range(n_weeks, horizon):
+        positions[t] = positions[t - period]
+    return positions
+
+
 def hmm_prices(basis: PriceBasis, pricing_model, rng: np.random.Generator, *,
-               promotion_propensity: str = "observed") -> PriceGrid:
+               promotion_propensity: str = "observed", positions: np.ndarray | None = None) -> PriceGrid:
     """Prices drawn from the fitted pricing HMMs over the data's weeks (one path per call).
 
     ``promotion_propensity="observed"`` hands each category's drawn promotion
     paths to its products by rank of promoted weeks (:func:`propensity_rows`);
     ``"exchangeable"`` keeps the HMM's own, arbitrary assignment. The tail
     products' flags are drawn week by week from their observed frequencies (:func:`_drawn_flags`).
+    ``positions`` (:func:`horizon_positions`) draws as many weeks instead, each
+    with the shelf availability of its data week.
     """
     if promotion_propensity not in PROMOTION_PROPENSITIES:
         raise ValueError(f"promotion_propensity must be one of {PROMOTION_PROPENSITIES}, got {promotion_propensity!r}")
     panel = basis.panel
-    sim = pricing_model.simulate(panel.weeks, rng)
-    n_w = panel.weeks.size
+    weeks = panel.weeks if positions is None else panel.weeks[0] + np.arange(len(positions))
+    sim = pricing_model.simulate(weeks, rng)
+    n_w = weeks.size
     order = pd.Index(sim["product_id"].to_numpy()[::n_w])
     rows = order.get_indexer(panel.products["product_id"].to_numpy()[basis.columns])
     if np.any(rows < 0):
@@ -507,6 +535,8 @@ def hmm_prices(basis: PriceBasis, pricing_model, rng: np.random.Generator, *,
         source = propensity_rows(drawn, basis.promoted_share, basis.product_category, rng)
         top.update({name: top[name][source] for name in ("depth", "display", "mailer")})
     if basis.available is not None:  # no promotion for a product off the shelf
-        top.update({name: np.where(basis.available, top[name], 0.0) for name in ("depth", "display", "mailer")})
+        on_shelf = basis.available if positions is None else basis.available[:, positions]
+        top.update({name: np.where(on_shelf, top[name], 0.0) for name in ("depth", "display", "mailer")})
     grids = _with_tail(top, basis, n_w, rng, observed=False)
-    return PriceGrid(**grids, log_shelf_centre=basis.log_shelf_centre, available=basis.full_availability(n_w))
+    return PriceGrid(**grids, log_shelf_centre=basis.log_shelf_centre,
+                     available=basis.full_availability(n_w, positions))
