@@ -115,6 +115,9 @@ def _parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="the HTML diagnostic report (one self-contained page) of fitted artifacts")
     report.add_argument("--posterior", default=DEFAULT_MODELS_DIR, help="folder of fitted artifacts (default: models/)")
     report.add_argument("--metrics", default=None, help="a metrics.json of the check (default: reports/metrics.json if present)")
+    report.add_argument("--ppc", action="append", default=None,
+                        help="a ppc.json to show (repeat for several checks, e.g. in-sample and held-out; "
+                             "default: the one beside --metrics)")
     report.add_argument("--out", default=DEFAULT_REPORT_DIR, help="folder for report.html (default: reports/)")
     report.set_defaults(func=cmd_report)
 
@@ -234,7 +237,12 @@ def cmd_report(args: argparse.Namespace, progress: Progress) -> int:
     if metrics is None and (Path(DEFAULT_REPORT_DIR) / "metrics.json").exists():
         metrics = Path(DEFAULT_REPORT_DIR) / "metrics.json"
     progress("building the report" + (f" with {metrics}" if metrics else ""))
-    path = build_report(args.posterior, metrics=metrics, out=args.out)
+    try:
+        path = build_report(args.posterior, metrics=metrics, out=args.out, ppc=args.ppc)
+    except FileNotFoundError as exc:
+        from bayes_retail.config import ConfigError
+
+        raise ConfigError(str(exc)) from exc
     print(f"report: {path}")
     return 0
 

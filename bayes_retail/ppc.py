@@ -352,6 +352,7 @@ def posterior_predictive_suite(
     (:func:`replicate_calibration`, from disjoint pairs of draws), and with
     ``weeks`` in replay mode ``elpd``: every stage's exact log predictive
     density of those weeks (per household-week; the product stage per household);
+    ``spec``: what was checked (posterior, mode, prices, draws, weeks, held_out, seed);
     with ``weeks``, ``block``: what the scored weeks were to each stage's fit
     (:func:`scored_block`: in sample, held out, seasonal extrapolation);
     ``goals``: :func:`validation_goals` with its default thresholds.
@@ -426,6 +427,9 @@ def posterior_predictive_suite(
                                        {"stage": "category", "weeks": span, **category_elpd(posterior, data, weeks)},
                                        {"stage": "product", "weeks": span, **product_elpd(posterior, data, weeks)},
                                        {"stage": "quantity", "weeks": span, **quantity_elpd(posterior, data, weeks)}])
+    tables["spec"] = pd.DataFrame([{"posterior": str(posterior), "mode": mode, "prices": prices, "draws": draws,
+                                    "weeks": "all" if scored is None else f"{weeks[0]}-{weeks[-1]}",
+                                    "held_out": bool(held_out), "seed": seed}])
     if scored is not None:
         tables["block"] = scored_block(posterior, data, weeks)
     tables["goals"] = validation_goals(tables)

@@ -346,7 +346,8 @@ ours by what they measure):</p>
 {{ anchors_table }}
 {% else %}<p>No metrics given (run <code>bayes-retail run</code> or <code>check</code>, then pass <code>--metrics</code>).</p>{% endif %}
 <h2 id="ppc">Posterior predictive check over draws</h2>
-{% if ppc %}
+{% if ppcs %}{% for ppc in ppcs %}
+{% if ppcs|length > 1 or ppc.spec %}<h3>{{ ppc.title }}</h3>{% endif %}
 {% if ppc.block %}<p>Scored weeks against each stage's fitted weeks (held out: the fit never saw them; seasonal
 extrapolation: all after the last fitted week):</p>
 {{ ppc.block }}{% endif %}
@@ -377,7 +378,7 @@ coverage near 0.9, PIT mean near 0.5 and a small KS from uniform):</p>
 spend and visits (calibrated: coverage near 0.5 / 0.9, PITs flat; U-shaped PITs mean too narrow predictions):</p>
 {{ ppc.households }}
 <img alt="household PIT histograms" src="{{ ppc.pit_figure }}">{% endif %}
-{% else %}<p>Not run (<code>bayes-retail ppc</code> writes <code>ppc.json</code> beside <code>metrics.json</code>).</p>{% endif %}
+{% endfor %}{% else %}<p>Not run (<code>bayes-retail ppc</code> writes <code>ppc.json</code> beside <code>metrics.json</code>).</p>{% endif %}
 </body></html>
 """
 
@@ -396,6 +397,41 @@ def write_promotion_table(models: str | os.PathLike, out: str | os.PathLike) -> 
     return path
 
 
+def ppc_title(spec: pd.DataFrame | None, block: pd.DataFrame | None, path: Path) -> str:
+    """A check's heading: who was simulated, with which prices, over which weeks, and what those weeks were to the fit."""
+    if spec is None or not len(spec):
+        return str(path)
+    row = spec.iloc[0]
+    who = "held-out households against new customers" if row.get("held_out") else f"{row['mode']} customers"
+    title = f"{who}, {row['prices']} prices, {int(row['draws'])} draws, weeks {row['weeks']}"
+    if block is not None and len(block):
+        kinds = sorted(set(block["kind"]))
+        title += f" ({', '.join(kinds)})"
+    return f"{title}: {row['posterior']}"
+
+
+def ppc_section(path: Path) -> dict:
+    """What the report shows of one ``ppc.json``: its tables as HTML, its figures and its title."""
+    from bayes_retail.ppc import goals_summary, read_ppc
+
+    tables = read_ppc(path)
+    shown = {name: tables[name].round(4).to_html(index=False, na_rep="", border=0)
+             for name in ("block", "goals", "scores", "p_values", "replicates", "entities", "households", "elpd")
+             if name in tables}
+    shown["spec"] = "spec" in tables
+    shown["title"] = ppc_title(tables.get("spec"), tables.get("block"), path)
+    if "goals" in tables:
+        summary = goals_summary(tables["goals"])
+        shown["goals_failed"] = f"<b>{summary}.</b>" if summary.startswith("missed") else f"{summary}."
+    if "pit" in tables:
+        shown["pit_figure"] = pit_figure(tables["pit"])
+    if "promo_lift" in tables and len(tables["promo_lift"]):
+        shown["promo_lift"] = pd.DataFrame([promo_lift_summary(tables["promo_lift"])]).round(4).to_html(
+            index=False, na_rep="", border=0)
+        shown["promo_lift_figure"] = promo_lift_figure(tables["promo_lift"])
+    return shown
+
+
 def _copy_beside(source: str | os.PathLike | None, target: Path) -> None:
     """Copy ``source`` to ``target`` atomically, unless it is missing or already there."""
     if source is None or not Path(source).exists() or (target.exists() and target.samefile(source)):
@@ -405,15 +441,19 @@ def _copy_beside(source: str | os.PathLike | None, target: Path) -> None:
 
 
 def build_report(models: str | os.PathLike = "models", *, metrics: str | os.PathLike | None = None,
-                 out: str | os.PathLike = "reports", ppc: str | os.PathLike | None = None) -> Path:
+                 out: str | os.PathLike = "reports",
+                 ppc: str | os.PathLike | list[str | os.PathLike] | None = None) -> Path:
     """Write ``out/report.html`` from the artifacts in ``models`` and, when given, a ``metrics.json``.
 
     Also writes ``out/promo_response.csv``, the stages' promotion responses in one table,
     and copies the ``metrics.json`` and ``ppc.json`` it shows into ``out``
-    when they are elsewhere, so the folder holds the numbers behind the page.
+    when they are elsewhere (several checks as ``ppc-1.json``, ``ppc-2.json``, ...),
+    so the folder holds the numbers behind the page.
 
-    The posterior predictive check (``ppc.json`` of ``bayes-retail ppc``) is
-    included from ``ppc``, else from beside ``metrics`` when it is there.
+    The posterior predictive checks (``ppc.json`` of ``bayes-retail ppc``)
+    are included from ``ppc`` (one path or several: e.g. the in-sample, the
+    mid-year held-out and the out-of-household checks, each its own section),
+    else from beside ``metrics`` when one is there.
     """
     import jinja2
 
@@ -427,7 +467,7 @@ def build_report(models: str | os.PathLike = "models", *, metrics: str | os.Path
         "<td>PASS</td>", '<td class="pass">PASS</td>')
     stages = [s for s in (_stage_section(models, stage) for stage in REPORT_STAGES) if s]
     context = {"models": str(models), "version": __version__, "convergence": conv_html, "failing": failing,
-               "stages": stages, "metrics": None, "ppc": None}
+               "stages": stages, "metrics": None, "ppcs": []}
     if metrics is not None:
         result = json.loads(Path(metrics).read_text())
         table = pd.DataFrame([{"metric": n, "tier": m.get("tier"), "score": 1 - m["ks"],
@@ -439,28 +479,20 @@ def build_report(models: str | os.PathLike = "models", *, metrics: str | os.Path
                        metrics_table=table.round(4).to_html(index=False, na_rep="", border=0),
                        metrics_figure=metrics_figure(result), distributions_figure=distributions_figure(result),
                        anchors_table=anchor_table(result).round(3).to_html(index=False, na_rep="", border=0))
-    ppc_path = Path(ppc) if ppc is not None else (Path(metrics).parent / "ppc.json" if metrics is not None else None)
-    if ppc_path is not None and ppc_path.exists():
-        from bayes_retail.ppc import goals_summary, read_ppc
-
-        tables = read_ppc(ppc_path)
-        shown = {name: tables[name].round(4).to_html(index=False, na_rep="", border=0)
-                 for name in ("block", "goals", "scores", "p_values", "replicates", "entities", "households", "elpd")
-                 if name in tables}
-        if "goals" in tables:
-            summary = goals_summary(tables["goals"])
-            shown["goals_failed"] = f"<b>{summary}.</b>" if summary.startswith("missed") else f"{summary}."
-        if "pit" in tables:
-            shown["pit_figure"] = pit_figure(tables["pit"])
-        if "promo_lift" in tables and len(tables["promo_lift"]):
-            shown["promo_lift"] = pd.DataFrame([promo_lift_summary(tables["promo_lift"])]).round(4).to_html(
-                index=False, na_rep="", border=0)
-            shown["promo_lift_figure"] = promo_lift_figure(tables["promo_lift"])
-        context.update(ppc=shown)
+    if ppc is None:
+        beside = None if metrics is None else Path(metrics).parent / "ppc.json"
+        ppc_paths = [beside] if beside is not None and beside.exists() else []
+    else:
+        ppc_paths = [Path(p) for p in ([ppc] if isinstance(ppc, (str, os.PathLike)) else ppc)]
+        missing = [str(p) for p in ppc_paths if not p.exists()]
+        if missing:
+            raise FileNotFoundError(f"no posterior predictive check at {', '.join(missing)}")
+    context.update(ppcs=[ppc_section(p) for p in ppc_paths])
     html = jinja2.Environment(autoescape=False).from_string(_TEMPLATE).render(**context)
     write_promotion_table(models, out)
-    for shown, name in ((metrics, "metrics.json"), (ppc_path if context["ppc"] else None, "ppc.json")):
-        _copy_beside(shown, Path(out) / name)
+    _copy_beside(metrics, Path(out) / "metrics.json")
+    for i, p in enumerate(ppc_paths):
+        _copy_beside(p, Path(out) / ("ppc.json" if len(ppc_paths) == 1 else f"ppc-{i + 1}.json"))
     path = Path(out) / REPORT_FILENAME
     with atomic_path(path) as tmp:
         tmp.write_text(html)

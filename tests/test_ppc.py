@@ -52,7 +52,7 @@ def test_new_customers_get_no_household_calibration(tiny_fitted, tmp_path):
     data = load_data(src, cache_dir=tmp / "cache")
     out = posterior_predictive_suite(tmp / "models", data, tmp_path / "ppc", draws=2, mode="new", prices="observed",
                                      cache_dir=str(tmp / "cache"))
-    assert set(out) == {"scores", "per_draw", "p_values", "entities", "promo_lift", "replicates", "goals"}
+    assert set(out) == {"scores", "per_draw", "p_values", "entities", "promo_lift", "replicates", "goals", "spec"}
     assert not out["goals"]["goal"].str.contains("households inside").any()  # no household goals without replay
 
 
@@ -139,7 +139,7 @@ def test_the_ppc_command_writes_ppc_json_and_the_report_shows_it(tiny_fitted, tm
                  "--synthetic", str(tmp_path / "syn"), "--out", str(tmp_path / "rep")]) == 0
     tables = read_ppc(tmp_path / "rep" / "ppc.json")
     assert set(tables) == {"scores", "per_draw", "p_values", "entities", "promo_lift", "households", "pit", "replicates",
-                           "goals"}
+                           "goals", "spec"}
     assert (tables["scores"]["draws"] == 2).all()
     assert "score_median" in capsys.readouterr().out
     from bayes_retail.report import build_report
@@ -151,8 +151,25 @@ def test_the_ppc_command_writes_ppc_json_and_the_report_shows_it(tiny_fitted, tm
     assert '<img alt="household PIT histograms" src="data:image/png;base64,' in section
     assert "Calibration of promotion lift" in section and "pit_ks" in section
     goals = tables["goals"]
-    assert ("Every goal met." in section) == bool(goals["passed"].all())
+    assert ("every goal met" in section) == bool(goals["passed"].all())
     assert all(goal in section for goal in goals.loc[~goals["passed"], "goal"])
+    spec = tables["spec"].iloc[0]
+    assert (spec["mode"], spec["prices"], spec["draws"], spec["weeks"], spec["held_out"]) == (
+        "replay", "observed", 2, "all", False)
+    assert f"<h3>replay customers, observed prices, 2 draws, weeks all: {tmp / 'models'}</h3>" in section
+    # several checks, each its own section, copied beside the page
+    from bayes_retail.ppc import write_ppc
+
+    other = dict(tables, spec=tables["spec"].assign(mode="new", weeks="27-36"))
+    write_ppc(other, tmp_path / "other" / "ppc.json")
+    html = build_report(tmp / "models", out=tmp_path / "both",
+                        ppc=[tmp_path / "rep" / "ppc.json", tmp_path / "other" / "ppc.json"]).read_text()
+    assert html.count("<h3>replay customers") == 1 and html.count("<h3>new customers, observed prices, 2 draws, "
+                                                                 "weeks 27-36") == 1
+    assert (tmp_path / "both" / "ppc-2.json").read_bytes() == (tmp_path / "other" / "ppc.json").read_bytes()
+    assert main([*cli, "report", "--posterior", str(tmp / "models"), "--ppc", str(tmp_path / "nowhere.json"),
+                 "--out", str(tmp_path / "none")]) == 2
+    assert "no posterior predictive check at" in capsys.readouterr().err
 
 
 def test_a_held_out_block_is_scored_on_its_weeks_only(tiny_fitted, tmp_path):
