@@ -74,6 +74,18 @@ def test_replay_simulates_the_fitted_households_with_observed_prices(fitted):
         np.testing.assert_array_equal(observed[flag], observed[f"{flag}_observed"].fillna(False).astype(bool))
 
 
+def test_a_local_cluster_writes_the_same_files_as_the_in_process_run(fitted, tmp_path):
+    pytest.importorskip("dask.distributed")
+    tmp, src = fitted
+    args = ("--customers", "30", "--draws", "2", "--batch-size", "12", "--seed", "5")
+    assert _simulate(tmp, src, tmp_path / "here", *args) == 0
+    assert _simulate(tmp, src, tmp_path / "cluster", *args, "--scheduler", "local") == 0
+    parts = sorted(p.relative_to(tmp_path / "here") for p in (tmp_path / "here").rglob("*.parquet"))
+    assert sum(p.parts[0] == "transactions" for p in parts) == 6  # 2 draws x 3 batches
+    assert parts == sorted(p.relative_to(tmp_path / "cluster") for p in (tmp_path / "cluster").rglob("*.parquet"))
+    assert all((tmp_path / "here" / p).read_bytes() == (tmp_path / "cluster" / p).read_bytes() for p in parts)
+
+
 def test_horizon_positions_repeat_the_seasons():
     from bayes_retail.simulate.world import horizon_positions
 
