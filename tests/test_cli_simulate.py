@@ -86,6 +86,19 @@ def test_a_local_cluster_writes_the_same_files_as_the_in_process_run(fitted, tmp
     assert all((tmp_path / "here" / p).read_bytes() == (tmp_path / "cluster" / p).read_bytes() for p in parts)
 
 
+def test_the_promotion_timing_is_chosen_and_recorded(fitted, tmp_path):
+    from bayes_retail.simulate.run import SimulationSpec
+
+    tmp, src = fitted  # (the tilt itself: tests/test_pricing_timing.py)
+    assert _simulate(tmp, src, tmp_path / "s", "--customers", "10", "--promotion-timing", "seasonal") == 0
+    assert _simulate(tmp, src, tmp_path / "h", "--customers", "10") == 0
+    spec = json.loads((tmp_path / "s" / MANIFEST_FILENAME).read_text())["spec"]
+    assert spec["promotion_timing"] == "seasonal"
+    assert json.loads((tmp_path / "h" / MANIFEST_FILENAME).read_text())["spec"]["promotion_timing"] == "homogeneous"
+    with pytest.raises(ValueError, match="promotion_timing must be one of"):
+        SimulationSpec(customers=1, draws=(0,), promotion_timing="weekly")
+
+
 def test_horizon_positions_repeat_the_seasons():
     from bayes_retail.simulate.world import horizon_positions
 

@@ -495,7 +495,25 @@ class PricingModel:
         return self.stack
 
     # -- simulation
-    def simulate(self, weeks, rng: np.random.Generator) -> pd.DataFrame:
+    def promotion_tilt(self, timing) -> tuple[np.ndarray, dict]:
+        """Solve :func:`~bayes_retail.pricing.timing.seasonal_tilt` once for ``timing`` (with its fitted calendar).
+
+        The weights depend on the calendar path only, so with the fitted path
+        they serve every simulation of the same weeks (``simulate(..., tilt=...)``).
+        """
+        from bayes_retail.pricing.timing import on_probability, seasonal_tilt
+
+        if timing.calendar is None and self.calendar.n_states > 1:
+            raise ValueError("a tilt solved once needs the timing's calendar path (observed_timing(..., calendar=...))")
+        stack = self.stack
+        t_len = timing.share.shape[1]
+        calendar = np.zeros(t_len, np.int64) if self.calendar.n_states == 1 else np.asarray(timing.calendar)
+        on = on_probability(self.promo.params, self.promotion_emission().mailer_params, stack, calendar)
+        steps = None if self.calendar.n_states == 1 else calendar[1:]
+        return seasonal_tilt(on, stack.gather(self.promo.startprob), stack.gather(self.promo.transmat), steps,
+                             stack.model, timing)
+
+    def simulate(self, weeks, rng: np.random.Generator, *, timing=None, tilt: np.ndarray | None = None) -> pd.DataFrame:
         """Prices and promotions of every catalogue product over ``weeks``, drawn from the HMMs.
 
         A calendar path is drawn first; base-price and promotion state paths are
@@ -504,6 +522,11 @@ class PricingModel:
         visit's first week), so shelf prices change at regime switches as they do
         in the data; the marginal distribution of relative prices is the fitted
         emission's. Depths are drawn every week from the promotion state.
+        ``timing`` (:class:`~bayes_retail.pricing.timing.PromotionTiming`) draws
+        the promotion paths from the HMM's law tilted toward each category's
+        observed weekly promotion share (:mod:`bayes_retail.pricing.timing`);
+        the fit's convergence is in ``attrs["timing"]`` of the returned frame.
+        ``tilt``: weights already solved by :meth:`promotion_tilt` for this ``timing``.
 
         Returns
         -------
@@ -516,21 +539,37 @@ class PricingModel:
         t_len = weeks.size
         stack = self.stack
         n = stack.model.size
-        cal = self.calendar.sample_path(t_len, rng) if self.calendar.n_states > 1 else None
+        if timing is not None and timing.calendar is not None:  # the fitted calendar, as the timing's shares saw it
+            cal = np.asarray(timing.calendar, dtype=np.int64) if self.calendar.n_states > 1 else None
+        else:
+            cal = self.calendar.sample_path(t_len, rng) if self.calendar.n_states > 1 else None
         cal_steps = None if cal is None else cal[1:]
         base_states = sample_paths(self.base.startprob[stack.model], self.base.transmat[stack.model], t_len, rng)
         x = RelativePriceEmission().sample(self.base.params, base_states, stack.model, rng)["x"]
         x = _hold_within_visits(x, base_states)
-        promo_states = sample_paths(
-            self.promo.startprob[stack.model], self.promo.transmat[stack.model], t_len, rng, cal_steps
-        )
+        info = None
+        if timing is None:
+            promo_states = sample_paths(
+                self.promo.startprob[stack.model], self.promo.transmat[stack.model], t_len, rng, cal_steps
+            )
+        else:
+            from bayes_retail.pricing.timing import on_probability, seasonal_tilt, tilted_paths
+
+            calendar = np.zeros(t_len, np.int64) if cal is None else cal
+            on = on_probability(self.promo.params, self.promotion_emission().mailer_params, stack, calendar)
+            start, trans = stack.gather(self.promo.startprob), stack.gather(self.promo.transmat)
+            if tilt is None:
+                tilt, info = seasonal_tilt(on, start, trans, cal_steps, stack.model, timing)
+            elif tilt.shape != (stack.n_models, t_len):
+                raise ValueError(f"tilt must have shape {(stack.n_models, t_len)}, got {tilt.shape}")
+            promo_states = tilted_paths(on, start, trans, cal_steps, stack.model, tilt, rng)
         promo = self.promotion_emission().sample(
             self.promo.params, promo_states, stack.model, rng, calendar=np.zeros(t_len, np.int64) if cal is None else cal
         )
         median = self.catalogue["median_shelf"].to_numpy()[:, None]
         base_price = np.maximum(np.round(median * np.exp(x), 2), 0.01)
         depth = _round_depth(promo["depth"])
-        return pd.DataFrame(
+        frame = pd.DataFrame(
             {
                 "product_id": np.repeat(self.catalogue["product_id"].to_numpy(), t_len),
                 "category_id": np.repeat(self.catalogue["category_id"].to_numpy(), t_len),
@@ -542,6 +581,9 @@ class PricingModel:
                 "mailer": promo["mailer"].ravel(),
             }
         )
+        if info is not None:
+            frame.attrs["timing"] = info
+        return frame
 
     # -- hmmlearn view of one category
     def category_hmm(self, kind: str, category_id: int, *, calendar_state: int = 0):

@@ -74,6 +74,12 @@ class SimulationSpec:
         Simulated weeks from the data's first (``None``: the data's weeks). More
         weeks than the data hold repeat the seasons (:func:`~bayes_retail.simulate.world.horizon_positions`)
         and need HMM prices.
+    promotion_timing
+        With HMM prices: ``homogeneous`` (the HMMs' own timing and a drawn
+        calendar path) or ``seasonal`` (promotion paths tilted toward each
+        category's observed weekly promotion share, with the fitted calendar
+        path; :mod:`bayes_retail.pricing.timing`). Not the default: over three
+        seeds it moved no metric beyond seed noise (docs/simulate.md).
     """
 
     customers: int
@@ -83,6 +89,7 @@ class SimulationSpec:
     seed: int = 0
     batch_size: int = 1000
     weeks: int | None = None
+    promotion_timing: str = "homogeneous"
 
     def __post_init__(self) -> None:
         for name in ("customers", "batch_size"):
@@ -101,6 +108,10 @@ class SimulationSpec:
         if self.weeks is not None and (isinstance(self.weeks, bool) or not isinstance(self.weeks, (int, np.integer))
                                        or not 1 <= self.weeks <= MAX_WEEKS):
             raise ValueError(f"weeks must be an integer from 1 to {MAX_WEEKS}, got {self.weeks!r}")
+        from bayes_retail.simulate.world import PROMOTION_TIMINGS
+
+        if self.promotion_timing not in PROMOTION_TIMINGS:
+            raise ValueError(f"promotion_timing must be one of {PROMOTION_TIMINGS}, got {self.promotion_timing!r}")
 
     def batches(self) -> list[np.ndarray]:
         """Global customer indices of each batch."""
@@ -384,7 +395,7 @@ def _trace_hashes(folder: Path) -> dict[str, str | None]:
 
 def posterior_worlds(
     posteriors, data, catalogue: Catalogue, *, seed: int, prices: str, pricing_model=None, depth_panels=None,
-    policy=None, mode: str = "new", weeks: int | None = None,
+    policy=None, mode: str = "new", weeks: int | None = None, promotion_timing: str = "homogeneous",
 ) -> Callable[[int], DrawWorld]:
     """Build each draw's :class:`DrawWorld` from fitted posteriors and the data they were fitted on.
 
@@ -403,6 +414,7 @@ def posterior_worlds(
     ``weeks`` simulates that many weeks from the data's first: fewer are a
     prefix of the data's; more repeat the seasons (week effects, seasonal
     indices, shelf availability of the week 52 before) under HMM prices.
+    ``promotion_timing``: see :class:`SimulationSpec` (the tilt is solved once, here).
     """
     from bayes_retail.models import visit
     from bayes_retail.simulate.policy import apply_policy
@@ -419,7 +431,13 @@ def posterior_worlds(
         template_ids,
         templates,
     )
-    from bayes_retail.simulate.world import hmm_prices, horizon_positions, observed_prices, price_basis
+    from bayes_retail.simulate.world import (
+        hmm_prices,
+        horizon_positions,
+        observed_prices,
+        price_basis,
+        seasonal_timing,
+    )
 
     if prices == "hmm" and pricing_model is None:
         raise ValueError("HMM prices need the fitted pricing model")
@@ -437,6 +455,8 @@ def posterior_worlds(
     product_config = json.loads(posteriors.product.attrs.get("stage_config") or "{}")
     # shared by every draw's prices
     basis = price_basis(data, catalogue, availability=product_config.get("availability", "always"))
+    seasonal = (seasonal_timing(basis, pricing_model, positions)
+                if prices == "hmm" and promotion_timing == "seasonal" else None)
     membership = None
     if depth_panels is not None:  # the product stage's data: each draw's class membership follows the draw
         product_data = product_stage_data(posteriors, data, depth_panels[0])
@@ -451,7 +471,7 @@ def posterior_worlds(
     def build(d: int) -> DrawWorld:
         rng = draw_rng(seed, d, DRAW_PRICES)
         if prices == "hmm":
-            grid = hmm_prices(basis, pricing_model, rng, positions=positions)
+            grid = hmm_prices(basis, pricing_model, rng, positions=positions, seasonal=seasonal)
         else:
             grid = observed_prices(basis, depth_panels[d % len(depth_panels)], rng)
             grid = grid if positions is None else grid.at_weeks(positions)
@@ -495,7 +515,8 @@ def with_category_value(draw: StageDraw, posteriors, index: int, catalogue: Cata
     )
 
 
-def _folder_worlds(posterior, data, *, customers, draws, mode, prices, seed, batch_size, policy=None, weeks=None):
+def _folder_worlds(posterior, data, *, customers, draws, mode, prices, seed, batch_size, policy=None, weeks=None,
+                   promotion_timing="homogeneous"):
     """Load a folder's artifacts; return the spec, catalogue, world builder and provenance of a run."""
     from bayes_retail.models.artifacts import evenly_spaced
     from bayes_retail.pricing.artifacts import load_imputations, load_pricing
@@ -511,7 +532,7 @@ def _folder_worlds(posterior, data, *, customers, draws, mode, prices, seed, bat
             raise ValueError(f"draws must be between 1 and the {available} stored posterior draws, got {draws}")
         draws = tuple(int(d) for d in evenly_spaced(available, int(draws)))
     spec = SimulationSpec(customers=customers, draws=tuple(draws), mode=mode, prices=prices, seed=seed,
-                          batch_size=batch_size, weeks=weeks)
+                          batch_size=batch_size, weeks=weeks, promotion_timing=promotion_timing)
     if max(spec.draws) >= available:
         raise ValueError(f"the posteriors hold {available} draws; asked for draw {max(spec.draws)}")
     n_templates = template_ids(posteriors).size
@@ -526,6 +547,7 @@ def _folder_worlds(posterior, data, *, customers, draws, mode, prices, seed, bat
     worlds = posterior_worlds(
         posteriors, data, catalogue, seed=spec.seed, prices=spec.prices, pricing_model=pricing_model,
         depth_panels=depth_panels, policy=policy, mode=spec.mode, weeks=spec.weeks,
+        promotion_timing=spec.promotion_timing,
     )
     provenance = {"data_hash": data.data_hash, "posterior": str(folder.resolve()), "traces": _trace_hashes(folder),
                   "policy": _policy_digest(policy)}
@@ -567,6 +589,7 @@ def simulate_from_folder(
     progress: bool = False,
     scheduler: str | None = None,
     weeks: int | None = None,
+    promotion_timing: str = "homogeneous",
 ) -> dict:
     """Simulate from the fitted artifacts in ``posterior`` (the four shopper stages and pricing) into ``out``.
 
@@ -574,11 +597,11 @@ def simulate_from_folder(
     draws) or explicit draw indices. Every trace must have been fitted on
     ``data`` (checked by data hash). ``policy`` overrides promotions
     (:mod:`~bayes_retail.simulate.policy`). ``scheduler``: see :func:`run_simulation`.
-    ``weeks``: the horizon (:class:`SimulationSpec`). Returns the manifest.
+    ``weeks``, ``promotion_timing``: see :class:`SimulationSpec`. Returns the manifest.
     """
     spec, catalogue, worlds, provenance = _folder_worlds(
         posterior, data, customers=customers, draws=draws, mode=mode, prices=prices, seed=seed,
-        batch_size=batch_size, policy=policy, weeks=weeks,
+        batch_size=batch_size, policy=policy, weeks=weeks, promotion_timing=promotion_timing,
     )
     return run_simulation(worlds, catalogue, spec, out, provenance=provenance, progress=progress, scheduler=scheduler)
 

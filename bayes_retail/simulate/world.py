@@ -503,8 +503,35 @@ def horizon_positions(n_weeks: int, horizon: int, *, year: int = 52) -> np.ndarr
     return positions
 
 
+#: Weeks over which the observed weekly promotion share is averaged for seasonal timing (weekly noise is not season).
+TIMING_SMOOTH_WEEKS = 5
+#: How the HMM promotion paths are timed: tilted toward each category's observed season, or the HMMs' own.
+PROMOTION_TIMINGS = ("seasonal", "homogeneous")
+
+
+def seasonal_timing(basis: PriceBasis, pricing_model, positions: np.ndarray | None = None):
+    """The data's promotion timing for the pricing HMMs and the tilt solved for it, once per run.
+
+    Returns ``(timing, tilt, info)``: :func:`~bayes_retail.pricing.timing.observed_timing`
+    of the panel (each category's weekly share of products on display or in the
+    mailer, averaged over ``TIMING_SMOOTH_WEEKS`` weeks, with the fitted
+    calendar path), at ``positions`` for a horizon, and
+    :meth:`~bayes_retail.pricing.model.PricingModel.promotion_tilt`'s weights.
+    """
+    from bayes_retail.pricing.timing import observed_timing
+
+    panel, stack = basis.panel, pricing_model.stack
+    if not np.array_equal(panel.products["product_id"].to_numpy(), pricing_model.catalogue["product_id"].to_numpy()):
+        raise ValueError("the pricing model was fitted on other products than the data's panel (refit pricing)")
+    timing = observed_timing(panel.display, panel.mailer, stack.model, stack.n_models, positions,
+                             calendar=pricing_model.calendar.path, smooth_weeks=TIMING_SMOOTH_WEEKS)
+    tilt, info = pricing_model.promotion_tilt(timing)
+    return timing, tilt, info
+
+
 def hmm_prices(basis: PriceBasis, pricing_model, rng: np.random.Generator, *,
-               promotion_propensity: str = "observed", positions: np.ndarray | None = None) -> PriceGrid:
+               promotion_propensity: str = "observed", positions: np.ndarray | None = None,
+               seasonal: tuple | None = None) -> PriceGrid:
     """Prices drawn from the fitted pricing HMMs over the data's weeks (one path per call).
 
     ``promotion_propensity="observed"`` hands each category's drawn promotion
@@ -512,13 +539,19 @@ def hmm_prices(basis: PriceBasis, pricing_model, rng: np.random.Generator, *,
     ``"exchangeable"`` keeps the HMM's own, arbitrary assignment. The tail
     products' flags are drawn week by week from their observed frequencies (:func:`_drawn_flags`).
     ``positions`` (:func:`horizon_positions`) draws as many weeks instead, each
-    with the shelf availability of its data week.
+    with the shelf availability of its data week. ``seasonal``: the
+    ``(timing, tilt, info)`` of :func:`seasonal_timing` for the same weeks
+    (promotion paths tilted toward each category's observed season); ``None``:
+    the HMMs' own timing.
     """
     if promotion_propensity not in PROMOTION_PROPENSITIES:
         raise ValueError(f"promotion_propensity must be one of {PROMOTION_PROPENSITIES}, got {promotion_propensity!r}")
     panel = basis.panel
     weeks = panel.weeks if positions is None else panel.weeks[0] + np.arange(len(positions))
-    sim = pricing_model.simulate(weeks, rng)
+    if seasonal is None:
+        sim = pricing_model.simulate(weeks, rng)
+    else:
+        sim = pricing_model.simulate(weeks, rng, timing=seasonal[0], tilt=seasonal[1])
     n_w = weeks.size
     order = pd.Index(sim["product_id"].to_numpy()[::n_w])
     rows = order.get_indexer(panel.products["product_id"].to_numpy()[basis.columns])
