@@ -360,6 +360,25 @@ def test_hmm_prices_give_the_most_promoted_products_the_most_promoted_paths(fitt
     assert (ahead["exchangeable"] < 0).any()  # without matching the more promoted product is sometimes behind
     with pytest.raises(ValueError, match="promotion_propensity must be one of"):
         hmm_prices(basis, model, np.random.default_rng(3), promotion_propensity="sorted")
+    with pytest.raises(ValueError, match="joint path matching needs the products' discounted shares"):
+        hmm_prices(basis, model, np.random.default_rng(3))  # the default; this basis was built without depths
+
+
+def test_joint_matching_assigns_paths_by_promoted_and_discounted_shares_together():
+    from bayes_retail.simulate.world import matched_rows
+
+    # one category of three products; path profiles (promoted, discounted share of weeks)
+    drawn = np.array([[0.9, 0.1], [0.1, 0.1], [0.8, 0.8]])
+    observed = np.array([[0.85, 0.75], [0.9, 0.05], [0.0, 0.2]])
+    source = matched_rows(drawn, observed, np.zeros(3, int), np.random.default_rng(0))
+    # by promoted share alone products 0 and 1 could swap; together, product 0 (often discounted) takes path 2
+    np.testing.assert_array_equal(source, [2, 0, 1])
+    # categories never exchange paths, ties go either way
+    twice = matched_rows(np.zeros((4, 2)), np.zeros((4, 2)), np.array([0, 0, 1, 1]), np.random.default_rng(1))
+    assert set(twice[:2]) == {0, 1} and set(twice[2:]) == {2, 3}
+    picks = {tuple(matched_rows(np.zeros((2, 2)), np.zeros((2, 2)), np.zeros(2, int), np.random.default_rng(s)))
+             for s in range(20)}
+    assert picks == {(0, 1), (1, 0)}
 
 
 def test_prices_under_span_availability_keep_products_off_the_shelf_unpromoted(fitted):
@@ -381,8 +400,14 @@ def test_prices_under_span_availability_keep_products_off_the_shelf_unpromoted(f
     pw.loc[early, ["display", "mailer"]] = False
     data = dataclasses.replace(data, product_weeks=pw)
     catalogue = catalogue_from_data(data)
-    basis = price_basis(data, catalogue, availability="span")
+    from bayes_retail.pricing.model import PricingPanel
+
+    completed = load_imputations(tmp / "models" / "pricing", PricingPanel.from_product_weeks(pw))[0]
+    basis = price_basis(data, catalogue, availability="span", depth=completed)
     row = int(np.flatnonzero(catalogue.product_ids == pid)[0])
+    # a product's discounted share counts its shelf weeks only
+    on_sale = (completed[:, basis.columns].T > 0) & basis.available
+    np.testing.assert_allclose(basis.discounted_share, on_sale.sum(axis=1) / basis.available.sum(axis=1))
     np.testing.assert_array_equal(basis.available[row], data.weeks >= data.weeks[2])
     assert basis.available.sum() == basis.available.size - 2
     model = load_pricing(tmp / "models" / "pricing")

@@ -454,7 +454,8 @@ def posterior_worlds(
     entry_weeks = np.searchsorted(vd.weeks, vd.entry_week)
     product_config = json.loads(posteriors.product.attrs.get("stage_config") or "{}")
     # shared by every draw's prices
-    basis = price_basis(data, catalogue, availability=product_config.get("availability", "always"))
+    basis = price_basis(data, catalogue, availability=product_config.get("availability", "always"),
+                        depth=None if depth_panels is None else depth_panels[0])
     seasonal = (seasonal_timing(basis, pricing_model, positions)
                 if prices == "hmm" and promotion_timing == "seasonal" else None)
     membership = None

@@ -395,6 +395,9 @@ class PriceBasis:
         in the data.
     available
         ``(N, W)`` whether each choice-set product row is on the shelf; ``None``: always.
+    discounted_share
+        ``(N,)`` share of its shelf weeks each choice-set product row is discounted in a
+        completed depth panel (observed depths, the missing ones imputed); ``None``: not given.
     """
 
     panel: PricingPanel
@@ -406,6 +409,7 @@ class PriceBasis:
     product_category: np.ndarray
     promoted_share: np.ndarray
     available: np.ndarray | None = None
+    discounted_share: np.ndarray | None = None
 
     def full_availability(self, n_weeks: int, positions: np.ndarray | None = None) -> np.ndarray | None:
         """``(P, W)`` availability of every product row (tail rows always on the shelf); ``None``: always.
@@ -418,10 +422,13 @@ class PriceBasis:
         return np.vstack([top, np.ones((len(self.tail), n_weeks), dtype=bool)])
 
 
-def price_basis(data, catalogue: Catalogue, *, availability: str = "always") -> PriceBasis:
+def price_basis(data, catalogue: Catalogue, *, availability: str = "always",
+                depth: np.ndarray | None = None) -> PriceBasis:
     """The :class:`PriceBasis` of ``data`` and its catalogue.
 
-    ``availability``: the product stage's setting (``"always"`` or ``"span"``).
+    ``availability``: the product stage's setting (``"always"`` or ``"span"``);
+    ``depth``: a completed ``(T, N)`` depth panel of the pricing panel's products
+    (for each product's discounted share).
     """
     panel = PricingPanel.from_product_weeks(data.product_weeks)
     real = catalogue.item_product >= 0
@@ -440,9 +447,15 @@ def price_basis(data, catalogue: Catalogue, *, availability: str = "always") -> 
         available = np.ones((columns.size, panel.weeks.size), dtype=bool)
         available[catalogue.item_product[real]] = items[real]
     shelf_weeks = panel.weeks.size if available is None else available.sum(axis=1)
+    discounted = None
+    if depth is not None:
+        if depth.shape != panel.depth.shape:
+            raise ValueError(f"depth must be a completed panel of shape {panel.depth.shape}, got {depth.shape}")
+        on_sale = depth[:, columns].T > 0
+        discounted = (on_sale if available is None else on_sale & available).sum(axis=1) / shelf_weeks
     return PriceBasis(panel=panel, columns=columns, log_shelf_centre=centre, tail=tail_price_table(data, catalogue),
                       tail_display=display, tail_mailer=mailer, product_category=product_category,
-                      promoted_share=promoted / shelf_weeks, available=available)
+                      promoted_share=promoted / shelf_weeks, available=available, discounted_share=discounted)
 
 
 def observed_prices(basis: PriceBasis, depth: np.ndarray, rng: np.random.Generator) -> PriceGrid:
@@ -464,7 +477,7 @@ def observed_prices(basis: PriceBasis, depth: np.ndarray, rng: np.random.Generat
                      available=basis.full_availability(panel.weeks.size))
 
 
-PROMOTION_PROPENSITIES = ("observed", "exchangeable")
+PROMOTION_PROPENSITIES = ("observed", "joint", "exchangeable")
 
 
 def propensity_rows(drawn: np.ndarray, observed: np.ndarray, category: np.ndarray,
@@ -483,6 +496,30 @@ def propensity_rows(drawn: np.ndarray, observed: np.ndarray, category: np.ndarra
     observed_order = np.lexsort((rng.random(n), observed, category))
     source = np.empty(n, dtype=np.int64)
     source[observed_order] = drawn_order
+    return source
+
+
+def matched_rows(drawn: np.ndarray, observed: np.ndarray, category: np.ndarray,
+                 rng: np.random.Generator) -> np.ndarray:
+    """Which drawn row each product takes: within a category, the assignment closest in several profiles at once.
+
+    ``drawn``, ``observed``: ``(N, F)`` profiles of the drawn paths and of the
+    products (e.g. share of weeks promoted, share discounted). Within each
+    category the paths are assigned to the products minimising the summed
+    squared distance between the two profiles (the optimal assignment;
+    :func:`propensity_rows` is its one-profile case). Ties are broken at random.
+    Returns ``source`` as :func:`propensity_rows` does.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    drawn, observed = np.asarray(drawn, dtype=float), np.asarray(observed, dtype=float)
+    source = np.arange(drawn.shape[0])
+    for c in np.unique(category):
+        rows = np.flatnonzero(category == c)
+        cost = ((observed[rows, None, :] - drawn[None, rows, :]) ** 2).sum(axis=2)
+        cost += 1e-9 * rng.random(cost.shape)  # ties at random
+        products, paths = linear_sum_assignment(cost)
+        source[rows[products]] = rows[paths]
     return source
 
 
@@ -530,12 +567,14 @@ def seasonal_timing(basis: PriceBasis, pricing_model, positions: np.ndarray | No
 
 
 def hmm_prices(basis: PriceBasis, pricing_model, rng: np.random.Generator, *,
-               promotion_propensity: str = "observed", positions: np.ndarray | None = None,
+               promotion_propensity: str = "joint", positions: np.ndarray | None = None,
                seasonal: tuple | None = None) -> PriceGrid:
     """Prices drawn from the fitted pricing HMMs over the data's weeks (one path per call).
 
     ``promotion_propensity="observed"`` hands each category's drawn promotion
     paths to its products by rank of promoted weeks (:func:`propensity_rows`);
+    ``"joint"`` by their promoted and discounted shares together
+    (:func:`matched_rows`; needs ``basis.discounted_share``);
     ``"exchangeable"`` keeps the HMM's own, arbitrary assignment. The tail
     products' flags are drawn week by week from their observed frequencies (:func:`_drawn_flags`).
     ``positions`` (:func:`horizon_positions`) draws as many weeks instead, each
@@ -566,6 +605,14 @@ def hmm_prices(basis: PriceBasis, pricing_model, rng: np.random.Generator, *,
     if promotion_propensity == "observed":
         drawn = ((top["display"] > 0) | (top["mailer"] > 0)).sum(axis=1)
         source = propensity_rows(drawn, basis.promoted_share, basis.product_category, rng)
+        top.update({name: top[name][source] for name in ("depth", "display", "mailer")})
+    elif promotion_propensity == "joint":
+        if basis.discounted_share is None:
+            raise ValueError("joint path matching needs the products' discounted shares (price_basis(..., depth=...))")
+        drawn = np.column_stack([((top["display"] > 0) | (top["mailer"] > 0)).mean(axis=1),
+                                 (top["depth"] > 0).mean(axis=1)])
+        observed = np.column_stack([basis.promoted_share, basis.discounted_share])
+        source = matched_rows(drawn, observed, basis.product_category, rng)
         top.update({name: top[name][source] for name in ("depth", "display", "mailer")})
     if basis.available is not None:  # no promotion for a product off the shelf
         on_shelf = basis.available if positions is None else basis.available[:, positions]
