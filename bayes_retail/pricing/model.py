@@ -501,17 +501,22 @@ class PricingModel:
         The weights depend on the calendar path only, so with the fitted path
         they serve every simulation of the same weeks (``simulate(..., tilt=...)``).
         """
-        from bayes_retail.pricing.timing import on_probability, seasonal_tilt
+        from bayes_retail.pricing.timing import seasonal_tilt
 
         if timing.calendar is None and self.calendar.n_states > 1:
             raise ValueError("a tilt solved once needs the timing's calendar path (observed_timing(..., calendar=...))")
+        cal = None if self.calendar.n_states == 1 else np.asarray(timing.calendar, dtype=np.int64)
+        on, start, trans = self._tilt_inputs(cal, timing.share.shape[1])
+        return seasonal_tilt(on, start, trans, None if cal is None else cal[1:], self.stack.model, timing)
+
+    def _tilt_inputs(self, cal: np.ndarray | None, t_len: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """P(on | state, week), start probabilities and transitions of every sequence, for a calendar path."""
+        from bayes_retail.pricing.timing import on_probability
+
         stack = self.stack
-        t_len = timing.share.shape[1]
-        calendar = np.zeros(t_len, np.int64) if self.calendar.n_states == 1 else np.asarray(timing.calendar)
+        calendar = np.zeros(t_len, np.int64) if cal is None else cal
         on = on_probability(self.promo.params, self.promotion_emission().mailer_params, stack, calendar)
-        steps = None if self.calendar.n_states == 1 else calendar[1:]
-        return seasonal_tilt(on, stack.gather(self.promo.startprob), stack.gather(self.promo.transmat), steps,
-                             stack.model, timing)
+        return on, stack.gather(self.promo.startprob), stack.gather(self.promo.transmat)
 
     def simulate(self, weeks, rng: np.random.Generator, *, timing=None, tilt: np.ndarray | None = None) -> pd.DataFrame:
         """Prices and promotions of every catalogue product over ``weeks``, drawn from the HMMs.
@@ -553,11 +558,9 @@ class PricingModel:
                 self.promo.startprob[stack.model], self.promo.transmat[stack.model], t_len, rng, cal_steps
             )
         else:
-            from bayes_retail.pricing.timing import on_probability, seasonal_tilt, tilted_paths
+            from bayes_retail.pricing.timing import seasonal_tilt, tilted_paths
 
-            calendar = np.zeros(t_len, np.int64) if cal is None else cal
-            on = on_probability(self.promo.params, self.promotion_emission().mailer_params, stack, calendar)
-            start, trans = stack.gather(self.promo.startprob), stack.gather(self.promo.transmat)
+            on, start, trans = self._tilt_inputs(cal, t_len)
             if tilt is None:
                 tilt, info = seasonal_tilt(on, start, trans, cal_steps, stack.model, timing)
             elif tilt.shape != (stack.n_models, t_len):
