@@ -34,6 +34,8 @@ def test_simulate_new_customers_writes_lines_the_check_reads(fitted, capsys):
     assert manifest["complete"] and manifest["spec"]["mode"] == "new" and len(manifest["spec"]["draws"]) == 2
     assert set(manifest["provenance"]["traces"]) == {"visit", "category", "product", "quantity", "pricing"}
     assert all(manifest["provenance"]["traces"].values())
+    configs = manifest["provenance"]["configs"]  # the configuration each stage was fitted with
+    assert set(configs) == {"visit", "category", "product", "quantity"} and all(configs.values())
     lines = pd.read_parquet(out / "transactions")
     assert list(lines.columns) == list(TRANSACTION_COLUMNS) and len(lines) == manifest["lines"] > 0
     data = load_data(src, cache_dir=tmp / "cache")

@@ -522,7 +522,7 @@ def _folder_worlds(posterior, data, *, customers, draws, mode, prices, seed, bat
     from bayes_retail.models.artifacts import evenly_spaced
     from bayes_retail.pricing.artifacts import load_imputations, load_pricing
     from bayes_retail.pricing.model import PricingPanel
-    from bayes_retail.simulate.population import Posteriors, template_ids
+    from bayes_retail.simulate.population import STAGES, Posteriors, template_ids
     from bayes_retail.simulate.world import catalogue_from_data
 
     folder = Path(posterior)
@@ -551,6 +551,7 @@ def _folder_worlds(posterior, data, *, customers, draws, mode, prices, seed, bat
         promotion_timing=spec.promotion_timing,
     )
     provenance = {"data_hash": data.data_hash, "posterior": str(folder.resolve()), "traces": _trace_hashes(folder),
+                  "configs": {stage: getattr(posteriors, stage).attrs.get("config_name") for stage in STAGES},
                   "policy": _policy_digest(policy)}
     return spec, catalogue, worlds, provenance
 
