@@ -54,6 +54,12 @@ def test_new_customers_get_no_household_calibration(tiny_fitted, tmp_path):
                                      cache_dir=str(tmp / "cache"))
     assert set(out) == {"scores", "per_draw", "p_values", "entities", "promo_lift", "replicates", "goals", "spec"}
     assert not out["goals"]["goal"].str.contains("households inside").any()  # no household goals without replay
+    # customers drawn parameter by parameter from the population laws are checked the same way
+    population = posterior_predictive_suite(tmp / "models", data, tmp_path / "pop", draws=2, mode="population",
+                                            prices="observed", cache_dir=str(tmp / "cache"))
+    assert set(population) == set(out) and population["spec"]["mode"].iloc[0] == "population"
+    assert (population["scores"]["draws"] == 2).all()
+    assert not population["per_draw"].equals(out["per_draw"])  # other customers, other scores
 
 
 def test_replicate_calibration_by_hand():
