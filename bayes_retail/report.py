@@ -256,6 +256,39 @@ def heterogeneity_figure(idata, stage: str) -> str | None:
     return _png(fig)
 
 
+def class_figure(idata, membership: pd.DataFrame | None, *, coefficients=("price", "discount", "state")) -> str | None:
+    """The product stage's latent classes: each class's coefficients (mean, 90% interval) and household share.
+
+    The share is the households' mean posterior class probability
+    (``class_membership.csv``); without it the classes are drawn alike.
+    """
+    import matplotlib.pyplot as plt
+
+    post = idata.posterior
+    if "theta" not in post or "class" not in post["theta"].dims:
+        return None
+    theta = post["theta"].stack(sample=("chain", "draw")).transpose("class", "coefficient", "sample")
+    names = [c for c in coefficients if c in theta.coords["coefficient"].values]
+    k = theta.sizes["class"]
+    share = np.full(k, 1.0 / k)
+    if membership is not None:
+        columns = [f"class_{i}" for i in range(k)]
+        if set(columns) <= set(membership.columns):
+            share = membership[columns].to_numpy().mean(axis=0)
+    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 2.6), squeeze=False)
+    x = np.arange(k)
+    for ax, name in zip(axes[0], names):
+        values = theta.sel(coefficient=name).values
+        lo, mid, hi = np.quantile(values, [0.05, 0.5, 0.95], axis=1)
+        ax.errorbar(x, mid, yerr=[mid - lo, hi - mid], fmt="none", ecolor="0.5", lw=1)
+        ax.scatter(x, mid, s=20 + 600 * share, zorder=3)
+        ax.set_title(f"{name} coefficient by class", fontsize=8)
+        ax.set_xticks(x)
+        ax.axhline(0, color="k", lw=0.5)
+    axes[0, 0].set_xlabel("class (marker area: share of households)", fontsize=8)
+    return _png(fig)
+
+
 def predictive_check_table(folder: Path) -> pd.DataFrame | None:
     """One row per checked statistic of a stage: the observed value against its prior and posterior predictive.
 
@@ -293,6 +326,10 @@ def _stage_section(models: Path, stage: str) -> dict | None:
     checks = predictive_check_table(folder)
     section["checks"] = None if checks is None else checks.round(4).to_html(index=False, na_rep="", border=0)
     section["figures"]["household heterogeneity (posterior means)"] = heterogeneity_figure(idata, stage)
+    if stage == "product":
+        path = folder / "class_membership.csv"
+        section["figures"]["latent classes: coefficients (90% interval) and household shares"] = class_figure(
+            idata, pd.read_csv(path) if path.exists() else None)
     if (folder / "seasonal_indices.csv").exists():
         section["figures"]["seasonal indices (posterior predictive, 90% band)"] = seasonal_figure(
             pd.read_csv(folder / "seasonal_indices.csv"))

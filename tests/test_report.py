@@ -29,6 +29,7 @@ def test_the_report_has_every_section_and_embeds_its_images(tiny_fitted, tmp_pat
     sources = re.findall(r'src="([^"]+)"', html)
     assert len(sources) >= 12 and all(s.startswith("data:image/png;base64,") for s in sources)
     assert html.count("<h3>household heterogeneity") == 3  # visit, category, quantity
+    assert html.count("<h3>latent classes: coefficients") == 1  # the product stage's heterogeneity
     assert html.count("<h3>Prior and posterior predictive checks") >= 3 and "observed prior quantile" in html
     assert all(base64.b64decode(s.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n" for s in sources)
     assert "http://" not in html and "https://" not in html
