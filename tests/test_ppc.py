@@ -247,3 +247,31 @@ def test_promotion_lift_calibration_by_hand():
     assert summary["sales_weighted_coverage_90"] == 1.0 and summary["pit_mean"] == pytest.approx(0.55)
     missed = promo_lift_summary(table.reset_index().assign(covered=[False, True, False]))
     assert missed["coverage_90"] == 0.5 and missed["sales_weighted_coverage_90"] == pytest.approx(0.75)
+
+
+def test_a_fit_without_a_block_is_checked_on_it_as_held_out(tiny_fitted, tmp_path, capsys):
+    import shutil
+
+    from bayes_retail.cli import main
+
+    tmp, src = tiny_fitted
+    data = load_data(src, cache_dir=tmp / "cache")
+    weeks = np.asarray(data.weeks)
+    block = f"{weeks[-2]}-{weeks[-2]}"
+    fitted = f"{weeks[0]}-{weeks[-3]},{weeks[-1]}-{weeks[-1]}"
+    models = tmp_path / "models"
+    shutil.copytree(tmp / "models" / "pricing", models / "pricing")  # prices use every week in any configuration
+    cli = ["--quiet", "--cache-dir", str(tmp / "cache")]
+    for stage in ("visit", "product", "category", "quantity"):
+        assert main([*cli, "fit", "--stage", stage, "--data", str(src), "--out", str(models),
+                     "--config", str(tmp / "small.toml"), "--weeks", fitted]) == 0
+    capsys.readouterr()
+    assert main([*cli, "ppc", "--posterior", str(models), "--data", str(src), "--draws", "2", "--weeks", block,
+                 "--synthetic", str(tmp_path / "syn"), "--out", str(tmp_path / "rep")]) == 0
+    assert "held out" in capsys.readouterr().out
+    from bayes_retail.ppc import read_ppc
+
+    tables = read_ppc(tmp_path / "rep" / "ppc.json")
+    assert (tables["block"]["kind"] == "held out").all() and (tables["block"]["scored_share_fitted"] == 0).all()
+    assert (tables["block"]["fitted_weeks"] == fitted).all()
+    assert (tables["elpd"]["cells"] > 0).all() and np.isfinite(tables["elpd"]["elpd"]).all()
