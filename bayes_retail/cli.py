@@ -262,7 +262,9 @@ def cmd_run(args: argparse.Namespace, progress: Progress) -> int:
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
     progress(f"metrics written to {outcome.metrics_path}")
-    report = build_report(args.models, metrics=outcome.metrics_path, out=args.out)
+    # without this run's check, an older ppc.json beside metrics.json is not shown as if it were this run's
+    report = build_report(args.models, metrics=outcome.metrics_path, out=args.out,
+                          ppc=None if outcome.ppc is not None else [])
     print(outcome.result.format_table())
     if outcome.ppc is not None:
         from bayes_retail.ppc import goals_summary

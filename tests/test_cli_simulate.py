@@ -258,6 +258,12 @@ def test_the_pipeline_reuses_current_artifacts_and_scores_a_synthetic_panel(fitt
     html = (tmp_path / "rep" / "report.html").read_text()
     assert "Goals (DESIGN.md" in html and "Not run" not in html[html.index('<h2 id="ppc">'):]
     assert main(["run", "--ppc-draws", "-1", "--data", str(src), "--models", str(models)]) == 2
+    # a run without the check does not show the older ppc.json lying beside its metrics
+    assert main(["--quiet", "--cache-dir", str(tmp / "cache"), "run", "--data", str(src), "--config",
+                 str(tmp / "small.toml"), "--models", str(models), "--synthetic", str(tmp_path / "syn"),
+                 "--out", str(tmp_path / "rep"), "--ppc-draws", "0"]) == 0
+    html = (tmp_path / "rep" / "report.html").read_text()
+    assert "Not run" in html[html.index('<h2 id="ppc">'):] and (tmp_path / "rep" / "ppc.json").exists()
     assert stage_is_current(models, "visit", data, load_config("default"))[1].startswith("fitted with configuration")
 
 
