@@ -458,8 +458,8 @@ def ppc_section(path: Path) -> dict:
     shown["spec"] = "spec" in tables
     shown["title"] = ppc_title(tables.get("spec"), tables.get("block"), path)
     if "goals" in tables:
-        summary = goals_summary(tables["goals"])
-        shown["goals_failed"] = f"<b>{summary}.</b>" if summary.startswith("missed") else f"{summary}."
+        summary = f"{goals_summary(tables['goals'])}."
+        shown["goals_failed"] = summary if tables["goals"]["passed"].astype(bool).all() else f"<b>{summary}</b>"
     if "pit" in tables:
         shown["pit_figure"] = pit_figure(tables["pit"])
     if "promo_lift" in tables and len(tables["promo_lift"]):

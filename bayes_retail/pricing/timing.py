@@ -88,10 +88,7 @@ def observed_timing(display: np.ndarray, mailer: np.ndarray, model: np.ndarray, 
     """
     on = (np.asarray(display) > 0) | (np.asarray(mailer) > 0)
     products = np.bincount(model, minlength=n_models)
-    total = np.zeros((n_models, on.shape[0]))
-    np.add.at(total, model, on.T.astype(float))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        share = total / products[:, None]
+    share = _model_means(on.astype(float), model, n_models)
     if smooth_weeks > 1:
         from scipy.ndimage import uniform_filter1d
 

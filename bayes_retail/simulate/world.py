@@ -557,9 +557,8 @@ def seasonal_timing(basis: PriceBasis, pricing_model, positions: np.ndarray | No
     """
     from bayes_retail.pricing.timing import observed_timing
 
-    panel, stack = basis.panel, pricing_model.stack
-    if not np.array_equal(panel.products["product_id"].to_numpy(), pricing_model.catalogue["product_id"].to_numpy()):
-        raise ValueError("the pricing model was fitted on other products than the data's panel (refit pricing)")
+    panel = basis.panel
+    stack = pricing_model._check_panel(panel)  # the shares are per sequence of the model: same products, same weeks
     timing = observed_timing(panel.display, panel.mailer, stack.model, stack.n_models, positions,
                              calendar=pricing_model.calendar.path, smooth_weeks=TIMING_SMOOTH_WEEKS)
     tilt, info = pricing_model.promotion_tilt(timing)
@@ -602,17 +601,17 @@ def hmm_prices(basis: PriceBasis, pricing_model, rng: np.random.Generator, *,
 
     top = {"shelf": grid("base_price"), "depth": np.clip(grid("depth"), 0.0, 0.99),
            "display": grid("display"), "mailer": grid("mailer")}
+    promoted = (top["display"] > 0) | (top["mailer"] > 0)
+    source = None
     if promotion_propensity == "observed":
-        drawn = ((top["display"] > 0) | (top["mailer"] > 0)).sum(axis=1)
-        source = propensity_rows(drawn, basis.promoted_share, basis.product_category, rng)
-        top.update({name: top[name][source] for name in ("depth", "display", "mailer")})
+        source = propensity_rows(promoted.sum(axis=1), basis.promoted_share, basis.product_category, rng)
     elif promotion_propensity == "joint":
         if basis.discounted_share is None:
             raise ValueError("joint path matching needs the products' discounted shares (price_basis(..., depth=...))")
-        drawn = np.column_stack([((top["display"] > 0) | (top["mailer"] > 0)).mean(axis=1),
-                                 (top["depth"] > 0).mean(axis=1)])
+        drawn = np.column_stack([promoted.mean(axis=1), (top["depth"] > 0).mean(axis=1)])
         observed = np.column_stack([basis.promoted_share, basis.discounted_share])
         source = matched_rows(drawn, observed, basis.product_category, rng)
+    if source is not None:
         top.update({name: top[name][source] for name in ("depth", "display", "mailer")})
     if basis.available is not None:  # no promotion for a product off the shelf
         on_shelf = basis.available if positions is None else basis.available[:, positions]
