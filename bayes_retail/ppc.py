@@ -99,16 +99,19 @@ def _prepared(tables, weeks):
 
 def joint_statistics(prep, categories: list[str]) -> dict[str, float]:
     """Visits x basket Spearman correlation; median co-purchase lift and share of pairs above 1 (over ``categories``);
-    repeat rates of the previous / any earlier category purchase; single-trip category-count dispersion."""
+    repeat rates of the previous / any earlier category purchase; single-trip category-count dispersion;
+    between-household sd of the discounted-line share and the visits' overdispersion around it."""
     from bayes_retail.metrics.joint import (
         category_count_dispersion,
         copurchase_lifts,
+        discount_share_spread,
         repeat_rates,
         visits_basket_correlation,
     )
 
     lifts = copurchase_lifts(prep, categories).dropna()
     repeat_last, repeat_any = repeat_rates(prep)
+    discount_spread, discount_dispersion = discount_share_spread(prep)
     return {
         "visits_basket_spearman": visits_basket_correlation(prep),
         "copurchase_lift_median": float(lifts.median()),
@@ -116,6 +119,8 @@ def joint_statistics(prep, categories: list[str]) -> dict[str, float]:
         "repeat_previous_purchase": repeat_last,
         "repeat_any_earlier_purchase": repeat_any,
         "category_count_dispersion": category_count_dispersion(prep),
+        "discount_share_household_sd": discount_spread,
+        "discount_share_visit_dispersion": discount_dispersion,
     }
 
 

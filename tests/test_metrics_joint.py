@@ -11,6 +11,7 @@ from bayes_retail.metrics.distributions import prepare
 from bayes_retail.metrics.joint import (
     category_count_dispersion,
     copurchase_lifts,
+    discount_share_spread,
     frequent_categories,
     household_totals,
     interval_coverage,
@@ -90,6 +91,30 @@ def test_category_count_dispersion_by_hand():
     assert category_count_dispersion(_prep(REPEATS)) == pytest.approx(expected)
     assert category_count_dispersion(_prep(REPEATS), min_weeks=3) == pytest.approx(0.0)  # h1 only
     assert np.isnan(category_count_dispersion(_prep(REPEATS), min_weeks=4))
+
+
+# household, basket, product, quantity, sales_value, retail_disc, week
+# h1: week 1 two lines, both discounted; week 2 two lines, neither (share 1/2, visits all-or-nothing)
+# h2: week 1 lines discounted / not, week 2 the same (share 1/2, visits exactly at it)
+# h3: one discounted line (below min_lines = 2)
+DEALS = [
+    (1, 1, 1, 1, 1.0, 0.5, 1), (1, 1, 2, 1, 1.0, 0.5, 1), (1, 2, 1, 1, 1.0, 0.0, 2), (1, 2, 3, 1, 1.0, 0.0, 2),
+    (2, 3, 1, 1, 1.0, 0.5, 1), (2, 3, 2, 1, 1.0, 0.0, 1), (2, 4, 1, 1, 1.0, 0.2, 2), (2, 4, 3, 1, 1.0, 0.0, 2),
+    (3, 5, 1, 1, 1.0, 0.5, 3),
+]
+
+
+def test_discount_share_spread_by_hand():
+    spread, dispersion = discount_share_spread(_prep(DEALS), min_lines=2)
+    assert spread == pytest.approx(0.0)  # h1 and h2 both at 1/2
+    # h1: (2 - 1)^2 + (0 - 1)^2 = 2; h2: 0; each visit's binomial variance 2 * 1/2 * 1/2
+    assert dispersion == pytest.approx(2 / (4 * 0.5))
+    spread, _ = discount_share_spread(_prep(DEALS), min_lines=1)  # h3 (share 1) joins
+    assert spread == pytest.approx(np.std([0.5, 0.5, 1.0]))
+    assert all(np.isnan(discount_share_spread(_prep(DEALS), min_lines=5)))
+    undiscounted = [line[:5] + (0.0,) + line[6:] for line in DEALS]
+    spread, dispersion = discount_share_spread(_prep(undiscounted), min_lines=2)
+    assert spread == 0.0 and np.isnan(dispersion)  # no variance to compare with
 
 
 def test_interval_coverage_and_mid_pit_by_hand():

@@ -15,7 +15,12 @@ groupings, so real and synthetic data are measured by the same code:
   gap between the two is what a one-occasion state memory cannot reproduce);
 - :func:`category_count_dispersion`: how much the number of categories a
   household buys varies from week to week with the number of trips held at
-  one (week-level shocks to the whole basket, which trips do not explain).
+  one (week-level shocks to the whole basket, which trips do not explain);
+- :func:`discount_share_spread`: how much households differ in the share of
+  their lines bought on a retail discount, and how much more their visits
+  swing around that share than independent lines would (deal-proneness of the
+  household and of the trip, which the ``marketing_signal`` KS sees only mixed
+  together).
 
 The pure-numpy coverage and PIT helpers (:func:`interval_coverage`,
 :func:`mid_pit`) take a real vector and a ``(draws, units)`` replicate matrix.
@@ -43,6 +48,7 @@ __all__ = [
     "copurchase_lifts",
     "repeat_rates",
     "category_count_dispersion",
+    "discount_share_spread",
     "interval_coverage",
     "mid_pit",
 ]
@@ -133,6 +139,35 @@ def category_count_dispersion(prep: Prepared, *, min_weeks: int = 2) -> float:
     if not keep.any():
         return float("nan")
     return float(np.std(count[keep] / mean[household[keep]]))
+
+
+def discount_share_spread(prep: Prepared, *, min_lines: int = 20) -> tuple[float, float]:
+    """Between-household sd of the discounted-line share, and the visits' overdispersion around it.
+
+    ``p_h`` is household h's share of lines with ``retail_disc > 0`` over its
+    visits. The first number is the (population) sd of ``p_h`` over households
+    with at least ``min_lines`` lines (fewer make ``p_h`` mostly binomial
+    noise). The second is the Pearson dispersion of the visits' discounted-line
+    counts ``x_v`` out of ``n_v`` lines around their household's share,
+    ``sum (x_v - n_v p_h)^2 / sum n_v p_h (1 - p_h)`` over the same
+    households: 1 when a visit's lines are discounted independently with the
+    household's probability, above 1 when whole visits lean toward or away
+    from deals. NaN when no household qualifies (or every qualifying share is
+    0 or 1, for the dispersion).
+    """
+    household = prep.visit_household
+    lines = np.bincount(household, weights=prep.visit_lines, minlength=prep.n_households)
+    discounted = np.bincount(household, weights=prep.visit_promo_lines, minlength=prep.n_households)
+    keep = lines >= max(min_lines, 1)
+    if not keep.any():
+        return float("nan"), float("nan")
+    share = discounted / np.maximum(lines, 1)
+    spread = float(np.std(share[keep]))
+    visit = keep[household]
+    n, x, p = prep.visit_lines[visit], prep.visit_promo_lines[visit], share[household[visit]]
+    variance = float(np.sum(n * p * (1 - p)))
+    dispersion = float(np.sum((x - n * p) ** 2) / variance) if variance > 0 else float("nan")
+    return spread, dispersion
 
 
 def interval_coverage(real: np.ndarray, replicates: np.ndarray, prob: float) -> float:
