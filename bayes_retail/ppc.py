@@ -498,18 +498,25 @@ def product_elpd(posterior: str | os.PathLike, data, weeks) -> dict:
     """The product stage's log predictive density of the choices in ``weeks``, per fitted household (exact).
 
     The unit is the household (its occasions share its class); earlier
-    occasions still set the states, with the depth panel its fit used.
+    occasions still set the states, with the depth panel its fit used (a fit
+    pooled over panels: each chain group's draws on its own panel).
     """
     from bayes_retail.models import product
     from bayes_retail.models.artifacts import load_posterior
     from bayes_retail.models.elpd import heldout_elpd
-    from bayes_retail.models.stage import CLASS_MEMBERSHIP_FILENAME, product_depth_panel
+    from bayes_retail.models.imputation import chain_groups
+    from bayes_retail.models.stage import CLASS_MEMBERSHIP_FILENAME, product_depth_panels
     from bayes_retail.simulate.population import fitted_product_data
 
     post = load_posterior(posterior, "product", data_hash=data.data_hash).posterior
     membership = pd.read_csv(Path(posterior) / "product" / CLASS_MEMBERSHIP_FILENAME)
-    pdata = fitted_product_data(post, membership, data, product_depth_panel(data, posterior)).restricted_to(weeks)
-    return heldout_elpd(product.household_loglik_draws(pdata, post, draws=100))
+    groups = np.zeros(post.sizes["chain"], dtype=int) if chain_groups(post) is None else chain_groups(post)
+    labels = np.unique(groups)
+    panels = product_depth_panels(data, posterior, int(labels.max()) + 1)
+    loglik = [product.household_loglik_draws(
+        fitted_product_data(post, membership, data, panels[g]).restricted_to(weeks),
+        post.isel(chain=np.flatnonzero(groups == g)), draws=100 // labels.size) for g in labels]
+    return heldout_elpd(np.concatenate(loglik))
 
 
 def quantity_elpd(posterior: str | os.PathLike, data, weeks) -> dict:

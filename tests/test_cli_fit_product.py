@@ -73,7 +73,8 @@ def test_product_fit_writes_its_folder_with_provenance(fitted):
     assert not [dim for dim in post.coords if dim.endswith("centred")]  # the pieces' dims went with them
     assert post["theta"].shape[2:] == (2, 6)  # classes x (price, discount, state, 3 attributes)
     summary = json.loads((out / SUMMARY_FILENAME).read_text())
-    assert summary["stage"] == "product" and summary["households"] == 4 and summary["depth_panel"] == 0
+    assert summary["stage"] == "product" and summary["households"] == 4 and summary["depth_panels"] == [0]
+    assert summary["imputation"] is None and "chain_groups" not in post.attrs
     check = summary["posterior_predictive"]
     assert check["draws"] == 5 and set(check["statistics"]) == {"reference_share", "mean_items"}
     assert 0 <= check["statistics"]["reference_share"]["observed"] <= 1
@@ -134,6 +135,34 @@ def test_span_availability_is_fitted_and_stored_with_the_trace(fitted, tmp_path)
     # the tiny data sell every choice-set product from the first week to the last: the same posterior as "always"
     always = load_posterior(tmp / "models", product.STAGE)
     np.testing.assert_allclose(idata.posterior["mu"].values, always.posterior["mu"].values)
+
+
+def test_depth_panels_pool_one_chain_group_per_imputed_panel(fitted, tmp_path):
+    from bayes_retail.models.imputation import chain_groups
+
+    assert _refit_with(fitted, tmp_path, "depth_panels = 2") == 0
+    idata = load_posterior(tmp_path / "models", product.STAGE)
+    assert chain_groups(idata.posterior).tolist() == [0, 1]  # the fixture's 2 chains, one per panel
+    single = load_posterior(fitted[0] / "models", product.STAGE)
+    # group 0 is the one-panel fit's first chain: same panel, same seed
+    np.testing.assert_allclose(idata.posterior["mu"].values[0], single.posterior["mu"].values[0])
+    summary = json.loads((tmp_path / "models" / product.STAGE / SUMMARY_FILENAME).read_text())
+    assert summary["depth_panels"] == [0, 1] and summary["convergence"]["chain_groups"] == 2
+    imputation = summary["imputation"]
+    assert imputation["chain_groups"] == 2 and imputation["chains_per_group"] == [1, 1]
+    assert "mu[0]" in imputation["between_share"] and 0 <= imputation["max_between_share"] <= 1
+    membership = pd.read_csv(tmp_path / "models" / product.STAGE / CLASS_MEMBERSHIP_FILENAME)
+    np.testing.assert_allclose(membership.filter(like="class_").sum(axis=1), 1.0)
+
+
+@pytest.mark.parametrize(("lines", "message"), [
+    ("depth_panels = 3", "2 chains cannot be split evenly into 3 groups"),
+    ("depth_panels = 6", "imputed 5 panels"),
+])
+def test_depth_panels_the_fit_cannot_have_are_refused_before_sampling(fitted, tmp_path, capsys, lines, message):
+    assert _refit_with(fitted, tmp_path, lines) != 0
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "models" / product.STAGE).exists()
 
 
 def test_without_the_pricing_stage_the_error_names_the_missing_file(tmp_path, capsys):

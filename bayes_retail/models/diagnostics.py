@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass, field
 import arviz as az
 import numpy as np
 
+from bayes_retail.models.imputation import chain_groups, per_group
+
 #: Thresholds a reported fit must meet (keyword arguments of :func:`convergence`).
 RHAT_MAX = 1.01
 ESS_MIN = 400
@@ -56,6 +58,10 @@ class Convergence:
         One line per threshold that was missed.
     thresholds
         The thresholds used.
+    chain_groups
+        Groups of chains that sample the posteriors given different inputs
+        (:mod:`~bayes_retail.models.imputation`); with more than one, R-hat is
+        the worst group's and ESS the sum over groups.
     """
 
     max_rhat: float
@@ -72,6 +78,7 @@ class Convergence:
     lagging_chains: dict = field(default_factory=dict)
     failures: list = field(default_factory=list)
     thresholds: dict = field(default_factory=dict)
+    chain_groups: int = 1
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -79,14 +86,34 @@ class Convergence:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), default=float)
 
+    def _groups_note(self) -> str:
+        return f", within {self.chain_groups} chain groups" if self.chain_groups > 1 else ""
+
     def format(self) -> str:
         status = "PASSED" if self.passed else "FAILED"
         line = (
             f"convergence {status}: max R-hat {self.max_rhat:.3f}, min ESS bulk {self.min_ess_bulk:.0f} / tail "
             f"{self.min_ess_tail:.0f}, divergences {self.divergences}, min BFMI {self.min_bfmi:.2f} "
-            f"({self.n_scalars} scalars)"
+            f"({self.n_scalars} scalars{self._groups_note()})"
         )
         return line if self.passed else line + "".join(f"\n  - {f}" for f in self.failures)
+
+
+def _chain_statistics(post) -> tuple[dict, dict, dict]:
+    """Per scalar: rank-normalised split R-hat, bulk ESS and tail ESS."""
+    return _flat(az.rhat(post)), _flat(az.ess(post, method="bulk")), _flat(az.ess(post, method="tail"))
+
+
+def _grouped_chain_statistics(post, groups: np.ndarray) -> tuple[dict, dict, dict]:
+    """Per scalar: the worst R-hat of any chain group and the ESS summed over groups.
+
+    A group of one chain gets split R-hat (its two halves compared).
+    """
+    parts = per_group(post, groups, _chain_statistics)
+    rhat = {name: np.max([p[0][name] for p in parts], axis=0) for name in parts[0][0]}
+    bulk = {name: np.sum([p[1][name] for p in parts], axis=0) for name in parts[0][1]}
+    tail = {name: np.sum([p[2][name] for p in parts], axis=0) for name in parts[0][2]}
+    return rhat, bulk, tail
 
 
 def convergence(
@@ -110,9 +137,8 @@ def convergence(
     stopped_early = bool(idata.attrs.get("stopped_early", 0))
     dropped = json.loads(idata.attrs.get("dropped_chains", "{}"))
     lagging = json.loads(idata.attrs.get("lagging_chains", "{}"))
-    rhat = _flat(az.rhat(post))
-    bulk = _flat(az.ess(post, method="bulk"))
-    tail = _flat(az.ess(post, method="tail"))
+    groups = chain_groups(idata.posterior)
+    rhat, bulk, tail = _chain_statistics(post) if groups is None else _grouped_chain_statistics(post, groups)
     divergences, bfmi = _sampler_stats(idata)
     verdict = Convergence(
         max_rhat=_nanext(rhat, np.nanmax),
@@ -121,6 +147,7 @@ def convergence(
         divergences=divergences,
         min_bfmi=bfmi,
         n_scalars=int(sum(v.size for v in rhat.values())),
+        chain_groups=1 if groups is None else int(np.unique(groups).size),
         worst={
             "rhat": _argext(rhat, np.nanargmax),
             "ess_bulk": _argext(bulk, np.nanargmin),

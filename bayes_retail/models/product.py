@@ -184,6 +184,12 @@ class ProductConfig:
         embedded data a quarter of the choice-set products span 33 weeks or
         fewer: treated as always on the shelf, their weeks off it count as
         offered and not chosen (docs/models/product.md).
+    depth_panels
+        How many of the pricing stage's imputed depth panels the fit pools,
+        one group of chains each (``[sampler] chains`` must be a multiple):
+        the multiple-imputation posterior, approximated by this many panels at
+        no extra sampling cost (:mod:`~bayes_retail.models.imputation`). 1
+        (the form the shipped trace was fitted with) uses the first panel only.
     intercept_sigma, coefficient_sigma, scale_sigma, promo_sigma, extra_sigma
         Prior scales: item intercepts, population means of price / discount /
         state, heterogeneity sds, display/mailer (mean and category sd), the
@@ -207,9 +213,10 @@ class ProductConfig:
     promo_centred_min_occasions: int = 0
     intercept_centred_min_purchases: int = 0
     availability: str = "always"
+    depth_panels: int = 1
 
     def __post_init__(self) -> None:
-        for name, least in (("n_classes", 2), ("burn_in_weeks", 0), ("households", 0),
+        for name, least in (("n_classes", 2), ("burn_in_weeks", 0), ("households", 0), ("depth_panels", 1),
                             ("promo_centred_min_occasions", 0), ("intercept_centred_min_purchases", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < least:

@@ -25,6 +25,14 @@ from bayes_retail.models import category, product, quantity, visit
 from bayes_retail.models.artifacts import save_stage
 from bayes_retail.models.diagnostics import announce, convergence, drop_chains, stuck_chains
 from bayes_retail.models.elpd import loo_summary
+from bayes_retail.models.imputation import (
+    chain_groups,
+    group_sampler,
+    group_seed,
+    imputation_summary,
+    pool_chains,
+    with_chain_groups,
+)
 from bayes_retail.models.sampling import SamplerConfig, sample_posterior
 from bayes_retail.models.tables import posterior_table
 
@@ -137,14 +145,35 @@ def _sample(model, sampler: SamplerConfig, *, seed: int, stage: str, fold=None):
     folded) before the verdict is computed; stuck chains are dropped first
     (``[sampler] drop_stuck_chains``).
     """
-    t0 = time.perf_counter()
-    idata = sample_posterior(model, config=sampler, seed=seed)
+    return _sample_pooled([model], sampler, seed=seed, stage=stage, fold=fold)
+
+
+def _without_stuck_chains(idata, sampler: SamplerConfig):
     if sampler.drop_stuck_chains:
         stuck = stuck_chains(idata)
         if stuck and idata.posterior.sizes["chain"] - len(stuck) >= 2:
             idata = drop_chains(idata, stuck)
+    return idata
+
+
+def _sample_pooled(models: list, sampler: SamplerConfig, *, seed: int, stage: str, fold=None):
+    """:func:`_sample` over one model per completed input: group g samples ``models[g]`` (docs/models.md, "Imputations").
+
+    The sampler's chains and time limit are split evenly over the groups
+    (:func:`~bayes_retail.models.imputation.group_sampler`), the groups'
+    chains pooled in order and the verdict judged within groups. One model is
+    exactly :func:`_sample`.
+    """
+    t0 = time.perf_counter()
+    part_sampler = group_sampler(sampler, len(models))
+    parts = [_without_stuck_chains(sample_posterior(m, config=part_sampler, seed=group_seed(seed, g)), part_sampler)
+             for g, m in enumerate(models)]
+    idata = pool_chains(parts)
     if fold is not None:
+        groups = chain_groups(idata.posterior)
         idata.posterior = fold(idata.posterior)
+        if groups is not None:
+            with_chain_groups(idata, groups)
     seconds = time.perf_counter() - t0
     verdict = convergence(idata)
     announce(verdict, stage=stage)
@@ -378,7 +407,7 @@ def linked_category_values(data, cd, out: str | os.PathLike, config: dict, *, se
 
     The draw is picked with ``seed`` among the stored product draws; the
     product stage's data are rebuilt for the category stage's households with
-    the same depth panel and product settings as its fit. Returns the
+    the depth panel the draw's chain conditioned on and the fit's product settings. Returns the
     :class:`~bayes_retail.models.category.CategoryData` with values centred over
     weeks per class and category, and the linkage (which product draw) to
     store with the category trace.
@@ -393,7 +422,10 @@ def linked_category_values(data, cd, out: str | os.PathLike, config: dict, *, se
     rng = np.random.default_rng([seed, 2])
     chain, draw = (int(rng.integers(posterior.sizes[dim])) for dim in ("chain", "draw"))
     product_config = stage_config(config, "product", product.ProductConfig)
-    pdata = product.build_product_data(data, product_depth_panel(data, out), product_config, households=cd.households)
+    groups = chain_groups(posterior)
+    panel = 0 if groups is None else int(groups[chain])  # the depth panel the draw's chain group conditioned on
+    depth = product_depth_panels(data, out, panel + 1)[panel]
+    pdata = product.build_product_data(data, depth, product_config, households=cd.households)
     params = product.posterior_params(posterior, pdata, chain, draw)
     weeks = pd.Index(pdata.weeks).get_indexer(cd.weeks)
     if (weeks < 0).any():
@@ -407,7 +439,7 @@ def linked_category_values(data, cd, out: str | os.PathLike, config: dict, *, se
     rows = pd.Index(pdata.households).get_indexer(cd.households)
     cumulative = membership[rows].cumsum(axis=1)
     classes = (rng.random((rows.size, 1)) > cumulative).sum(axis=1).clip(max=membership.shape[1] - 1)
-    linkage = {"product_chain": chain, "product_draw": draw, "product_fit_id": attrs.get("fit_id"),
+    linkage = {"product_chain": chain, "product_draw": draw, "depth_panel": panel, "product_fit_id": attrs.get("fit_id"),
                "categories_without_choice_set": int((~known).sum())}
     return category.with_category_value(cd, value, classes), linkage
 
@@ -577,10 +609,32 @@ def real_items(data) -> np.ndarray:
 
 def product_depth_panel(data, out: str | os.PathLike) -> np.ndarray:
     """The first completed depth panel of the pricing stage written under ``out`` (fit ``--stage pricing`` first)."""
+    return product_depth_panels(data, out, 1)[0]
+
+
+def product_depth_panels(data, out: str | os.PathLike, n: int) -> np.ndarray:
+    """The first ``n`` completed depth panels ``(n, T, N)`` of the pricing stage written under ``out``."""
     from bayes_retail.pricing.artifacts import load_imputations
     from bayes_retail.pricing.model import PricingPanel
 
-    return load_imputations(Path(out) / "pricing", PricingPanel.from_product_weeks(data.product_weeks))[0]
+    panels = load_imputations(Path(out) / "pricing", PricingPanel.from_product_weeks(data.product_weeks))
+    if n > len(panels):
+        raise ConfigError(f"[product] depth_panels = {n}, but the pricing stage in {Path(out) / 'pricing'} imputed "
+                          f"{len(panels)} panels: lower depth_panels or raise [pricing] n_imputations and refit pricing")
+    return panels[:n]
+
+
+def pooled_class_membership(pdatas: list, posterior, *, draws: int = 20) -> pd.DataFrame:
+    """:func:`class_membership_table` of a fit pooled over depth panels: each chain group on its own panel's data."""
+    groups = chain_groups(posterior)
+    if groups is None:
+        return class_membership_table(pdatas[0], posterior, draws=draws)
+    labels = np.unique(groups)
+    tables = [class_membership_table(pdatas[g], posterior.isel(chain=np.flatnonzero(groups == g)),
+                                     draws=max(1, draws // labels.size)) for g in labels]
+    averaged = sum(t.drop(columns="household_id") for t in tables) / len(tables)
+    averaged.insert(0, "household_id", tables[0]["household_id"])
+    return averaged
 
 
 def run_product_stage(
@@ -595,8 +649,11 @@ def run_product_stage(
 ) -> dict:
     """Fit the product stage on ``data`` and write ``out/product/``; returns the fit summary.
 
-    Needs the pricing stage's imputed depths in ``out/pricing/`` and uses the
-    first completed panel (pooling fits over all M panels is not built yet).
+    Needs the pricing stage's imputed depths in ``out/pricing/``: the first
+    ``[product] depth_panels`` completed panels, one chain group each
+    (:func:`_sample_pooled`; 1, the default, is the first panel alone). The
+    posterior predictive check and the elasticities read the first panel's
+    data; class membership averages each group on its own panel's.
     Writes the trace, ``hyperpriors.csv``, ``promo_response.csv`` (display and
     mailer effects by category), ``items.csv``, ``class_membership.csv``
     (household class probabilities averaged over posterior draws),
@@ -612,21 +669,28 @@ def run_product_stage(
     sampler = sampler_config(config, method=method, stage="product")
     selection = data_selection(config, weeks=weeks)
     t0 = time.perf_counter()
-    depth = product_depth_panel(data, out)
+    panels = product_depth_panels(data, out, product_config.depth_panels)
+    try:  # a chain count the panels cannot share fails before any work
+        group_sampler(sampler, product_config.depth_panels)
+    except ValueError as exc:
+        raise ConfigError(f"[product] depth_panels = {product_config.depth_panels}: {exc}") from exc
     households = household_subset(data, product_config.households, seed=seed, pool=fitted_households(data, selection))
-    pdata = product.build_product_data(data, depth, product_config, households=households)
-    pdata = pdata.restricted_to(selection.week_numbers)
-    model = product.build_model(pdata, product_config)
+    pdatas = [product.build_product_data(data, depth, product_config, households=households)
+              .restricted_to(selection.week_numbers) for depth in panels]
+    pdata = pdatas[0]
     scored = int(product.scored_occasions(pdata).size)
+    pooled = f", {len(panels)} depth panels pooled by chain group" if len(panels) > 1 else ""
     say(
         f"product: {pdata.households.size} households, {scored} scored occasions over {pdata.item_category.size} "
-        f"items; sampling with {sampler.method} ({sampler.chains} chains x {sampler.draws} draws)"
+        f"items; sampling with {sampler.method} ({sampler.chains} chains x {sampler.draws} draws{pooled})"
     )
     observed = product.set_statistics(pdata)
     prior_check = predictive_check(
         observed, product.prior_predictive(pdata, product_config, draws=PRODUCT_PRIOR_DRAWS, seed=seed),
         draws=PRODUCT_PRIOR_DRAWS)
-    idata, sampling, verdict = _sample(model, sampler, seed=seed, stage=product.STAGE)
+    models = [product.build_model(p, product_config) for p in pdatas]
+    idata, sampling, verdict = _sample_pooled(models, sampler, seed=seed, stage=product.STAGE)
+    del models
     household_form = product_config.coefficients == "household"
     hyper = [name for name in PRODUCT_HYPERPRIORS if name in idata.posterior]  # the pooled centres' only when fitted
     table = posterior_table(idata, hyper + (["correlation"] if household_form else []))
@@ -639,7 +703,8 @@ def run_product_stage(
         households=int(pdata.households.size),
         scored_occasions=scored,
         items=int(pdata.item_category.size),
-        depth_panel=0,
+        depth_panels=list(range(len(panels))),
+        imputation=imputation_summary(idata.posterior, hyper),
         posterior_predictive=predictive_check(observed, replayed, draws=len(replayed), kind="posterior"),
     )
     _write_stage(
@@ -648,7 +713,7 @@ def run_product_stage(
         tables={
             PROMO_FILENAME: product_promo_table(idata, data.categories),
             ITEMS_FILENAME: product.item_table(data.choice_sets).drop(columns="g"),
-            CLASS_MEMBERSHIP_FILENAME: class_membership_table(pdata, idata.posterior),
+            CLASS_MEMBERSHIP_FILENAME: pooled_class_membership(pdatas, idata.posterior),
             ELASTICITIES_FILENAME: elasticity_table(pdata, idata.posterior, data.categories, real_items(data)),
         },
         documents={SUMMARY_FILENAME: summary, PRIOR_CHECK_FILENAME: prior_check},
