@@ -477,21 +477,27 @@ def category_elpd(posterior: str | os.PathLike, data, weeks) -> dict:
     from bayes_retail.models import category
     from bayes_retail.models.artifacts import load_posterior
     from bayes_retail.models.elpd import heldout_elpd
+    from bayes_retail.models.imputation import pooled_draws
     from bayes_retail.models.stage import linked_category_values
 
     idata = load_posterior(posterior, "category", data_hash=data.data_hash)
     _, vd = _fitted_visit(posterior, data)
     rows = pd.Index(vd.households).get_indexer(idata.posterior["household"].values)
     cd = category.build_category_data(data, vd.trips[rows], vd.households[rows], vd.weeks).restricted_to(weeks)
+    cds = [cd]
     if "k" in idata.posterior:
         stored = json.loads(idata.attrs["category_value_linkage"])
         product_attrs = load_posterior(posterior, "product", data_hash=data.data_hash).attrs
         config = {"name": idata.attrs.get("config_name"), "path": str(posterior),
                   "sections": {"product": json.loads(product_attrs["stage_config"])}}
-        cd, linkage = linked_category_values(data, cd, posterior, config, seed=int(idata.attrs["seed"]))
-        if (linkage["product_chain"], linkage["product_draw"]) != (stored["product_chain"], stored["product_draw"]):
-            raise ValueError("the category fit's category values cannot be rebuilt: refit the category stage")
-    return heldout_elpd(category.household_week_loglik_draws(cd, idata.posterior, draws=100))
+        wanted = stored.get("draws", [stored])  # one dict per chain group (older fits: the one draw at the top)
+        cds = []
+        for g, draw in enumerate(wanted):
+            linked, linkage = linked_category_values(data, cd, posterior, config, seed=int(idata.attrs["seed"]), group=g)
+            if (linkage["product_chain"], linkage["product_draw"]) != (draw["product_chain"], draw["product_draw"]):
+                raise ValueError("the category fit's category values cannot be rebuilt: refit the category stage")
+            cds.append(linked)
+    return heldout_elpd(pooled_draws(category.household_week_loglik_draws, cds, idata.posterior, draws=100))
 
 
 def product_elpd(posterior: str | os.PathLike, data, weeks) -> dict:
@@ -504,19 +510,16 @@ def product_elpd(posterior: str | os.PathLike, data, weeks) -> dict:
     from bayes_retail.models import product
     from bayes_retail.models.artifacts import load_posterior
     from bayes_retail.models.elpd import heldout_elpd
-    from bayes_retail.models.imputation import chain_groups
+    from bayes_retail.models.imputation import chain_groups, pooled_draws
     from bayes_retail.models.stage import CLASS_MEMBERSHIP_FILENAME, product_depth_panels
     from bayes_retail.simulate.population import fitted_product_data
 
     post = load_posterior(posterior, "product", data_hash=data.data_hash).posterior
     membership = pd.read_csv(Path(posterior) / "product" / CLASS_MEMBERSHIP_FILENAME)
-    groups = np.zeros(post.sizes["chain"], dtype=int) if chain_groups(post) is None else chain_groups(post)
-    labels = np.unique(groups)
-    panels = product_depth_panels(data, posterior, int(labels.max()) + 1)
-    loglik = [product.household_loglik_draws(
-        fitted_product_data(post, membership, data, panels[g]).restricted_to(weeks),
-        post.isel(chain=np.flatnonzero(groups == g)), draws=100 // labels.size) for g in labels]
-    return heldout_elpd(np.concatenate(loglik))
+    groups = chain_groups(post)
+    panels = product_depth_panels(data, posterior, 1 if groups is None else int(groups.max()) + 1)
+    pdatas = [fitted_product_data(post, membership, data, depth).restricted_to(weeks) for depth in panels]
+    return heldout_elpd(pooled_draws(product.household_loglik_draws, pdatas, post, draws=100))
 
 
 def quantity_elpd(posterior: str | os.PathLike, data, weeks) -> dict:

@@ -159,3 +159,36 @@ def test_category_value_links_one_product_draw_and_is_refused_without_the_produc
     assert main([*product_cli[:-1], "9", "--out", str(tmp_path / "models")]) == 0  # another seed
     assert stage_is_current(tmp_path / "models", "category", data, load_config(config)) == (
         False, "its category values came from another product fit")
+
+
+def test_value_draws_pool_one_chain_group_per_product_draw(tiny_fitted, tmp_path, capsys):
+    import shutil
+
+    from bayes_retail.models.imputation import chain_groups
+    from bayes_retail.ppc import category_elpd
+
+    tmp, src = tiny_fitted
+    for stage in ("pricing", "visit", "product"):
+        shutil.copytree(tmp / "models" / stage, tmp_path / "models" / stage)
+    config = tmp_path / "value.toml"
+    config.write_text(CONFIG + "category_value = true\nvalue_draws = 2\n\n[product]\nn_classes = 2\nburn_in_weeks = 0\n")
+    cli = ["--quiet", "--cache-dir", str(tmp / "cache"), "fit", "--stage", "category", "--data", str(src),
+           "--config", str(config), "--seed", "3", "--out", str(tmp_path / "models")]
+    assert main(cli) == 0
+    data = load_data(src, cache_dir=tmp / "cache")
+    idata = load_posterior(tmp_path / "models", "category", data_hash=data.data_hash)
+    assert chain_groups(idata.posterior).tolist() == [0, 1]
+    linkage = json.loads(idata.attrs["category_value_linkage"])
+    assert len(linkage["draws"]) == 2
+    assert linkage["draws"][0]["product_draw"] == linkage["product_draw"]  # the first group's draw at the top
+    assert linkage["draws"][0] != linkage["draws"][1]  # two distinct product draws (100 draws x 2 chains)
+    summary = json.loads((tmp_path / "models" / "category" / SUMMARY_FILENAME).read_text())
+    assert summary["imputation"]["chain_groups"] == 2 and "mu_value" in summary["imputation"]["between_share"]
+    assert summary["convergence"]["chain_groups"] == 2
+    # the held-out density rebuilds each group's values from the stored linkage
+    elpd = category_elpd(tmp_path / "models", data, np.asarray(data.weeks)[-2:])
+    assert np.isfinite(elpd["elpd"]) and elpd["draws"] == 100
+    # pooling product draws needs the category value
+    config.write_text(CONFIG + "value_draws = 2\n")
+    assert main([*cli[:-1], str(tmp_path / "other")]) == 2
+    assert "value_draws = 2 pools product draws" in capsys.readouterr().err

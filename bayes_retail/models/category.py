@@ -110,6 +110,12 @@ class CategoryConfig:
         ``tau_value``. Off: ``k_c = 0``.
     value_sigma
         Prior sd of ``mu_value`` (and twice the prior scale of ``tau_value``).
+    value_draws
+        With ``category_value``: how many product-stage posterior draws the
+        cut posterior pools, one group of chains each (``[sampler] chains``
+        must be a multiple; :mod:`~bayes_retail.models.imputation`). 1 (the
+        form the shipped trace was fitted with) conditions on one draw, and
+        its intervals ignore the product stage's uncertainty.
     household_week_effect
         Add ``e_hw ~ N(0, sigma_household_week)`` per visited household-week
         (non-centred), shared by every category of that week.
@@ -129,6 +135,7 @@ class CategoryConfig:
     loading_signs: str = "positive_diagonal"
     category_value: bool = False
     value_sigma: float = 1.0
+    value_draws: int = 1
     household_week_effect: bool = False
     household_week_sigma: float = 1.0
 
@@ -139,6 +146,12 @@ class CategoryConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+        draws = self.value_draws
+        if isinstance(draws, bool) or not isinstance(draws, int) or draws < 1:
+            raise ValueError(f"value_draws must be a positive integer, got {draws!r}")
+        if draws > 1 and not self.category_value:
+            raise ValueError(f"value_draws = {draws} pools product draws of the category value: "
+                             "it needs category_value = true")
         for name in ("intercept_sigma", "household_sigma", "loading_sigma", "week_sigma", "season_sigma", "value_sigma",
                      "household_week_sigma"):
             if not float(getattr(self, name)) > 0:

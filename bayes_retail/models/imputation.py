@@ -40,6 +40,7 @@ __all__ = [
     "per_group",
     "between_group_share",
     "imputation_summary",
+    "pooled_draws",
 ]
 
 #: Posterior attribute holding each chain's group (a JSON list, one entry per chain).
@@ -179,3 +180,18 @@ def imputation_summary(posterior: xr.Dataset, var_names: Sequence[str]) -> dict 
         "worst": None if worst is None else str(worst["parameter"]),
         "between_share": dict(zip(share["parameter"], share["between_share"].round(4))),
     }
+
+
+def pooled_draws(function: Callable, inputs: Sequence, posterior: xr.Dataset, *, draws: int) -> np.ndarray:
+    """``function(inputs[g], posterior of group g, draws=...)`` for every chain group, stacked on the first axis.
+
+    Each group's draws are evaluated on its own input (``draws // G`` of
+    them, at least one); a posterior without groups is ``function(inputs[0],
+    posterior, draws=draws)``. ``function`` returns an array with draws first.
+    """
+    groups = chain_groups(posterior)
+    if groups is None:
+        return function(inputs[0], posterior, draws=draws)
+    labels = np.unique(groups)
+    return np.concatenate([function(inputs[g], posterior.isel(chain=np.flatnonzero(groups == g)),
+                                    draws=max(1, draws // labels.size)) for g in labels])

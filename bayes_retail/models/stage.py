@@ -31,6 +31,7 @@ from bayes_retail.models.imputation import (
     group_seed,
     imputation_summary,
     pool_chains,
+    pooled_draws,
     with_chain_groups,
 )
 from bayes_retail.models.sampling import SamplerConfig, sample_posterior
@@ -402,10 +403,11 @@ def category_effects_table(idata, categories: pd.DataFrame) -> pd.DataFrame:
     return with_category_names(posterior_table(idata, names).rename(columns={"category": "category_id"}), categories)
 
 
-def linked_category_values(data, cd, out: str | os.PathLike, config: dict, *, seed: int):
+def linked_category_values(data, cd, out: str | os.PathLike, config: dict, *, seed: int, group: int = 0):
     """Category values and household classes from one posterior draw of the fitted product stage (a cut posterior).
 
-    The draw is picked with ``seed`` among the stored product draws; the
+    The draw is picked with ``seed`` (and ``group``, the chain group of a
+    fit pooled over ``value_draws`` draws) among the stored product draws; the
     product stage's data are rebuilt for the category stage's households with
     the depth panel the draw's chain conditioned on and the fit's product settings. Returns the
     :class:`~bayes_retail.models.category.CategoryData` with values centred over
@@ -419,7 +421,7 @@ def linked_category_values(data, cd, out: str | os.PathLike, config: dict, *, se
         posterior, attrs = fitted.posterior, fitted.attrs
     except ArtifactError as exc:
         raise ArtifactError(f"[category] category_value = true needs the product stage fitted first: {exc}") from exc
-    rng = np.random.default_rng([seed, 2])
+    rng = np.random.default_rng([seed, 2] if group == 0 else [seed, 2, group])
     chain, draw = (int(rng.integers(posterior.sizes[dim])) for dim in ("chain", "draw"))
     product_config = stage_config(config, "product", product.ProductConfig)
     groups = chain_groups(posterior)
@@ -442,6 +444,17 @@ def linked_category_values(data, cd, out: str | os.PathLike, config: dict, *, se
     linkage = {"product_chain": chain, "product_draw": draw, "depth_panel": panel, "product_fit_id": attrs.get("fit_id"),
                "categories_without_choice_set": int((~known).sum())}
     return category.with_category_value(cd, value, classes), linkage
+
+
+def pooled_linkage(linkages: list[dict]) -> dict:
+    """One record of the product draws a category fit conditioned on, one per chain group.
+
+    The first draw's ``product_chain`` / ``product_draw`` stay at the top (the
+    form a one-draw fit stored); ``draws`` lists every group's.
+    """
+    first = linkages[0]
+    draws = [{k: link[k] for k in ("product_chain", "product_draw", "depth_panel")} for link in linkages]
+    return {**first, "draws": draws}
 
 
 def household_subset(data, size: int, *, seed: int, pool: np.ndarray | None = None) -> np.ndarray | None:
@@ -475,6 +488,9 @@ def run_category_stage(
     prior and posterior predictive checks and the summary. ``weeks`` scores
     only those weeks (the others count as unvisited). ``[category]
     households`` > 0 fits a random subset of households (drawn with ``seed``).
+    With ``category_value``, ``value_draws`` product draws are pooled, one
+    chain group each (:func:`_sample_pooled`); the expected purchases, the
+    seasonal indices and the LOO evaluate each group's draws on its own values.
     """
     say = progress or (lambda _m: None)
     category_config = stage_config(config, "category", category.CategoryConfig)
@@ -487,11 +503,18 @@ def run_category_stage(
     rows = slice(None) if subset is None else pd.Index(vd.households).get_indexer(subset)
     cd = category.build_category_data(data, vd.trips[rows], vd.households[rows], vd.weeks)
     cd = cd.restricted_to(selection.week_numbers)
-    linkage = None
+    linkage, cds = None, [cd]
     if category_config.category_value:
-        cd, linkage = linked_category_values(data, cd, out, config, seed=seed)
-        say(f"category: category values from product draw {linkage['product_chain']}:{linkage['product_draw']}")
-    model = category.build_model(cd, category_config)
+        linked = [linked_category_values(data, cd, out, config, seed=seed, group=g)
+                  for g in range(category_config.value_draws)]
+        cds, linkage = [c for c, _ in linked], pooled_linkage([link for _, link in linked])
+        cd = cds[0]
+        say("category: category values from product draw(s) "
+            + ", ".join(f"{d['product_chain']}:{d['product_draw']}" for d in linkage["draws"]))
+    try:
+        group_sampler(sampler, len(cds))
+    except ValueError as exc:
+        raise ConfigError(f"[category] value_draws = {len(cds)}: {exc}") from exc
     say(
         f"category: {cd.households.size} households x {cd.categories.size} categories x {cd.weeks.size} weeks, "
         f"{cd.n_cells} purchased cells; sampling with {sampler.method} ({sampler.chains} chains x {sampler.draws} draws)"
@@ -502,13 +525,17 @@ def run_category_stage(
     if category_config.rank and category_config.loading_signs == "folded":
         directions = category.pilot_directions(cd, category_config.rank)
         fold = lambda posterior: category.fold_loading_signs(posterior, directions)  # noqa: E731
-    idata, sampling, verdict = _sample(model, sampler, seed=seed, stage=category.STAGE, fold=fold)
-    table = posterior_table(idata, [v for v in CATEGORY_HYPERPRIORS if v in idata.posterior])
+    models = [category.build_model(c, category_config) for c in cds]
+    idata, sampling, verdict = _sample_pooled(models, sampler, seed=seed, stage=category.STAGE, fold=fold)
+    del models
+    hyper = [v for v in CATEGORY_HYPERPRIORS if v in idata.posterior]
+    table = posterior_table(idata, hyper)
     # one set of expected-purchase grids serves the seasonal indices and the posterior check
-    expected = category.expected_purchase_draws(cd, idata.posterior, draws=20)
+    expected = pooled_draws(category.expected_purchase_draws, cds, idata.posterior, draws=20)
     seasonal = category.seasonal_indices(cd, expected, scored_weeks=selection.week_numbers)
     replayed = category.posterior_predictive(cd, expected)
-    loo = loo_summary(category.household_week_loglik_draws(cd, idata.posterior, draws=CATEGORY_LOO_DRAWS))
+    loo = loo_summary(pooled_draws(category.household_week_loglik_draws, cds, idata.posterior,
+                                   draws=CATEGORY_LOO_DRAWS))
     provenance = _provenance(config, category_config, sampler, data, seed=seed, selection=selection, verdict=verdict)
     if linkage is not None:
         provenance["category_value_linkage"] = linkage
@@ -520,6 +547,7 @@ def run_category_stage(
         purchased_cells=cd.n_cells,
         posterior_predictive=predictive_check(observed, replayed, draws=len(replayed), kind="posterior"),
         loo=loo,
+        imputation=imputation_summary(idata.posterior, hyper),
     )
     _write_stage(
         idata, out, module=category, provenance=provenance, hyperpriors=table,
