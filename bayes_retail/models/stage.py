@@ -157,6 +157,14 @@ def _without_stuck_chains(idata, sampler: SamplerConfig):
     return idata
 
 
+def _check_chain_groups(sampler: SamplerConfig, groups: int, key: str) -> None:
+    """Refuse, before any sampling, a chain count ``groups`` chain groups cannot share."""
+    try:
+        group_sampler(sampler, groups)
+    except ValueError as exc:
+        raise ConfigError(f"{key} = {groups}: {exc}") from exc
+
+
 def _sample_pooled(models: list, sampler: SamplerConfig, *, seed: int, stage: str, fold=None):
     """:func:`_sample` over one model per completed input: group g samples ``models[g]`` (docs/models.md, "Imputations").
 
@@ -511,10 +519,7 @@ def run_category_stage(
         cd = cds[0]
         say("category: category values from product draw(s) "
             + ", ".join(f"{d['product_chain']}:{d['product_draw']}" for d in linkage["draws"]))
-    try:
-        group_sampler(sampler, len(cds))
-    except ValueError as exc:
-        raise ConfigError(f"[category] value_draws = {len(cds)}: {exc}") from exc
+    _check_chain_groups(sampler, len(cds), "[category] value_draws")
     say(
         f"category: {cd.households.size} households x {cd.categories.size} categories x {cd.weeks.size} weeks, "
         f"{cd.n_cells} purchased cells; sampling with {sampler.method} ({sampler.chains} chains x {sampler.draws} draws)"
@@ -698,10 +703,7 @@ def run_product_stage(
     selection = data_selection(config, weeks=weeks)
     t0 = time.perf_counter()
     panels = product_depth_panels(data, out, product_config.depth_panels)
-    try:  # a chain count the panels cannot share fails before any work
-        group_sampler(sampler, product_config.depth_panels)
-    except ValueError as exc:
-        raise ConfigError(f"[product] depth_panels = {product_config.depth_panels}: {exc}") from exc
+    _check_chain_groups(sampler, product_config.depth_panels, "[product] depth_panels")
     households = household_subset(data, product_config.households, seed=seed, pool=fitted_households(data, selection))
     pdatas = [product.build_product_data(data, depth, product_config, households=households)
               .restricted_to(selection.week_numbers) for depth in panels]
