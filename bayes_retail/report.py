@@ -39,7 +39,12 @@ def _png(fig) -> str:
 
 
 def convergence_table(models: str | os.PathLike) -> pd.DataFrame:
-    """One row per fitted stage: the stored verdict (max R-hat, min ESS, divergences, BFMI, pass / fail)."""
+    """One row per fitted stage: the stored verdict (max R-hat, min ESS, divergences, BFMI, pass / fail).
+
+    ``chain groups`` > 1 marks a fit pooled over imputed inputs (R-hat within
+    groups); ``max between-group share`` is the largest share of a
+    hyperparameter's posterior variance between them (docs/models.md, "Imputations").
+    """
     rows = []
     for stage in REPORT_STAGES:
         path = Path(models) / stage / "fit_summary.json"
@@ -57,6 +62,9 @@ def convergence_table(models: str | os.PathLike) -> pd.DataFrame:
             "divergences": c.get("divergences"),
             "min BFMI": c.get("min_bfmi"),
             "scalars": c.get("n_scalars"),
+            # fits pooled over imputed inputs: R-hat within groups, and how much the inputs move the hyperparameters
+            "chain groups": c.get("chain_groups", 1),
+            "max between-group share": (summary.get("imputation") or {}).get("max_between_share"),
             "why": "; ".join(c.get("failures", [])),
             "method": summary.get("method"),
             "approximate": summary.get("approximate", False),

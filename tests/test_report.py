@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import re
 
+import pandas as pd
 import pytest
 
 from bayes_retail.cli import main
@@ -64,6 +65,23 @@ def test_the_convergence_table_lists_unfitted_stages(tmp_path):
     table = convergence_table(tmp_path)
     assert list(table["stage"]) == ["visit", "category", "product", "quantity"]
     assert (table["verdict"] == "not fitted").all()
+
+
+def test_the_convergence_table_shows_chain_groups_and_the_between_group_share(tmp_path):
+    import json
+
+    verdict = {"passed": True, "max_rhat": 1.004, "min_ess_bulk": 900, "min_ess_tail": 800, "divergences": 0,
+               "min_bfmi": 0.8, "n_scalars": 12, "failures": []}
+    (tmp_path / "visit").mkdir()
+    (tmp_path / "visit" / "fit_summary.json").write_text(json.dumps({"convergence": verdict, "method": "nutpie"}))
+    (tmp_path / "product").mkdir()
+    (tmp_path / "product" / "fit_summary.json").write_text(json.dumps({
+        "convergence": {**verdict, "chain_groups": 2}, "method": "nutpie",
+        "imputation": {"chain_groups": 2, "max_between_share": 0.12, "worst": "mu[1]"}}))
+    table = convergence_table(tmp_path).set_index("stage")
+    assert table.loc["visit", "chain groups"] == 1 and pd.isna(table.loc["visit", "max between-group share"])
+    assert table.loc["product", "chain groups"] == 2 and table.loc["product", "max between-group share"] == 0.12
+    assert table.loc["category", "verdict"] == "not fitted"
 
 
 def test_predictive_check_table_joins_prior_and_posterior_checks(tmp_path):
