@@ -14,7 +14,9 @@ from bayes_retail.models.imputation import (
     chain_groups,
     group_sampler,
     group_seed,
+    imputation_summary,
     pool_chains,
+    pooled_draws,
 )
 from bayes_retail.models.sampling import SamplerConfig
 
@@ -91,3 +93,27 @@ def test_between_group_share_by_hand():
     # W = 2, group means 1 and 5: B = 8, (1 + 1/2) B = 12
     assert between_group_share(tiny.posterior)["between_share"].item() == pytest.approx(12 / 14)
     assert between_group_share(_part(0.0).posterior).empty
+
+
+def test_imputation_summary_names_the_most_imputation_driven_parameter():
+    pooled = pool_chains([_part(0.0, seed=1), _part(5.0, seed=2)])
+    pooled.posterior["c"] = pooled.posterior["a"] * 0.0  # constant: no variance to split
+    summary = imputation_summary(pooled.posterior, ["b", "a", "c", "missing"])
+    assert summary["chain_groups"] == 2 and summary["chains_per_group"] == [2, 2]
+    assert summary["worst"] == "a" and summary["max_between_share"] == pytest.approx(18.75 / 19.75, abs=0.005)
+    assert set(summary["between_share"]) == {"a", "b[0]", "b[1]", "c"}
+    assert imputation_summary(_part(0.0).posterior, ["a"]) is None
+
+
+def test_pooled_draws_evaluate_each_group_on_its_own_input():
+    def first_draws(offset, posterior, *, draws):  # (draws,) of chain 0's ``a`` plus the input
+        return posterior["a"].values[0, :draws] + offset
+
+    pooled = pool_chains([_part(0.0, seed=1), _part(5.0, seed=2)])
+    out = pooled_draws(first_draws, [100.0, 200.0], pooled.posterior, draws=10)
+    assert out.shape == (10,)  # 5 per group
+    np.testing.assert_allclose(out[:5], pooled.posterior["a"].values[0, :5] + 100.0)
+    np.testing.assert_allclose(out[5:], pooled.posterior["a"].values[2, :5] + 200.0)
+    single = _part(0.0)
+    np.testing.assert_allclose(pooled_draws(first_draws, [1.0], single.posterior, draws=3),
+                               single.posterior["a"].values[0, :3] + 1.0)

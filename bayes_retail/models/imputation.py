@@ -172,7 +172,8 @@ def imputation_summary(posterior: xr.Dataset, var_names: Sequence[str]) -> dict 
     if groups is None:
         return None
     share = between_group_share(posterior, [v for v in var_names if v in posterior])
-    worst = share.loc[share["between_share"].idxmax()] if not share.empty else None
+    finite = share.dropna()  # a constant scalar has no variance to split
+    worst = finite.loc[finite["between_share"].idxmax()] if not finite.empty else None
     return {
         "chain_groups": int(np.unique(groups).size),
         "chains_per_group": np.bincount(groups).tolist(),
