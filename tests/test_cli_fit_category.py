@@ -161,6 +161,7 @@ def test_category_value_links_one_product_draw_and_is_refused_without_the_produc
         False, "its category values came from another product fit")
 
 
+@pytest.mark.slow  # a category fit with values (~1 min); the pooling itself is tested fast in test_imputation.py
 def test_value_draws_pool_one_chain_group_per_product_draw(tiny_fitted, tmp_path, capsys):
     import shutil
 

@@ -155,14 +155,18 @@ def test_depth_panels_pool_one_chain_group_per_imputed_panel(fitted, tmp_path):
     np.testing.assert_allclose(membership.filter(like="class_").sum(axis=1), 1.0)
 
 
-@pytest.mark.parametrize(("lines", "message"), [
-    ("depth_panels = 3", "2 chains cannot be split evenly into 3 groups"),
-    ("depth_panels = 6", "imputed 5 panels"),
-])
-def test_depth_panels_the_fit_cannot_have_are_refused_before_sampling(fitted, tmp_path, capsys, lines, message):
-    assert _refit_with(fitted, tmp_path, lines) != 0
-    assert message in capsys.readouterr().err
+def test_depth_panels_the_fit_cannot_have_are_refused_before_sampling(fitted, tmp_path, capsys):
+    from bayes_retail.config import ConfigError
+    from bayes_retail.models.stage import product_depth_panels
+
+    assert _refit_with(fitted, tmp_path, "depth_panels = 3") != 0
+    assert "[product] depth_panels = 3: 2 chains cannot be split evenly into 3 groups" in capsys.readouterr().err
     assert not (tmp_path / "models" / product.STAGE).exists()
+    tmp, src, _ = fitted
+    data = load_data(src, cache_dir=tmp / "cache")
+    assert product_depth_panels(data, tmp / "models", 5).shape[0] == 5
+    with pytest.raises(ConfigError, match="depth_panels = 6, but the pricing stage .* imputed 5 panels"):
+        product_depth_panels(data, tmp / "models", 6)
 
 
 def test_without_the_pricing_stage_the_error_names_the_missing_file(tmp_path, capsys):
