@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 import arviz as az
 import numpy as np
 
-from bayes_retail.models.imputation import chain_groups, per_group
+from bayes_retail.models.imputation import chain_groups, group_posteriors
 
 #: Thresholds a reported fit must meet (keyword arguments of :func:`convergence`).
 RHAT_MAX = 1.01
@@ -109,7 +109,7 @@ def _grouped_chain_statistics(post, groups: np.ndarray) -> tuple[dict, dict, dic
 
     A group of one chain gets split R-hat (its two halves compared).
     """
-    parts = per_group(post, groups, _chain_statistics)
+    parts = [_chain_statistics(part) for _, part in group_posteriors(post, groups)]
     rhat = {name: np.max([p[0][name] for p in parts], axis=0) for name in parts[0][0]}
     bulk = {name: np.sum([p[1][name] for p in parts], axis=0) for name in parts[0][1]}
     tail = {name: np.sum([p[2][name] for p in parts], axis=0) for name in parts[0][2]}

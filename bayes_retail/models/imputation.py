@@ -37,7 +37,7 @@ __all__ = [
     "pool_chains",
     "with_chain_groups",
     "chain_groups",
-    "per_group",
+    "group_posteriors",
     "between_group_share",
     "imputation_summary",
     "pooled_draws",
@@ -128,9 +128,15 @@ def chain_groups(posterior: xr.Dataset) -> np.ndarray | None:
     return groups
 
 
-def per_group(posterior: xr.Dataset, groups: np.ndarray, statistic: Callable[[xr.Dataset], xr.Dataset]) -> list:
-    """``statistic`` of each group's chains, in group order."""
-    return [statistic(posterior.isel(chain=np.flatnonzero(groups == g))) for g in np.unique(groups)]
+def group_posteriors(posterior: xr.Dataset, groups: np.ndarray | None = None) -> list[tuple[int, xr.Dataset]]:
+    """Each chain group's label and its chains, in group order (``groups`` defaults to the recorded ones).
+
+    A posterior without groups is one group, ``[(0, posterior)]``.
+    """
+    groups = chain_groups(posterior) if groups is None else groups
+    if groups is None:
+        return [(0, posterior)]
+    return [(int(g), posterior.isel(chain=np.flatnonzero(groups == g))) for g in np.unique(groups)]
 
 
 def between_group_share(posterior: xr.Dataset, var_names: Sequence[str] | None = None) -> pd.DataFrame:
@@ -148,9 +154,10 @@ def between_group_share(posterior: xr.Dataset, var_names: Sequence[str] | None =
     if groups is None:
         return pd.DataFrame({"parameter": pd.Series(dtype=str), "between_share": pd.Series(dtype=float)})
     post = posterior if var_names is None else posterior[list(var_names)]
-    g = np.unique(groups).size
-    means = xr.concat(per_group(post, groups, lambda p: p.mean(("chain", "draw"))), dim="group")
-    variances = xr.concat(per_group(post, groups, lambda p: p.var(("chain", "draw"), ddof=1)), dim="group")
+    parts = [part for _, part in group_posteriors(post, groups)]
+    g = len(parts)
+    means = xr.concat([p.mean(("chain", "draw")) for p in parts], dim="group")
+    variances = xr.concat([p.var(("chain", "draw"), ddof=1) for p in parts], dim="group")
     between = (1 + 1 / g) * means.var("group", ddof=1)
     share = between / (variances.mean("group") + between)
     rows = []
@@ -190,9 +197,7 @@ def pooled_draws(function: Callable, inputs: Sequence, posterior: xr.Dataset, *,
     them, at least one); a posterior without groups is ``function(inputs[0],
     posterior, draws=draws)``. ``function`` returns an array with draws first.
     """
-    groups = chain_groups(posterior)
-    if groups is None:
+    parts = group_posteriors(posterior)
+    if len(parts) == 1:
         return function(inputs[0], posterior, draws=draws)
-    labels = np.unique(groups)
-    return np.concatenate([function(inputs[g], posterior.isel(chain=np.flatnonzero(groups == g)),
-                                    draws=max(1, draws // labels.size)) for g in labels])
+    return np.concatenate([function(inputs[g], part, draws=max(1, draws // len(parts))) for g, part in parts])

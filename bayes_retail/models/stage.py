@@ -27,6 +27,7 @@ from bayes_retail.models.diagnostics import announce, convergence, drop_chains, 
 from bayes_retail.models.elpd import loo_summary
 from bayes_retail.models.imputation import (
     chain_groups,
+    group_posteriors,
     group_sampler,
     group_seed,
     imputation_summary,
@@ -659,12 +660,10 @@ def product_depth_panels(data, out: str | os.PathLike, n: int) -> np.ndarray:
 
 def pooled_class_membership(pdatas: list, posterior, *, draws: int = 20) -> pd.DataFrame:
     """:func:`class_membership_table` of a fit pooled over depth panels: each chain group on its own panel's data."""
-    groups = chain_groups(posterior)
-    if groups is None:
+    parts = group_posteriors(posterior)
+    if len(parts) == 1:
         return class_membership_table(pdatas[0], posterior, draws=draws)
-    labels = np.unique(groups)
-    tables = [class_membership_table(pdatas[g], posterior.isel(chain=np.flatnonzero(groups == g)),
-                                     draws=max(1, draws // labels.size)) for g in labels]
+    tables = [class_membership_table(pdatas[g], part, draws=max(1, draws // len(parts))) for g, part in parts]
     averaged = sum(t.drop(columns="household_id") for t in tables) / len(tables)
     averaged.insert(0, "household_id", tables[0]["household_id"])
     return averaged
