@@ -264,7 +264,8 @@ def heterogeneity_figure(idata, stage: str) -> str | None:
     return _png(fig)
 
 
-def class_figure(idata, membership: pd.DataFrame | None, *, coefficients=("price", "discount", "state")) -> str | None:
+def class_figure(idata, membership: pd.DataFrame | None, *,
+                 coefficients=("price", "discount", "state", "previous")) -> str | None:
     """The product stage's latent classes: each class's coefficients (mean, 90% interval) and household share.
 
     The share is the households' mean posterior class probability

@@ -22,7 +22,8 @@ household_week_effect = true  # its sd reaches the simulator: the shock path run
 [product]
 n_classes = 2
 burn_in_weeks = 0
-state = "ever"           # the simulator reads the state memory from the trace: its "ever" path runs everywhere
+state = "both"           # the simulator reads the state memory from the trace: its "ever" path with the
+                         # previous-occasion coefficient runs everywhere
 intercept_centre = "category"  # the category-centred intercepts reach every saved product trace
 """
 

@@ -311,7 +311,8 @@ def test_the_simulator_takes_the_state_memory_and_the_weekly_shock_from_the_trac
     posteriors = Posteriors.load(tmp / "models", data_hash=data.data_hash)
     catalogue = catalogue_from_data(data)
     draw = stage_draw(posteriors, catalogue, 0)
-    assert draw.state_memory == "ever"  # the tiny config's [product] state
+    assert draw.state_memory == "both"  # the tiny config's [product] state
+    assert draw.class_coefficients.shape[1] == 4 + catalogue.attributes.shape[1]  # its previous-occasion column
     sigma = posteriors.category["sigma_household_week"].values.ravel()[0]
     assert draw.household_week_sigma == pytest.approx(sigma) and sigma > 0  # [category] household_week_effect
     assert "household_week_raw" not in posteriors.category  # one shock per visited week: not stored

@@ -25,10 +25,15 @@ def _exact_set_probability(p: np.ndarray) -> float:
     return total
 
 
+#: Core coefficients of the studies under the "both" memory: a previous-occasion pull on top of the state's.
+BOTH_MU = (-2.0, 2.0, 0.5, 0.8)
+
+
 def _study(seed=0, n_classes=4, state="last", **kwargs):
     rng = np.random.default_rng(seed)
     design = product.synthetic_design(rng, **kwargs)
-    params = product.draw_parameters(design, rng, n_classes=n_classes, log_extra_rate=0.3)
+    mu = BOTH_MU if state == "both" else (-2.0, 2.0, 0.0)
+    params = product.draw_parameters(design, rng, n_classes=n_classes, log_extra_rate=0.3, mu=mu)
     classes = rng.integers(0, n_classes, design.households.size)
     return product.simulate_occasions(params, design, classes, rng, state=state), params
 
@@ -69,7 +74,7 @@ def test_quadrature_stays_accurate_when_the_set_takes_most_of_the_mass():
     assert got == pytest.approx(_exact_set_probability(p), rel=5e-4)
 
 
-def _kernel_study():
+def _kernel_study(state="last"):
     """Occasions of 1-10 items (exact sets and quadrature), state, burn-in and whole-set occasions."""
     rng = np.random.default_rng(3)
     design = product.synthetic_design(rng, n_households=30, n_categories=3, items_per_category=10, occasion_rate=0.6)
@@ -79,8 +84,9 @@ def _kernel_study():
     for w in range(1, design.price.shape[1]):
         for grid in (design.price, design.discount, design.display, design.mailer):
             grid[:, w] = np.where(repeat[:, w], grid[:, w - 1], grid[:, w])
-    params = product.draw_parameters(design, rng, n_classes=4, log_extra_rate=1.3)
-    pdata = product.simulate_occasions(params, design, rng.integers(0, 4, 30), rng)
+    mu = BOTH_MU if state == "both" else (-2.0, 2.0, 0.0)
+    params = product.draw_parameters(design, rng, n_classes=4, log_extra_rate=1.3, mu=mu)
+    pdata = product.simulate_occasions(params, design, rng.integers(0, 4, 30), rng, state=state)
     size = pdata.set_size
     assert (size == 1).any() and (size == 9).any() and (size == 10).any() and pdata.last_item.size > 0
     return pdata, params
@@ -91,8 +97,11 @@ def _kernel(params, pdata, **override):
     return choice_loglik(values["t"], values["theta"], values["display"], values["mailer"], *product.kernel_inputs(pdata))
 
 
-def test_choice_kernel_equals_the_numpy_likelihood():
-    pdata, params = _kernel_study()
+@pytest.mark.parametrize("state", ["last", "both"])
+def test_choice_kernel_equals_the_numpy_likelihood(state):
+    pdata, params = _kernel_study(state)
+    if state == "both":  # both state terms are at work: earlier items and the previous occasion's
+        assert 0 < pdata.last_is_previous.mean() < 1 and np.all(params["theta"][:, 3] != 0)
     want = product.total_loglik(params, pdata) - product.extra_items_loglik(params["log_extra_rate"], pdata)
     assert _kernel(params, pdata)[0] == pytest.approx(want, rel=1e-12)
 
@@ -133,8 +142,9 @@ def test_class_membership_finds_each_households_class():
     np.testing.assert_allclose(membership, softmax(per, axis=1), rtol=1e-9, atol=1e-12)
 
 
-def test_choice_kernel_gradient_equals_finite_differences():
-    pdata, params = _kernel_study()
+@pytest.mark.parametrize("state", ["last", "both"])
+def test_choice_kernel_gradient_equals_finite_differences(state):
+    pdata, params = _kernel_study(state)
     _assert_kernel_gradient(params, pdata, np.random.default_rng(0), per_parameter=12)
 
 
@@ -143,7 +153,8 @@ def _assert_kernel_gradient(params, pdata, rng, *, per_parameter):
     _, *grads = _kernel(params, pdata)
     for name, grad in zip(("t", "theta", "display", "mailer"), grads):
         flat = np.asarray(params[name], float).ravel()
-        for idx in rng.choice(flat.size, min(flat.size, per_parameter), replace=False):
+        n = flat.size if name == "theta" else min(flat.size, per_parameter)  # every class coefficient
+        for idx in rng.choice(flat.size, n, replace=False):
             step = np.zeros_like(flat)
             step[idx] = 1e-6
             up = _kernel(params, pdata, **{name: (flat + step).reshape(np.shape(params[name]))})[0]
@@ -243,6 +254,31 @@ def test_ever_state_pairs_hold_every_earlier_item_by_hand():
     np.testing.assert_array_equal(last[1], [2, 0, 1, 2])
     with pytest.raises(ValueError, match="state"):
         product.state_pairs(occ_h, occ_c, occ_w, chosen_occ, chosen_item, state="always")
+
+
+def test_previous_occasion_flags_of_the_ever_state_pairs_by_hand():
+    # as above: occasion 2's state {2} came from occasion 0; occasion 3's {0, 1, 2}: 0 and 1 from occasion 2;
+    # occasion 4's {0, 1, 2}: only 2 from occasion 3
+    occ_h, occ_c, occ_w = np.zeros(5, int), np.array([0, 1, 0, 0, 0]), np.array([1, 2, 2, 3, 4])
+    chosen_occ, chosen_item = np.array([0, 1, 2, 2, 3, 4]), np.array([2, 7, 0, 1, 2, 5])
+    occ, item = product.state_pairs(occ_h, occ_c, occ_w, chosen_occ, chosen_item, state="both")
+    previous = product.last_items_from_choices(occ_h, occ_c, occ_w, chosen_occ, chosen_item)
+    np.testing.assert_array_equal(product.is_pair_in(occ, item, *previous), [1, 1, 1, 0, 0, 0, 1])
+    # the chosen items: occasion 3 repeats item 2 (in its state, not from the previous occasion)
+    np.testing.assert_array_equal(product.is_pair_in(chosen_occ, chosen_item, occ, item), [0, 0, 0, 0, 1, 0])
+    np.testing.assert_array_equal(product.is_pair_in(chosen_occ, chosen_item, *previous), [0, 0, 0, 0, 0, 0])
+
+
+def test_both_memory_adds_a_previous_coefficient_after_the_state():
+    assert product.core_coefficients("both") == ("price", "discount", "state", "previous")
+    assert product.core_coefficients("ever") == product.CORE_COEFFICIENTS
+    pdata, _ = _study(n_households=6, n_categories=2, items_per_category=4, n_weeks=6, burn_in_weeks=1, state="both")
+    model = product.build_model(pdata, product.ProductConfig(n_classes=3, burn_in_weeks=1, state="both"))
+    assert list(model.coords["core"]) == ["price", "discount", "state", "previous"]
+    assert list(model.coords["coefficient"])[:4] == ["price", "discount", "state", "previous"]
+    assert model["theta"].eval().shape == (3, 4 + pdata.attributes.shape[1])
+    with pytest.raises(ValueError, match="mu must hold 3 or 4"):
+        product.draw_parameters(pdata, np.random.default_rng(0), mu=(1.0, 2.0))
 
 
 def test_ever_state_keeps_the_most_recent_distinct_items():
@@ -505,6 +541,44 @@ def test_without_heterogeneity_the_same_data_read_as_false_loyalty():
     pdata, _ = _state_study()
     state = _fit(pdata, heterogeneity=False).posterior["mu"].sel(core="state").values.ravel()
     assert np.quantile(state, 0.05) > 0.2
+
+
+def _previous_study(lam_previous):
+    """A ``"both"`` state: every earlier item's pull 1.0, the previous occasion's items ``lam_previous`` more."""
+    rng = np.random.default_rng(7)
+    design = product.synthetic_design(
+        rng, n_households=150, n_categories=3, items_per_category=8, n_weeks=24, occasion_rate=0.6, burn_in_weeks=4
+    )
+    truth = product.draw_parameters(design, rng, n_classes=8, mu=(-2.0, 2.0, 1.0, lam_previous),
+                                    sigma=(0.3, 0.3, 0.2, 0.2, 1.5, 1.5))
+    return product.simulate_occasions(truth, design, rng.integers(0, 8, 150), rng, state="both"), truth
+
+
+@pytest.fixture(scope="module")
+def previous_fits():
+    from bayes_retail.models.sampling import SamplerConfig, sample_posterior
+
+    config = product.ProductConfig(n_classes=8, burn_in_weeks=4, state="both")
+    fits = {}
+    for lam_previous in (0.0, 1.0):
+        pdata, truth = _previous_study(lam_previous)
+        idata = sample_posterior(product.build_model(pdata, config), config=SamplerConfig(chains=2, draws=300, tune=300),
+                                 seed=1)
+        fits[lam_previous] = truth, idata.posterior["mu"]
+    return fits
+
+
+@pytest.mark.slow
+def test_the_previous_occasion_pull_is_recovered_and_moves_with_the_truth(previous_fits):
+    for truth, mu in previous_fits.values():
+        for name, value in zip(product.core_coefficients("both"), truth["mu"]):
+            lo, hi = np.quantile(mu.sel(core=name).values.ravel(), [0.05, 0.95])
+            assert lo <= value <= hi, (name, value, lo, hi)
+    # no previous-occasion pull in the data: none found, though every earlier item pulls
+    lo, hi = np.quantile(previous_fits[0.0][1].sel(core="previous").values.ravel(), [0.05, 0.95])
+    assert lo < 0.0 < hi and hi - lo < 0.6
+    moved = [float(np.median(previous_fits[v][1].sel(core="previous"))) for v in (0.0, 1.0)]
+    assert moved[1] - moved[0] > 0.6
 
 
 def test_choice_kernel_returns_nan_not_an_exception_at_an_extreme_point():

@@ -20,7 +20,8 @@ def _study(state="last"):
     """Sets of 1 to 10 items (the exact recursion and the quadrature), states, 4 classes over 30 households."""
     rng = np.random.default_rng(21)
     design = product.synthetic_design(rng, n_households=30, n_categories=3, items_per_category=10, occasion_rate=0.6)
-    params = product.draw_parameters(design, rng, n_classes=4, log_extra_rate=1.3)
+    mu = (-2.0, 2.0, 0.5, 0.8) if state == "both" else (-2.0, 2.0, 0.0)
+    params = product.draw_parameters(design, rng, n_classes=4, log_extra_rate=1.3, mu=mu)
     classes = rng.integers(0, 4, 30)
     pdata = product.simulate_occasions(params, design, classes, rng, state=state)
     size = pdata.set_size
@@ -46,8 +47,9 @@ def test_households_at_class_coefficients_score_as_that_class(state):
     assert np.all(per_household[per_class.shape[0]:] == 0.0)  # households without a scored occasion
 
 
-def test_household_kernel_gradient_equals_finite_differences():
-    pdata, params, classes = _study()
+@pytest.mark.parametrize("state", ["last", "both"])
+def test_household_kernel_gradient_equals_finite_differences(state):
+    pdata, params, classes = _study(state)
     rng = np.random.default_rng(3)
     theta_h = params["theta"][classes] + rng.normal(0, 0.2, (classes.size, params["theta"].shape[1]))
     values = {"t": params["t"], "theta": theta_h, "display": params["display"], "mailer": params["mailer"]}
@@ -60,6 +62,15 @@ def test_household_kernel_gradient_equals_finite_differences():
             up = _household(values | {name: (flat + step).reshape(np.shape(values[name]))}, pdata)[0]
             down = _household(values | {name: (flat - step).reshape(np.shape(values[name]))}, pdata)[0]
             assert grad.ravel()[idx] == pytest.approx((up - down) / 2e-6, rel=1e-5, abs=1e-5), (name, idx)
+    if state == "both":  # the previous-occasion coefficient of the households that have scored occasions
+        column = grads[1][:, 3]
+        assert np.count_nonzero(column) > 0
+        for h in np.flatnonzero(column)[:5]:
+            step = np.zeros_like(theta_h)
+            step[h, 3] = 1e-6
+            up = _household(values | {"theta": theta_h + step}, pdata)[0]
+            down = _household(values | {"theta": theta_h - step}, pdata)[0]
+            assert column[h] == pytest.approx((up - down) / 2e-6, rel=1e-5, abs=1e-5), h
 
 
 def test_household_op_value_and_gradient_match_the_kernel():

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from bayes_retail.models import product as product_stage
 from bayes_retail.models import visit as visit_stage
 from bayes_retail.simulate import _kernels, simulate_batch
 from bayes_retail.simulate.streams import ITEM, QUANTITY, VISIT, customer_keys, uniforms
@@ -196,25 +197,31 @@ def test_the_trips_that_buy_a_category_follow_their_joint_law_given_a_purchase()
         assert abs(share - expected) < 4 * np.sqrt(expected * (1 - expected) / mask.size)
 
 
-def _choose(n, prob, lam, last, m, *, seed=2):
-    """``n`` occasions in one category (items 0..len(prob)-1), each with state ``last`` and ``m`` items."""
+def _choose(n, prob, lam, last, m, *, seed=2, lam_previous=None, n_previous=0):
+    """``n`` occasions in one category (items 0..len(prob)-1), each with state ``last`` and ``m`` items.
+
+    With ``lam_previous`` the ``"both"`` memory: the first ``n_previous`` state items gain it too.
+    """
     g = prob.size
     keys = customer_keys(seed, 0, np.arange(n))
     state_items = np.zeros((n, 1, _kernels.MAX_STATE_ITEMS), dtype=np.int64)
     state_items[:, 0, : len(last)] = last
     state_count = np.full((n, 1), len(last), dtype=np.int64)
-    theta = np.array([[0.0, 0.0, lam]])
+    previous_count = np.full((n, 1), n_previous, dtype=np.int64)
+    theta = np.array([[0.0, 0.0, lam] + ([] if lam_previous is None else [lam_previous])])
+    memory = _kernels.LAST_STATE if lam_previous is None else _kernels.BOTH_STATE
     items, _ = _kernels.choose_week(
         keys, 0, np.arange(n), np.zeros(n, np.int64), np.ones(n, np.int64), np.full(n, m),
         np.arange(n + 1) * m, np.zeros(n, np.int64), theta, prob[None, :], np.cumsum(prob)[None, :],
-        np.array([0]), np.array([g]), state_items, state_count, False,
+        np.array([0]), np.array([g]), state_items, state_count, previous_count, memory,
     )
     return items.reshape(n, m), state_items, state_count
 
 
-def _set_probability(prob, lam, last, chosen):
+def _set_probability(prob, lam, last, chosen, lam_previous=0.0, previous=()):
     """Exact probability of the unordered set ``chosen``: sum over orders of sequential draws without replacement."""
     w = prob * np.where(np.isin(np.arange(prob.size), last), np.exp(lam), 1.0)
+    w = w * np.where(np.isin(np.arange(prob.size), previous), np.exp(lam_previous), 1.0)
     w = w / w.sum()
     total = 0.0
     for order in itertools.permutations(chosen):
@@ -239,6 +246,24 @@ def test_item_sets_follow_the_logit_drawn_without_replacement_with_state(lam):
         assert abs(share - expected) < 4.5 * np.sqrt(expected * (1 - expected) / n), pair
     # the state now holds each occasion's own set
     assert np.all(state_count == 2) and np.array_equal(state_items[:, 0, :2], items)
+
+
+@pytest.mark.parametrize(("lam", "lam_previous"), [(1.2, 0.8), (0.5, -1.5), (-1.0, 2.0)])
+def test_a_both_state_gives_the_previous_occasions_items_their_own_pull(lam, lam_previous):
+    # state [1, 3, 4], item 1 bought on the previous occasion: it gains lam + lam_previous, 3 and 4 lam
+    # (mixed signs take the proposal-and-acceptance path for some items and the extra mass for others)
+    prob = np.array([0.3, 0.2, 0.2, 0.15, 0.15])
+    n, last = 60_000, [1, 3, 4]
+    items, state_items, state_count = _choose(n, prob, lam, last, 2, lam_previous=lam_previous, n_previous=1)
+    pairs = np.sort(items, axis=1)
+    for pair in itertools.combinations(range(5), 2):
+        expected = _set_probability(prob, lam, last, pair, lam_previous, previous=[1])
+        share = np.mean((pairs[:, 0] == pair[0]) & (pairs[:, 1] == pair[1]))
+        assert abs(share - expected) < 4.5 * np.sqrt(expected * (1 - expected) / n), pair
+    # an "ever" state: the two items bought, then the earlier ones they did not repeat (most recent first)
+    for row in range(50):
+        want = product_stage.next_ever_state(np.array(last), items[row])
+        np.testing.assert_array_equal(state_items[row, 0, :state_count[row, 0]], want)
 
 
 def test_a_dominant_item_still_gives_the_exact_law_when_rejection_gives_up():
@@ -301,6 +326,35 @@ def test_inputs_with_wrong_shapes_are_named(world):
         simulate_batch(draw, bad, catalogue, prices, seed=1)
     with pytest.raises(ValueError, match="depths"):
         dataclasses.replace(prices, depth=prices.depth + 1.0)
+
+
+def _with_previous(draw, lam_previous):
+    """``draw`` under the ``"both"`` memory: a previous-occasion column after the state coefficient."""
+    theta = draw.class_coefficients
+    column = np.full((theta.shape[0], 1), lam_previous)
+    return dataclasses.replace(draw, state_memory="both",
+                               class_coefficients=np.hstack([theta[:, :3], column, theta[:, 3:]]))
+
+
+def test_a_both_state_without_a_previous_pull_is_the_ever_state_and_with_one_repeats_the_previous_items(world):
+    catalogue, prices, draw, customers, _ = world
+    single = np.full(catalogue.n_categories, -30.0)  # one item per occasion: repeats are easy to read
+    ever = dataclasses.replace(draw, class_coefficients=draw.class_coefficients.copy(), log_extra_rate=single,
+                               state_memory="ever")
+    ever.class_coefficients[:, 2] = 1.0
+    same = simulate_batch(_with_previous(ever, 0.0), customers, catalogue, prices, seed=9)
+    pd.testing.assert_frame_equal(same.lines, simulate_batch(ever, customers, catalogue, prices, seed=9).lines)
+
+    def previous_repeats(d):
+        lines = simulate_batch(d, customers, catalogue, prices, seed=9).lines
+        item = catalogue.product_item()[lines["product"].to_numpy()]
+        frame = lines.assign(item=item, category=catalogue.item_category[item]).sort_values(["customer", "category", "week"])
+        later = frame.groupby(["customer", "category"]).cumcount() > 0
+        return (frame["item"].diff() == 0)[later].mean()
+
+    assert previous_repeats(_with_previous(ever, 2.0)) > previous_repeats(ever) + 0.1
+    with pytest.raises(ValueError, match="class_coefficients"):
+        simulate_batch(dataclasses.replace(ever, state_memory="both"), customers, catalogue, prices, seed=1)
 
 
 def test_ever_state_update_is_the_product_stages_recursion():

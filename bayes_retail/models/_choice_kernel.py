@@ -182,12 +182,14 @@ def _dense_forward(t, theta, display_c, mailer_c, active, item_category, price, 
     """
     n_k, n_d = theta.shape
     n_w, n_g = price.shape
+    n_a = attributes.shape[1]
+    n_core = n_d - n_a
     base = np.empty((n_g, n_k))
     for g in range(n_g):
         for k in range(n_k):
             acc = t[g]
-            for a in range(n_d - 3):
-                acc += theta[k, 3 + a] * attributes[g, a]
+            for a in range(n_a):
+                acc += theta[k, n_core + a] * attributes[g, a]
             base[g, k] = acc
     expv = np.empty((n_w, n_g, n_k))
     sums = np.zeros((n_w, display_c.size, n_k))
@@ -221,18 +223,25 @@ def _dense_forward(t, theta, display_c, mailer_c, active, item_category, price, 
 
 
 @numba.njit(fastmath=_FAST, cache=True, error_model="numpy")
-def _occasions_forward(expv, sums, lam, n_households, occ_household, occ_category, occ_week, chosen_start,
-                       chosen_item, chosen_is_last, last_start, last_item, nodes, weights):
+def _occasions_forward(expv, sums, lam, lam_previous, n_households, occ_household, occ_category, occ_week,
+                       chosen_start, chosen_item, chosen_is_last, chosen_is_previous, last_start, last_item,
+                       last_is_previous, nodes, weights):
     """Per household and class the summed log set probabilities ``(H, K)``.
 
-    Also returns each occasion's state sum ``(O, K)`` and each chosen item's
-    ``d log P(S) / d log p`` ``(P, K)`` for the backward pass.
+    A state item's utility gains ``lam``, and ``lam + lam_previous`` when it
+    was bought on the previous occasion (``lam_previous`` is 0 unless the
+    state memory is ``"both"``). Also returns each occasion's state sums
+    ``(O, K)`` (earlier items, previous-occasion items) and each chosen
+    item's ``d log P(S) / d log p`` ``(P, K)`` for the backward pass.
     """
     n_o = occ_household.size
     n_k = lam.size
     em1 = np.expm1(lam)
     exp_lam = np.exp(lam)
+    em1_previous = np.expm1(lam + lam_previous)
+    exp_previous = np.exp(lam + lam_previous)
     extra = np.empty((n_o, n_k))
+    extra_previous = np.empty((n_o, n_k))
     g_chosen = np.empty((chosen_item.size, n_k))
     max_m = largest_set(chosen_start)
     lp = np.empty(max_m)
@@ -257,14 +266,23 @@ def _occasions_forward(expv, sums, lam, n_households, occ_household, occ_categor
         m = chosen_start[o + 1] - c0
         for k in range(n_k):
             ex = 0.0
+            ex_previous = 0.0
             for r in range(last_start[o], last_start[o + 1]):
-                ex += expv[w, last_item[r], k]
+                if last_is_previous[r] != 0.0:
+                    ex_previous += expv[w, last_item[r], k]
+                else:
+                    ex += expv[w, last_item[r], k]
             extra[o, k] = ex
-            den = sums[w, c, k] + em1[k] * ex
+            extra_previous[o, k] = ex_previous
+            den = sums[w, c, k] + em1[k] * ex + em1_previous[k] * ex_previous
             inv_den = 1.0 / den
             product = 1.0
             for i in range(m):
-                state = exp_lam[k] if chosen_is_last[c0 + i] != 0.0 else 1.0
+                state = 1.0
+                if chosen_is_previous[c0 + i] != 0.0:
+                    state = exp_previous[k]
+                elif chosen_is_last[c0 + i] != 0.0:
+                    state = exp_lam[k]
                 p[i] = expv[w, chosen_item[c0 + i], k] * state * inv_den
                 product *= p[i]
             if m <= EXACT_MAX_ITEMS and product > _TINY:
@@ -280,7 +298,8 @@ def _occasions_forward(expv, sums, lam, n_households, occ_household, occ_categor
             else:  # large sets, or probabilities too small for products
                 log_den = np.log(den)
                 for i in range(m):
-                    lp[i] = np.log(expv[w, chosen_item[c0 + i], k]) + lam[k] * chosen_is_last[c0 + i] - log_den
+                    lp[i] = (np.log(expv[w, chosen_item[c0 + i], k]) + lam[k] * chosen_is_last[c0 + i]
+                             + lam_previous[k] * chosen_is_previous[c0 + i] - log_den)
                     p[i] = np.exp(lp[i])
                 if m == 1:
                     grad[0] = 1.0
@@ -297,7 +316,7 @@ def _occasions_forward(expv, sums, lam, n_households, occ_household, occ_categor
     for h in range(n_households):
         for k in range(n_k):
             log_part[h, k] += np.log(mantissa[h, k]) - rescaled[h, k] * _LOG_RESCALE
-    return log_part, extra, g_chosen
+    return log_part, extra, extra_previous, g_chosen
 
 
 @numba.njit(fastmath=_FAST, cache=True, error_model="numpy")
@@ -320,23 +339,26 @@ def _mixture(per_household):
 
 
 @numba.njit(fastmath=_FAST, cache=True, error_model="numpy")
-def _occasions_backward(resp, expv, sums, extra, g_chosen, lam, item_category, price, discount, display, mailer,
-                        occ_household, occ_category, occ_week, chosen_start, chosen_item, chosen_is_last,
-                        last_start, last_item):
+def _occasions_backward(resp, expv, sums, extra, extra_previous, g_chosen, lam, lam_previous, item_category, price,
+                        discount, display, mailer, occ_household, occ_category, occ_week, chosen_start, chosen_item,
+                        chosen_is_last, chosen_is_previous, last_start, last_item, last_is_previous):
     """Derivatives with respect to the choice-set sums ``(W, C, K)`` and, directly, to the parameters.
 
     The chosen and last items' own utilities enter the log-likelihood outside
     the sums; their derivatives go straight to the parameters here (a few
     hundred thousand item-weeks), so no dense (week, item, class) array of
     derivatives is allocated: the dense pass then reads the sums' only.
-    Returns ``(d_sums, d_item (G, K), d_theta (K, 3), d_display (C,), d_mailer (C,))``.
+    Returns ``(d_sums, d_item (G, K), d_core (K, 4), d_display (C,), d_mailer (C,))``, ``d_core`` over
+    price, discount, state and the previous-occasion state.
     """
     n_k = lam.size
     em1 = np.expm1(lam)
     exp_lam = np.exp(lam)
+    em1_previous = np.expm1(lam + lam_previous)
+    exp_previous = np.exp(lam + lam_previous)
     d_sums = np.zeros(sums.shape)
     d_item = np.zeros((item_category.size, n_k))
-    d_theta = np.zeros((n_k, 3))
+    d_theta = np.zeros((n_k, 4))
     d_display = np.zeros(sums.shape[1])
     d_mailer = np.zeros(sums.shape[1])
     for o in range(occ_household.size):
@@ -350,20 +372,24 @@ def _occasions_backward(resp, expv, sums, extra, g_chosen, lam, item_category, p
             if r_hk == 0.0:
                 continue
             ex = extra[o, k]
-            den = sums[w, c, k] + em1[k] * ex
+            ex_previous = extra_previous[o, k]
+            den = sums[w, c, k] + em1[k] * ex + em1_previous[k] * ex_previous
             chosen_total = 0.0
             for i in range(m):
                 s = r_hk * g_chosen[c0 + i, k]
                 chosen_total += s
                 d_theta[k, 2] += s * chosen_is_last[c0 + i]
+                d_theta[k, 3] += s * chosen_is_previous[c0 + i]
                 _direct(s, w, chosen_item[c0 + i], k, c, price, discount, display, mailer, d_item, d_theta,
                         d_display, d_mailer)
             q = -chosen_total / den  # d loglik / d denominator
             d_sums[w, c, k] += q
-            d_theta[k, 2] += q * exp_lam[k] * ex
+            d_theta[k, 2] += q * (exp_lam[k] * ex + exp_previous[k] * ex_previous)
+            d_theta[k, 3] += q * exp_previous[k] * ex_previous
             for r in range(last_start[o], last_start[o + 1]):
                 j = last_item[r]
-                _direct(q * em1[k] * expv[w, j, k], w, j, k, c, price, discount, display, mailer, d_item, d_theta,
+                gain = em1_previous[k] if last_is_previous[r] != 0.0 else em1[k]
+                _direct(q * gain * expv[w, j, k], w, j, k, c, price, discount, display, mailer, d_item, d_theta,
                         d_display, d_mailer)
     return d_sums, d_item, d_theta, d_display, d_mailer
 
@@ -380,7 +406,7 @@ def _direct(dv, w, g, k, c, price, discount, display, mailer, d_item, d_theta, d
 
 @numba.njit(fastmath=_FAST, cache=True, error_model="numpy")
 def _dense_backward(d_sums, d_item, d_core, d_display, d_mailer, expv, active, item_category, price, discount,
-                    display, mailer, attributes):
+                    display, mailer, attributes, n_coefficients):
     """Add the choice-set sums' derivatives (through every item) to the direct ones: ``(d_t, d_theta)``.
 
     An off-shelf item needs no test here: its ``expv`` is 0, so it adds nothing.
@@ -389,8 +415,9 @@ def _dense_backward(d_sums, d_item, d_core, d_display, d_mailer, expv, active, i
     """
     n_w, n_g, n_k = expv.shape
     n_a = attributes.shape[1]
-    d_theta = np.zeros((n_k, 3 + n_a))
-    d_theta[:, :3] = d_core
+    n_core = n_coefficients - n_a
+    d_theta = np.zeros((n_k, n_coefficients))
+    d_theta[:, :n_core] = d_core[:, :n_core]
     for w in range(n_w):
         for g in range(n_g):
             c = item_category[g]
@@ -410,7 +437,7 @@ def _dense_backward(d_sums, d_item, d_core, d_display, d_mailer, expv, active, i
         for k in range(n_k):
             d_t[g] += d_item[g, k]
             for a in range(n_a):
-                d_theta[k, 3 + a] += d_item[g, k] * attributes[g, a]
+                d_theta[k, n_core + a] += d_item[g, k] * attributes[g, a]
     return d_t, d_theta
 
 
@@ -429,8 +456,8 @@ def _occasion_extent(occ_household, occ_week, occ_category, n_weeks, n_categorie
 def choice_loglik(
     t, theta, display_c, mailer_c,
     item_category, price, discount, display, mailer, available, attributes,
-    occ_household, occ_category, occ_week, chosen_start, chosen_item, chosen_is_last,
-    last_start, last_item, nodes, weights,
+    occ_household, occ_category, occ_week, chosen_start, chosen_item, chosen_is_last, chosen_is_previous,
+    last_start, last_item, last_is_previous, nodes, weights,
 ):
     """Value and gradient of the latent-class choice log-likelihood.
 
@@ -439,7 +466,8 @@ def choice_loglik(
     t
         ``(G,)`` item intercepts (references included, at 0).
     theta
-        ``(K, D)`` class coefficients: price, discount, state, attribute weights.
+        ``(K, D)`` class coefficients: price, discount, state, with the ``"both"`` state memory the
+        previous-occasion state, then attribute weights (``D - A`` core coefficients).
     display_c, mailer_c
         ``(C,)`` category coefficients.
     item_category, attributes
@@ -450,11 +478,12 @@ def choice_loglik(
     occ_household, occ_category, occ_week
         ``(O,)`` the scored occasions (whole-choice-set occasions left out),
         best sorted by week then category (memory order of the kernel's arrays).
-    chosen_start, chosen_item, chosen_is_last
+    chosen_start, chosen_item, chosen_is_last, chosen_is_previous
         CSR rows of each occasion's chosen items (``chosen_start`` has O + 1
-        entries) and whether each was among the household's last items.
-    last_start, last_item
-        CSR rows of each occasion's last items (the state).
+        entries), whether each was in the household's state and whether it
+        was bought on the previous occasion.
+    last_start, last_item, last_is_previous
+        CSR rows of each occasion's state items, and whether each was bought on the previous occasion.
     nodes, weights
         Gauss-Laguerre nodes and weights for sets above ``EXACT_MAX_ITEMS`` items.
 
@@ -464,27 +493,40 @@ def choice_loglik(
         ``(loglik, d_t, d_theta, d_display, d_mailer)``.
     """
     n_households, active = _occasion_extent(occ_household, occ_week, occ_category, price.shape[0], display_c.size)
-    lam = theta[:, 2].copy()
+    lam, lam_previous = _state_coefficients(theta, attributes.shape[1])
     expv, sums = _dense_forward(t, theta, display_c, mailer_c, active, item_category, price, discount, display,
                                 mailer, available, attributes)
-    occasions = (occ_household, occ_category, occ_week, chosen_start, chosen_item, chosen_is_last, last_start,
-                 last_item)
-    per_household, extra, g_chosen = _occasions_forward(expv, sums, lam, n_households, *occasions, nodes, weights)
+    occasions = (occ_household, occ_category, occ_week, chosen_start, chosen_item, chosen_is_last, chosen_is_previous,
+                 last_start, last_item, last_is_previous)
+    per_household, extra, extra_previous, g_chosen = _occasions_forward(
+        expv, sums, lam, lam_previous, n_households, *occasions, nodes, weights
+    )
     total = _mixture(per_household)
     d_sums, d_item, d_core, d_display, d_mailer = _occasions_backward(
-        per_household, expv, sums, extra, g_chosen, lam, item_category, price, discount, display, mailer, *occasions
+        per_household, expv, sums, extra, extra_previous, g_chosen, lam, lam_previous, item_category, price, discount,
+        display, mailer, *occasions
     )
     d_t, d_theta = _dense_backward(d_sums, d_item, d_core, d_display, d_mailer, expv, active, item_category, price,
-                                   discount, display, mailer, attributes)
+                                   discount, display, mailer, attributes, theta.shape[1])
     return total, d_t, d_theta, d_display, d_mailer
+
+
+@numba.njit(fastmath=_FAST, cache=True, error_model="numpy")
+def _state_coefficients(theta, n_attributes):
+    """``(lam, lam_previous)`` per row of ``theta``: its state coefficient and, with four core coefficients
+    (the ``"both"`` state memory), the previous-occasion one; otherwise zeros."""
+    lam = theta[:, 2].copy()
+    if theta.shape[1] - n_attributes > 3:
+        return lam, theta[:, 3].copy()
+    return lam, np.zeros(lam.size)
 
 
 @numba.njit(fastmath=_FAST, cache=True, error_model="numpy")
 def household_class_loglik(
     t, theta, display_c, mailer_c,
     item_category, price, discount, display, mailer, available, attributes,
-    occ_household, occ_category, occ_week, chosen_start, chosen_item, chosen_is_last,
-    last_start, last_item, nodes, weights,
+    occ_household, occ_category, occ_week, chosen_start, chosen_item, chosen_is_last, chosen_is_previous,
+    last_start, last_item, last_is_previous, nodes, weights,
 ):
     """``(H, K)`` each household's choice log-likelihood under each class (arguments as :func:`choice_loglik`).
 
@@ -494,9 +536,10 @@ def household_class_loglik(
     n_households, active = _occasion_extent(occ_household, occ_week, occ_category, price.shape[0], display_c.size)
     expv, sums = _dense_forward(t, theta, display_c, mailer_c, active, item_category, price, discount, display,
                                 mailer, available, attributes)
-    per_household, _, _ = _occasions_forward(
-        expv, sums, theta[:, 2].copy(), n_households, occ_household, occ_category, occ_week, chosen_start,
-        chosen_item, chosen_is_last, last_start, last_item, nodes, weights,
+    lam, lam_previous = _state_coefficients(theta, attributes.shape[1])
+    per_household, _, _, _ = _occasions_forward(
+        expv, sums, lam, lam_previous, n_households, occ_household, occ_category, occ_week, chosen_start,
+        chosen_item, chosen_is_last, chosen_is_previous, last_start, last_item, last_is_previous, nodes, weights,
     )
     return per_household
 
@@ -509,9 +552,9 @@ class ChoiceLoglik(FusedLoglik):
     data_names = (
         "item_category", "price", "discount", "display", "mailer", "available", "attributes",
         "occ_household", "occ_category", "occ_week", "chosen_start", "chosen_item", "chosen_is_last",
-        "last_start", "last_item", "nodes", "weights",
+        "chosen_is_previous", "last_start", "last_item", "last_is_previous", "nodes", "weights",
     )
-    data_ndims = (1, 2, 2, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1)
+    data_ndims = (1, 2, 2, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1)
     int_data = ("item_category", "occ_household", "occ_category", "occ_week", "chosen_start", "chosen_item",
                 "last_start", "last_item")
     kernel = staticmethod(choice_loglik)
@@ -532,12 +575,12 @@ def _register_numba() -> None:
     def _funcify_choice(op, node=None, **kwargs):
         @numba_njit
         def kernel(t, theta, display_c, mailer_c, item_category, price, discount, display, mailer, available, attributes,
-                   occ_household, occ_category, occ_week, chosen_start, chosen_item, chosen_is_last, last_start,
-                   last_item, nodes, weights):
+                   occ_household, occ_category, occ_week, chosen_start, chosen_item, chosen_is_last,
+                   chosen_is_previous, last_start, last_item, last_is_previous, nodes, weights):
             total, d_t, d_theta, d_display, d_mailer = choice_loglik(
                 t, theta, display_c, mailer_c, item_category, price, discount, display, mailer, available, attributes,
-                occ_household, occ_category, occ_week, chosen_start, chosen_item, chosen_is_last, last_start,
-                last_item, nodes, weights,
+                occ_household, occ_category, occ_week, chosen_start, chosen_item, chosen_is_last, chosen_is_previous,
+                last_start, last_item, last_is_previous, nodes, weights,
             )
             return np.asarray(total), d_t, d_theta, d_display, d_mailer
 

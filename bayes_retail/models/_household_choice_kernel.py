@@ -1,7 +1,7 @@
 """Fused value-and-gradient kernel of the product stage's choice log-likelihood with household coefficients.
 
 The ``full`` configuration gives every household its own coefficient vector
-``theta_h`` (price, discount, state, attribute weights) instead of one of K
+``theta_h`` (price, discount, state, [previous-occasion state], attribute weights) instead of one of K
 latent classes. The choice-set sums then depend on the household, so the
 class kernel's dense (week, item, class) grid does not apply; instead each
 scored occasion sums its own category's items, and its derivatives are mapped
@@ -38,8 +38,8 @@ from bayes_retail.models._kernels import FusedLoglik, kernel_cache_key
 def household_choice_pass(
     t, theta, display_c, mailer_c, category_bounds,
     price, discount, display, mailer, available, attributes,
-    occ_household, occ_category, occ_week, chosen_start, chosen_item, chosen_is_last,
-    last_start, last_item, nodes, weights,
+    occ_household, occ_category, occ_week, chosen_start, chosen_item, chosen_is_last, chosen_is_previous,
+    last_start, last_item, last_is_previous, nodes, weights,
 ):
     """Per-household choice log-likelihoods ``(H,)`` and the gradient of their sum.
 
@@ -48,7 +48,8 @@ def household_choice_pass(
     t
         ``(G,)`` item intercepts (references included, at 0).
     theta
-        ``(H, D)`` household coefficients: price, discount, state, attribute weights.
+        ``(H, D)`` household coefficients: price, discount, state, with the ``"both"`` state memory the
+        previous-occasion state, then attribute weights.
     display_c, mailer_c
         ``(C,)`` category coefficients.
     category_bounds
@@ -63,6 +64,7 @@ def household_choice_pass(
     """
     n_h, n_d = theta.shape
     n_a = attributes.shape[1]
+    n_core = n_d - n_a
     n_c = display_c.size
     per_household = np.zeros(n_h)
     d_t = np.zeros(t.size)
@@ -91,7 +93,9 @@ def household_choice_pass(
         lo = category_bounds[c]
         n_items = category_bounds[c + 1] - lo
         lam = theta[h, 2]
+        lam_previous = theta[h, 3] if n_core > 3 else 0.0
         em1 = np.expm1(lam)
+        em1_previous = np.expm1(lam + lam_previous)
         total = 0.0
         for i in range(n_items):
             g = lo + i
@@ -103,19 +107,24 @@ def household_choice_pass(
             acc = (t[g] + theta[h, 0] * price[w, g] + theta[h, 1] * discount[w, g]
                    + display_c[c] * display[w, g] + mailer_c[c] * mailer[w, g])
             for a in range(n_a):
-                acc += theta[h, 3 + a] * attributes[g, a]
+                acc += theta[h, n_core + a] * attributes[g, a]
             v[i] = acc
             e[i] = np.exp(acc)
             total += e[i]
         extra = 0.0
+        extra_previous = 0.0
         for r in range(last_start[o], last_start[o + 1]):
-            extra += e[last_item[r] - lo]
-        den = total + em1 * extra
+            if last_is_previous[r] != 0.0:
+                extra_previous += e[last_item[r] - lo]
+            else:
+                extra += e[last_item[r] - lo]
+        den = total + em1 * extra + em1_previous * extra_previous
         log_den = np.log(den)
         c0 = chosen_start[o]
         m = chosen_start[o + 1] - c0
         for i in range(m):
-            lp[i] = v[chosen_item[c0 + i] - lo] + lam * chosen_is_last[c0 + i] - log_den
+            lp[i] = (v[chosen_item[c0 + i] - lo] + lam * chosen_is_last[c0 + i]
+                     + lam_previous * chosen_is_previous[c0 + i] - log_den)
             p[i] = np.exp(lp[i])
         if m == 1:
             grad[0] = 1.0
@@ -127,19 +136,24 @@ def household_choice_pass(
         else:
             ll = _set_quadrature(lp, m, grad, nodes, weights, qa, qga, q_terms, q_u)
         per_household[h] += ll
-        # backward: log p_i = v_i + lam * last_i - log den
+        # backward: log p_i = v_i + lam * last_i + lam_previous * previous_i - log den
         chosen_total = 0.0
         d_lam = 0.0
+        d_lam_previous = 0.0
         for i in range(m):
             chosen_total += grad[i]
             d_lam += grad[i] * chosen_is_last[c0 + i]
+            d_lam_previous += grad[i] * chosen_is_previous[c0 + i]
             dv[chosen_item[c0 + i] - lo] += grad[i]
         q = -chosen_total / den
         for i in range(n_items):
             dv[i] += q * e[i]
         for r in range(last_start[o], last_start[o + 1]):
-            dv[last_item[r] - lo] += q * em1 * e[last_item[r] - lo]
-        d_theta[h, 2] += d_lam + q * (em1 + 1.0) * extra
+            gain = em1_previous if last_is_previous[r] != 0.0 else em1
+            dv[last_item[r] - lo] += q * gain * e[last_item[r] - lo]
+        d_theta[h, 2] += d_lam + q * ((em1 + 1.0) * extra + (em1_previous + 1.0) * extra_previous)
+        if n_core > 3:
+            d_theta[h, 3] += d_lam_previous + q * (em1_previous + 1.0) * extra_previous
         for i in range(n_items):
             g = lo + i
             d = dv[i]
@@ -149,7 +163,7 @@ def household_choice_pass(
             d_display[c] += d * display[w, g]
             d_mailer[c] += d * mailer[w, g]
             for a in range(n_a):
-                d_theta[h, 3 + a] += d * attributes[g, a]
+                d_theta[h, n_core + a] += d * attributes[g, a]
     return per_household, d_t, d_theta, d_display, d_mailer
 
 
@@ -157,14 +171,14 @@ def household_choice_pass(
 def household_choice_loglik(
     t, theta, display_c, mailer_c, category_bounds,
     price, discount, display, mailer, available, attributes,
-    occ_household, occ_category, occ_week, chosen_start, chosen_item, chosen_is_last,
-    last_start, last_item, nodes, weights,
+    occ_household, occ_category, occ_week, chosen_start, chosen_item, chosen_is_last, chosen_is_previous,
+    last_start, last_item, last_is_previous, nodes, weights,
 ):
     """``(loglik, d_t, d_theta, d_display, d_mailer)``: :func:`household_choice_pass` summed over households."""
     per_household, d_t, d_theta, d_display, d_mailer = household_choice_pass(
         t, theta, display_c, mailer_c, category_bounds, price, discount, display, mailer, available, attributes,
-        occ_household, occ_category, occ_week, chosen_start, chosen_item, chosen_is_last, last_start, last_item,
-        nodes, weights,
+        occ_household, occ_category, occ_week, chosen_start, chosen_item, chosen_is_last, chosen_is_previous,
+        last_start, last_item, last_is_previous, nodes, weights,
     )
     return per_household.sum(), d_t, d_theta, d_display, d_mailer
 
@@ -201,12 +215,12 @@ def _register_numba() -> None:
     def _funcify(op, node=None, **kwargs):
         @numba_njit
         def kernel(t, theta, display_c, mailer_c, category_bounds, price, discount, display, mailer, available, attributes,
-                   occ_household, occ_category, occ_week, chosen_start, chosen_item, chosen_is_last, last_start,
-                   last_item, nodes, weights):
+                   occ_household, occ_category, occ_week, chosen_start, chosen_item, chosen_is_last,
+                   chosen_is_previous, last_start, last_item, last_is_previous, nodes, weights):
             total, d_t, d_theta, d_display, d_mailer = household_choice_loglik(
                 t, theta, display_c, mailer_c, category_bounds, price, discount, display, mailer, available, attributes,
-                occ_household, occ_category, occ_week, chosen_start, chosen_item, chosen_is_last, last_start,
-                last_item, nodes, weights,
+                occ_household, occ_category, occ_week, chosen_start, chosen_item, chosen_is_last, chosen_is_previous,
+                last_start, last_item, last_is_previous, nodes, weights,
             )
             return np.asarray(total), d_t, d_theta, d_display, d_mailer
 

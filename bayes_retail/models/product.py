@@ -59,6 +59,7 @@ readable reference it is tested against.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import re
 from dataclasses import asdict, dataclass
@@ -86,10 +87,13 @@ MODEL_VERSION = 1
 
 #: Coefficients with class-level heterogeneity, before the attribute weights.
 CORE_COEFFICIENTS = ("price", "discount", "state")
+#: The ``"both"`` state memory's own coefficient (after ``state``): the extra pull of the previous occasion's items.
+PREVIOUS_COEFFICIENT = "previous"
 #: Item attributes (columns of ``ProductData.attributes``).
 ATTRIBUTES = ("national_brand", "pack_size", "price_tier")
-#: What the state term remembers: the previous occasion's items, or every earlier item (the most recent ones).
-STATE_MEMORIES = ("last", "ever")
+#: What the state term remembers: the previous occasion's items, every earlier item (the most recent ones), or
+#: every earlier item with a second coefficient for those of the previous occasion.
+STATE_MEMORIES = ("last", "ever", "both")
 #: What the free item intercepts are shrunk toward: the reference item's 0, a centre per category, or
 #: centres per category partially pooled across categories.
 INTERCEPT_CENTRES = ("reference", "category", "pooled")
@@ -120,7 +124,10 @@ class ProductConfig:
         recent distinct ones). ``"ever"`` is a reduced-form loyalty term: it
         also absorbs household-specific product preferences that K classes
         cannot hold, so its coefficient is not causal state dependence
-        (docs/models/product.md).
+        (docs/models/product.md). ``"both"``: the ``"ever"`` state with a
+        second class-level coefficient, ``previous``, added for the items of
+        the previous occasion (they gain ``state + previous``), so rebuying
+        last time's items and returning to older ones are fitted separately.
     households
         Fit on this many households drawn at random with the fit's seed (0 =
         every household). Every item keeps its intercept; a subset gives the
@@ -359,6 +366,21 @@ class ProductData:
     def n_occasions(self) -> int:
         return int(self.occasion_household.size)
 
+    @functools.cached_property
+    def previous_pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(occasion, item)``: the items of each occasion's previous occasion (same household and category)."""
+        return last_items_from_choices(self.occasion_household, self.occasion_category, self.occasion_week,
+                                       self.chosen_occasion, self.chosen_item)
+
+    @functools.cached_property
+    def last_is_previous(self) -> np.ndarray:
+        """``(pairs,)`` 1.0 where a state pair's item was bought on the previous occasion (all of a ``"last"`` state).
+
+        Derived from the choices, so every state memory's pairs carry it; only
+        the ``"both"`` memory's ``previous`` coefficient reads it.
+        """
+        return is_pair_in(self.last_occasion, self.last_item, *self.previous_pairs)
+
     @property
     def set_size(self) -> np.ndarray:
         """``(O,)`` distinct items bought per occasion."""
@@ -403,8 +425,25 @@ def class_locations(n_classes: int, n_coefficients: int) -> np.ndarray:
     return xi / xi.std(axis=0)
 
 
-def n_coefficients(n_attributes: int) -> int:
-    return len(CORE_COEFFICIENTS) + n_attributes
+def core_coefficients(state: str = "last") -> tuple[str, ...]:
+    """The coefficients before the attribute weights under a state memory (``"both"`` adds ``previous``)."""
+    return CORE_COEFFICIENTS + ((PREVIOUS_COEFFICIENT,) if state == "both" else ())
+
+
+def n_coefficients(n_attributes: int, state: str = "last") -> int:
+    return len(core_coefficients(state)) + n_attributes
+
+
+def attribute_weights(theta: np.ndarray, n_attributes: int) -> np.ndarray:
+    """The attribute weights, the last ``n_attributes`` entries of ``theta``'s last axis."""
+    return theta[..., theta.shape[-1] - n_attributes:]
+
+
+def previous_coefficient(theta: np.ndarray, n_attributes: int) -> np.ndarray:
+    """The ``"both"`` memory's previous-occasion coefficient of ``theta`` (``(..., D)``); zeros under the others."""
+    if theta.shape[-1] - n_attributes > len(CORE_COEFFICIENTS):
+        return theta[..., len(CORE_COEFFICIENTS)]
+    return np.zeros(theta.shape[:-1])
 
 
 # --------------------------------------------------------------------------- the likelihood in numpy (reference)
@@ -419,7 +458,7 @@ def class_utilities(t, theta, display_c, mailer_c, pdata: ProductData) -> np.nda
     """
     cat = pdata.item_category
     base = t[:, None] + display_c[cat][:, None] * pdata.display + mailer_c[cat][:, None] * pdata.mailer
-    attr = theta[:, len(CORE_COEFFICIENTS):] @ pdata.attributes.T  # (K, G)
+    attr = attribute_weights(theta, pdata.attributes.shape[1]) @ pdata.attributes.T  # (K, G)
     v = (
         base[None]
         + theta[:, 0, None, None] * pdata.price[None]
@@ -432,26 +471,43 @@ def class_utilities(t, theta, display_c, mailer_c, pdata: ProductData) -> np.nda
 def occasion_log_probabilities(v, theta, pdata: ProductData) -> np.ndarray:
     """Per chosen item and class: ``(P, K)`` log choice probabilities on the full choice set.
 
-    The denominator includes the state term of the household's last items;
-    :func:`set_log_probability` builds set probabilities from these.
+    The denominator includes the state term of the household's state items
+    (``state``, plus ``previous`` for the previous occasion's under the
+    ``"both"`` memory); :func:`set_log_probability` builds set probabilities
+    from these.
     """
     lam = theta[:, 2]  # (K,)
+    lam_previous = previous_coefficient(theta, pdata.attributes.shape[1])
     exp_v = np.exp(v)
     sums = np.add.reduceat(exp_v, pdata.category_start, axis=1)  # (K, C, W)
     occ_c, occ_w = pdata.occasion_category, pdata.occasion_week
     denom = sums[:, occ_c, occ_w]  # (K, O)
-    # state correction on the items of the last occasion
+    # state correction on the state items: exp(lam + lam_previous * previous) - 1 each
+    gain = np.expm1(lam[:, None] + lam_previous[:, None] * pdata.last_is_previous[None, :])  # (K, pairs)
     extra = np.zeros_like(denom)
-    np.add.at(extra.T, pdata.last_occasion, exp_v[:, pdata.last_item, occ_w[pdata.last_occasion]].T)
-    denom = denom + np.expm1(lam)[:, None] * extra
-    num = v[:, pdata.chosen_item, occ_w[pdata.chosen_occasion]] + lam[:, None] * _chosen_is_last(pdata)[None, :]
+    np.add.at(extra.T, pdata.last_occasion, (gain * exp_v[:, pdata.last_item, occ_w[pdata.last_occasion]]).T)
+    denom = denom + extra
+    num = (v[:, pdata.chosen_item, occ_w[pdata.chosen_occasion]] + lam[:, None] * _chosen_is_last(pdata)[None, :]
+           + lam_previous[:, None] * _chosen_is_previous(pdata)[None, :])
     return (num - np.log(denom)[:, pdata.chosen_occasion]).T
 
 
+def is_pair_in(occasion, item, among_occasion, among_item) -> np.ndarray:
+    """``(N,)`` 1.0 where the pair ``(occasion[i], item[i])`` is one of the ``among`` pairs, else 0.0."""
+    occasion, item, among_occasion, among_item = (np.asarray(x, dtype=np.int64)
+                                                  for x in (occasion, item, among_occasion, among_item))
+    width = int(max(item.max(initial=-1), among_item.max(initial=-1))) + 1
+    return np.isin(occasion * width + item, among_occasion * width + among_item).astype(np.float64)
+
+
 def _chosen_is_last(pdata: ProductData) -> np.ndarray:
-    key_last = pdata.last_occasion.astype(np.int64) * (pdata.item_category.size + 1) + pdata.last_item
-    key_chosen = pdata.chosen_occasion.astype(np.int64) * (pdata.item_category.size + 1) + pdata.chosen_item
-    return np.isin(key_chosen, key_last).astype(np.float64)
+    """``(P,)`` 1.0 where a chosen item is in its occasion's state."""
+    return is_pair_in(pdata.chosen_occasion, pdata.chosen_item, pdata.last_occasion, pdata.last_item)
+
+
+def _chosen_is_previous(pdata: ProductData) -> np.ndarray:
+    """``(P,)`` 1.0 where a chosen item was bought on the household's previous occasion in the category."""
+    return is_pair_in(pdata.chosen_occasion, pdata.chosen_item, *pdata.previous_pairs)
 
 
 def set_log_probability(logp: np.ndarray, m: int) -> np.ndarray:
@@ -550,8 +606,10 @@ def kernel_inputs(pdata: ProductData) -> tuple[np.ndarray, ...]:
         start = np.concatenate([[0], np.cumsum(np.bincount(row[sel], minlength=occ.size))])
         return start.astype(np.int64), *(col[sel][order] for col in columns)
 
-    chosen_start, chosen_item, chosen_is_last = rows(pdata.chosen_occasion, pdata.chosen_item, _chosen_is_last(pdata))
-    last_start, last_item = rows(pdata.last_occasion, pdata.last_item)
+    chosen_start, chosen_item, chosen_is_last, chosen_is_previous = rows(
+        pdata.chosen_occasion, pdata.chosen_item, _chosen_is_last(pdata), _chosen_is_previous(pdata)
+    )
+    last_start, last_item, last_is_previous = rows(pdata.last_occasion, pdata.last_item, pdata.last_is_previous)
     nodes, weights = np.polynomial.laguerre.laggauss(QUADRATURE_NODES)
     return (
         pdata.item_category.astype(np.int64),
@@ -560,8 +618,8 @@ def kernel_inputs(pdata: ProductData) -> tuple[np.ndarray, ...]:
         pdata.attributes.astype(np.float64),
         pdata.occasion_household[occ].astype(np.int64), pdata.occasion_category[occ].astype(np.int64),
         pdata.occasion_week[occ].astype(np.int64),
-        chosen_start, chosen_item.astype(np.int64), chosen_is_last,
-        last_start, last_item.astype(np.int64), nodes, weights,
+        chosen_start, chosen_item.astype(np.int64), chosen_is_last, chosen_is_previous,
+        last_start, last_item.astype(np.int64), last_is_previous, nodes, weights,
     )
 
 
@@ -704,7 +762,7 @@ def share_responses(params: dict, pdata: ProductData, real: np.ndarray, *, depth
     """
     t, theta = params["t"], params["theta"]
     cat, start = pdata.item_category, pdata.category_start
-    v = t[None, :] + theta[:, len(CORE_COEFFICIENTS):] @ pdata.attributes.T  # (K, G)
+    v = t[None, :] + attribute_weights(theta, pdata.attributes.shape[1]) @ pdata.attributes.T  # (K, G)
     v = v - np.maximum.reduceat(v, start, axis=1)[:, cat]
     ev = np.exp(v)
     sums = np.add.reduceat(ev, start, axis=1)[:, cat]
@@ -748,14 +806,15 @@ def extra_items_loglik(log_rate, pdata: ProductData):
 # --------------------------------------------------------------------------- the PyMC model
 
 
-def coords(pdata: ProductData, n_classes: int) -> dict:
+def coords(pdata: ProductData, n_classes: int, state: str = "last") -> dict:
+    core = core_coefficients(state)
     return {
         "household": pdata.households,
         "category": pdata.categories,
         "item": np.arange(pdata.item_category.size),
-        "coefficient": [*CORE_COEFFICIENTS, *ATTRIBUTES[: pdata.attributes.shape[1]]],
-        "coefficient_other": [*CORE_COEFFICIENTS, *ATTRIBUTES[: pdata.attributes.shape[1]]],
-        "core": list(CORE_COEFFICIENTS),
+        "coefficient": [*core, *ATTRIBUTES[: pdata.attributes.shape[1]]],
+        "coefficient_other": [*core, *ATTRIBUTES[: pdata.attributes.shape[1]]],
+        "core": list(core),
         "class": np.arange(n_classes),
     }
 
@@ -771,9 +830,10 @@ def build_model(pdata: ProductData, config: ProductConfig | None = None) -> pm.M
     """The PyMC model of the product stage (see the module docstring)."""
     config = config or ProductConfig()
     k, n_attr = config.n_classes, pdata.attributes.shape[1]
-    xi = class_locations(k, n_coefficients(n_attr))
+    d = n_coefficients(n_attr, config.state)
+    xi = class_locations(k, d)
     free = free_items(pdata)
-    with pm.Model(coords=coords(pdata, k)) as model:
+    with pm.Model(coords=coords(pdata, k, config.state)) as model:
         shift, scale = intercept_preconditioner(pdata)
         # started at the spread of the rough intercepts, not at the prior's scale
         sigma_t = pm.HalfNormal("sigma_item", config.intercept_sigma, initval=max(float(np.std(shift)), 0.1))
@@ -789,14 +849,14 @@ def build_model(pdata: ProductData, config: ProductConfig | None = None) -> pm.M
         mailer_c = _pooled("mailer", pdata, config.promo_sigma, rich["mailer"])
         log_rate = _pooled("log_extra_rate", pdata, config.extra_sigma, rich["log_extra_rate"], mean=-1.0)
         if config.coefficients == "household":
-            theta = _household_coefficients(mu, config, n_coefficients(n_attr))
+            theta = _household_coefficients(mu, config, d)
             pm.Potential("choice_loglik", household_choice_loglik_op(t, theta, display_c, mailer_c,
                                                                      household_kernel_inputs(pdata)))
         else:
             if config.heterogeneity:
                 sigma = pm.HalfNormal("sigma", config.scale_sigma, dims="coefficient")
             else:
-                sigma = pt.zeros(n_coefficients(n_attr))
+                sigma = pt.zeros(d)
             theta = pm.Deterministic("theta", mu[None, :] + sigma[None, :] * xi, dims=("class", "coefficient"))
             pm.Potential("choice_loglik", choice_loglik_op(t, theta, display_c, mailer_c, kernel_inputs(pdata)))
         pm.Potential("extra_items_loglik", extra_items_loglik(log_rate, pdata))
@@ -985,13 +1045,23 @@ def brute_force_loglik(params: dict, pdata: ProductData) -> float:
     last = pd.Series(pdata.last_item).groupby(pdata.last_occasion).apply(set)
     from scipy.special import gammaln
 
+    lam_previous = previous_coefficient(theta, pdata.attributes.shape[1])
     extra_ll = 0.0
     for o in np.flatnonzero(pdata.occasion_scored):
         c, w, h = pdata.occasion_category[o], pdata.occasion_week[o], pdata.occasion_household[o]
         items = np.flatnonzero((pdata.item_category == c) & pdata.available[:, w])
         state = np.array([j in last.get(o, set()) for j in items], dtype=float)
+        # the household's latest earlier occasion in the category
+        earlier = np.flatnonzero((pdata.occasion_household == h) & (pdata.occasion_category == c)
+                                 & (pdata.occasion_week < w))
+        bought_before = set()
+        if earlier.size:
+            before = earlier[np.argmax(pdata.occasion_week[earlier])]
+            bought_before = set(chosen[before])
+        previous = np.array([j in bought_before for j in items], dtype=float)
         for kk in range(k):
-            util = np.array([_utility(params, pdata, kk, j, w) for j in items]) + theta[kk, 2] * state
+            util = (np.array([_utility(params, pdata, kk, j, w) for j in items]) + theta[kk, 2] * state
+                    + lam_previous[kk] * previous)
             p = np.exp(util - np.log(np.exp(util).sum()))
             pos = [int(np.flatnonzero(items == j)[0]) for j in chosen[o]]
             total = 0.0
@@ -1018,7 +1088,7 @@ def _utility(params, pdata, k, j, w):
         + theta[1] * pdata.discount[j, w]
         + params["display"][c] * pdata.display[j, w]
         + params["mailer"][c] * pdata.mailer[j, w]
-        + theta[len(CORE_COEFFICIENTS):] @ pdata.attributes[j]
+        + attribute_weights(theta, pdata.attributes.shape[1]) @ pdata.attributes[j]
     )
 
 
@@ -1033,8 +1103,9 @@ def simulate_occasions(
     """Forward sampler: new chosen items for every occasion of ``pdata`` (its households, categories, weeks).
 
     Occasions are visited in week order per household and category so that each
-    one's state is the previous simulated purchase (``state="ever"``: every
-    earlier one, as :func:`next_ever_state` keeps it); the number of items is
+    one's state is the previous simulated purchase (``state="ever"`` or
+    ``"both"``: every earlier one, as :func:`next_ever_state` keeps it, and
+    with ``"both"`` the previous one's items also gain ``previous``); the number of items is
     ``1 + Poisson(exp(rho_c))`` (capped at the items on the shelf that week) and the items
     are the top m of utilities plus Gumbel noise (exactly sequential draws
     without replacement from the logit). ``household_class`` ``(H,)`` gives each
@@ -1044,12 +1115,14 @@ def simulate_occasions(
     if state not in STATE_MEMORIES:
         raise ValueError(f"state must be one of {STATE_MEMORIES}, got {state!r}")
     theta = params["theta"]
+    lam_previous = previous_coefficient(theta, pdata.attributes.shape[1])
     v = class_utilities(params["t"], theta, params["display"], params["mailer"], pdata)
     starts = pdata.category_start
     sizes = pdata.category_items
     on_shelf = pdata.available_items
     order = np.lexsort((pdata.occasion_week, pdata.occasion_category, pdata.occasion_household))
     last: dict[tuple[int, int], np.ndarray] = {}
+    bought: dict[tuple[int, int], np.ndarray] = {}  # the previous occasion's items
     chosen_rows: list[np.ndarray] = []
     last_rows: list[tuple[int, np.ndarray]] = []
     for o in order:
@@ -1060,10 +1133,12 @@ def simulate_occasions(
         previous = last.get((h, c))  # "ever": most recent first
         if previous is not None:
             util[previous - starts[c]] += theta[k, 2]
+            util[bought[(h, c)] - starts[c]] += lam_previous[k]
             last_rows.append((o, np.sort(previous)))
         m = min(1 + rng.poisson(np.exp(params["log_extra_rate"][c])), int(on_shelf[c, w]))
         pick = np.sort(items[np.argsort(-(util + rng.gumbel(size=util.size)))[:m]])
         chosen_rows.append((o, pick))
+        bought[(h, c)] = pick
         last[(h, c)] = pick if state == "last" else next_ever_state(previous, pick)
     chosen_rows.sort(key=lambda r: r[0])
     last_rows.sort(key=lambda r: r[0])
@@ -1169,8 +1244,10 @@ def state_pairs(
     """State pairs ``(occasion, item)`` sorted by occasion and item, for either state memory.
 
     ``chosen_occasion`` must be sorted. ``"last"``: :func:`last_items_from_choices`;
-    ``"ever"``: the items of every earlier occasion of the household in the
-    category, the :data:`EVER_STATE_ITEMS` most recent distinct ones.
+    ``"ever"`` and ``"both"``: the items of every earlier occasion of the
+    household in the category, the :data:`EVER_STATE_ITEMS` most recent
+    distinct ones (which of them the previous occasion bought is
+    :attr:`ProductData.last_is_previous`).
     """
     if state not in STATE_MEMORIES:
         raise ValueError(f"state must be one of {STATE_MEMORIES}, got {state!r}")
@@ -1233,7 +1310,7 @@ def draw_parameters(
     rng: np.random.Generator,
     *,
     n_classes: int = 8,
-    mu: tuple[float, float, float] = (-2.0, 2.0, 0.0),
+    mu: tuple[float, ...] = (-2.0, 2.0, 0.0),
     sigma: tuple[float, ...] | None = None,
     intercept_sd: float = 1.0,
     intercept_mean: float = 0.0,
@@ -1241,12 +1318,15 @@ def draw_parameters(
     mailer: float = 0.3,
     log_extra_rate: float = -1.2,
 ) -> dict:
-    """Parameter values of the stage's form for simulation studies (``mu`` = price, discount, state).
+    """Parameter values of the stage's form for simulation studies (``mu`` = price, discount, state, and with
+    four entries the ``"both"`` memory's previous-occasion coefficient).
 
     Free item intercepts are ``N(intercept_mean, intercept_sd)``; the reference items' are 0.
     """
     n_attr = pdata.attributes.shape[1]
-    d = n_coefficients(n_attr)
+    if len(mu) not in (3, 4):
+        raise ValueError(f"mu must hold 3 or 4 core coefficients, got {len(mu)}")
+    d = len(mu) + n_attr
     sig = np.full(d, 0.5) if sigma is None else np.asarray(sigma, float)
     xi = class_locations(n_classes, d)
     theta = np.concatenate([np.asarray(mu, float), np.zeros(n_attr)])[None, :] + sig[None, :] * xi

@@ -49,6 +49,9 @@ MAX_TRIPS = 62
 #: Rejection attempts per item before drawing it from the explicit conditional (both exact).
 MAX_ATTEMPTS = 64
 _STATE = 2  # column of the state coefficient in the class coefficients
+_PREVIOUS = 3  # the "both" memory's previous-occasion coefficient
+#: State memories as the kernel reads them (the product stage's ``state``).
+LAST_STATE, EVER_STATE, BOTH_STATE = 0, 1, 2
 
 
 @numba.njit(cache=True)
@@ -218,53 +221,70 @@ def _member(j, items, n):
 
 
 @numba.njit(cache=True)
-def _draw_item(key, week, c, slot, prob_k, cum_k, start, end, lam, last, n_last, chosen, n_chosen):
-    """One item from the logit with ``lam`` added to the last occasion's items, excluding ``chosen``.
+def _state_boost(r, boost, boost_previous, n_previous):
+    """``exp`` of the state term of the state's ``r``-th item (the first ``n_previous``: the previous occasion's)."""
+    return boost_previous if r < n_previous else boost
 
-    ``p'_j`` is proportional to ``p_j exp(lam [j in last])``. For ``lam >= 0`` it
-    is the base logit plus extra mass ``p_j (exp(lam) - 1)`` on the last items
-    (one uniform picks either); for ``lam < 0`` a base draw of a last item is
-    kept with probability ``exp(lam)``. Draws of an already chosen item are
-    rejected, which leaves exactly the sequential without-replacement law;
-    after ``MAX_ATTEMPTS`` the item is drawn from that law written out.
+
+@numba.njit(cache=True)
+def _item_boost(j, last, n_last, boost, boost_previous, n_previous):
+    """The state factor of item ``j``: 1 outside the state."""
+    for r in range(n_last):
+        if last[r] == j:
+            return _state_boost(r, boost, boost_previous, n_previous)
+    return 1.0
+
+
+@numba.njit(cache=True)
+def _draw_item(key, week, c, slot, prob_k, cum_k, start, end, lam, lam_previous, last, n_last, n_previous, chosen,
+               n_chosen):
+    """One item from the logit with the state term added to the state's items, excluding ``chosen``.
+
+    ``p'_j`` is proportional to ``p_j b_j``: ``b_j = exp(lam)`` for a state
+    item, ``exp(lam + lam_previous)`` for one of the first ``n_previous`` (the
+    previous occasion's), 1 otherwise. Proposals come from the base logit plus
+    extra mass ``p_j (max(b_j, 1) - 1)`` on the state items (one uniform picks
+    either) and are kept with probability ``min(b_j, 1)``: for a single
+    ``lam >= 0`` every proposal is kept, for ``lam < 0`` the extra mass is 0.
+    Draws of an already chosen item are rejected, which leaves exactly the
+    sequential without-replacement law; after ``MAX_ATTEMPTS`` the item is
+    drawn from that law written out.
     """
     boost = math.exp(lam)
+    boost_previous = math.exp(lam + lam_previous)
     extra = 0.0
-    if lam >= 0.0:
-        for r in range(n_last):
-            extra += prob_k[last[r]] * (boost - 1.0)
+    for r in range(n_last):
+        extra += prob_k[last[r]] * (max(_state_boost(r, boost, boost_previous, n_previous), 1.0) - 1.0)
     base = slot * 2 * MAX_ATTEMPTS
     for attempt in range(MAX_ATTEMPTS):
         u = uniform(key, week, ITEM, c, base + 2 * attempt)
-        if lam >= 0.0:
-            x = u * (1.0 + extra)
-            if x < 1.0:
-                j = _search(cum_k, start, end, x)
-            else:
-                x -= 1.0
-                j = last[n_last - 1]
-                run = 0.0
-                for r in range(n_last):
-                    run += prob_k[last[r]] * (boost - 1.0)
-                    if run >= x:
-                        j = last[r]
-                        break
+        x = u * (1.0 + extra)
+        if x < 1.0:
+            j = _search(cum_k, start, end, x)
         else:
-            j = _search(cum_k, start, end, u)
-            if _member(j, last, n_last) and uniform(key, week, ITEM, c, base + 2 * attempt + 1) >= boost:
-                continue
+            x -= 1.0
+            j = last[n_last - 1]
+            run = 0.0
+            for r in range(n_last):
+                run += prob_k[last[r]] * (max(_state_boost(r, boost, boost_previous, n_previous), 1.0) - 1.0)
+                if run >= x:
+                    j = last[r]
+                    break
+        b = _item_boost(j, last, n_last, boost, boost_previous, n_previous)
+        if b < 1.0 and uniform(key, week, ITEM, c, base + 2 * attempt + 1) >= b:
+            continue
         if not _member(j, chosen, n_chosen):
             return j
     # explicit conditional law over the items not yet chosen
     total = 0.0
     for j in range(start, end):
         if not _member(j, chosen, n_chosen):
-            total += prob_k[j] * (boost if _member(j, last, n_last) else 1.0)
+            total += prob_k[j] * _item_boost(j, last, n_last, boost, boost_previous, n_previous)
     x = uniform(key, week, ITEM, c, base + 2 * MAX_ATTEMPTS - 1) * total
     run, pick = 0.0, -1
     for j in range(start, end):
         if not _member(j, chosen, n_chosen):
-            run += prob_k[j] * (boost if _member(j, last, n_last) else 1.0)
+            run += prob_k[j] * _item_boost(j, last, n_last, boost, boost_previous, n_previous)
             pick = j
             if run >= x:
                 break
@@ -282,15 +302,18 @@ def _update_ever_state(state, state_count, i, c, bought):
 def choose_week(
     keys, week, occ_customer, occ_category, occ_trips, counts, line_start,
     customer_class, class_coefficients, prob, cum, category_start, category_items,
-    state_items, state_count, ever_state,
+    state_items, state_count, previous_count, memory,
 ):
     """Items of every occasion (sequential logit draws without replacement, with state), and each item's trip.
 
     Updates ``state_items`` / ``state_count`` (``(n, C, MAX_STATE_ITEMS)`` / ``(n, C)``)
-    to each occasion's set, or with ``ever_state`` to the set followed by the
-    earlier state's other items (most recent first, capped; the product
-    stage's ``next_ever_state``). Returns the line item and trip arrays (lines
-    of occasion ``o`` start at ``line_start[o]``).
+    to each occasion's set (``memory`` ``LAST_STATE``), or to the set followed
+    by the earlier state's other items (``EVER_STATE``, ``BOTH_STATE``: most
+    recent first, capped; the product stage's ``next_ever_state``), and
+    ``previous_count`` ``(n, C)`` to how many of the state's first items the
+    occasion bought (``BOTH_STATE`` gives those the ``_PREVIOUS``
+    coefficient too). Returns the line item and trip arrays (lines of
+    occasion ``o`` start at ``line_start[o]``).
     """
     n_lines = line_start[-1] if line_start.size else 0
     line_item = np.empty(n_lines, dtype=np.int64)
@@ -305,18 +328,20 @@ def choose_week(
             chosen = np.empty(m, dtype=np.int64)
         last = state_items[i, c]
         n_last = state_count[i, c]
+        lam_previous = class_coefficients[k, _PREVIOUS] if memory == BOTH_STATE else 0.0
         for r in range(m):
             chosen[r] = _draw_item(
                 keys[i], week, c, r, prob[k], cum[k], start, end,
-                class_coefficients[k, _STATE], last, n_last, chosen, r,
+                class_coefficients[k, _STATE], lam_previous, last, n_last, previous_count[i, c], chosen, r,
             )
-        if ever_state:
-            _update_ever_state(state_items[i, c], state_count, i, c, chosen[:m])
-        else:
+        if memory == LAST_STATE:
             keep = min(m, MAX_STATE_ITEMS)
             for r in range(keep):
                 state_items[i, c, r] = chosen[r]
             state_count[i, c] = keep
+        else:
+            _update_ever_state(state_items[i, c], state_count, i, c, chosen[:m])
+        previous_count[i, c] = min(m, MAX_STATE_ITEMS)
         # each item goes to one of the trips that bought the category, uniformly
         mask = occ_trips[o]
         bits = 0

@@ -58,7 +58,7 @@ def class_utilities_week(draw: StageDraw, catalogue: Catalogue, covariates: tupl
         common[None, :]
         + theta[:, 0, None] * price[None, :]
         + theta[:, 1, None] * discount[None, :]
-        + theta[:, 3:] @ catalogue.attributes.T
+        + theta[:, draw.n_core:] @ catalogue.attributes.T
     )
     return utility if available is None else np.where(available[None, :, week], utility, -np.inf)
 
@@ -179,6 +179,8 @@ def simulate_batch(
     n, n_c = customers.size, catalogue.n_categories
     state_items = np.zeros((n, n_c, _kernels.MAX_STATE_ITEMS), dtype=np.int64)
     state_count = np.zeros((n, n_c), dtype=np.int64)
+    previous_count = np.zeros((n, n_c), dtype=np.int64)
+    memory = {"last": _kernels.LAST_STATE, "ever": _kernels.EVER_STATE, "both": _kernels.BOTH_STATE}[draw.state_memory]
     tail_memory = np.zeros((n, n_c, _kernels.MAX_TAIL_MEMORY), dtype=np.int32)  # product rows
     tail_memory_count = np.zeros((n, n_c), dtype=np.int64)
     tail_repeat = catalogue.tail_repeat_table
@@ -209,7 +211,7 @@ def simulate_batch(
         line_item, line_trip = _kernels.choose_week(
             keys, w, occ_customer, occ_category, occ_trips, counts, line_start, klass,
             draw.class_coefficients, prob_weeks[w], cum_weeks[w], catalogue.category_start, catalogue.category_items,
-            state_items, state_count, draw.state_memory == "ever",
+            state_items, state_count, previous_count, memory,
         )
         line_customer = np.repeat(occ_customer, counts)
         line_customer, line_item, line_trip, line_slot = tail_lines(keys, w, line_customer, line_item, line_trip, catalogue)

@@ -14,8 +14,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-#: Columns of ``StageDraw.class_coefficients`` before the attribute weights (as in the product stage).
-PRICE, DISCOUNT, STATE = 0, 1, 2
+#: Columns of ``StageDraw.class_coefficients`` before the attribute weights (as in the product stage); the
+#: ``"both"`` state memory adds PREVIOUS.
+PRICE, DISCOUNT, STATE, PREVIOUS = 0, 1, 2, 3
+#: The product stage's state memories (``[product] state``).
+STATE_MEMORIES = ("last", "ever", "both")
 
 
 def _shape(name: str, value: np.ndarray, shape: tuple) -> None:
@@ -242,9 +245,9 @@ class StageDraw:
     category_intercept, category_week, category_season
         Category stage: ``(C,)`` intercepts ``b``, ``(W,)`` global week effects ``s``, ``(C, W)`` deviations ``d``.
     item_intercept, class_coefficients, display, mailer, log_extra_rate
-        Product stage: ``(G,)`` intercepts ``t``, ``(K, 3 + A)`` coefficients of each latent class
-        (price, discount, state, attribute weights), ``(C,)`` display and mailer effects, ``(C,)`` log rate of
-        extra distinct items.
+        Product stage: ``(G,)`` intercepts ``t``, ``(K, n_core + A)`` coefficients of each latent class
+        (price, discount, state, with the ``"both"`` memory the previous-occasion state, then attribute
+        weights), ``(C,)`` display and mailer effects, ``(C,)`` log rate of extra distinct items.
     quantity_intercept, kappa, alpha
         Quantity stage: ``(G,)`` item intercepts ``l``, ``(C,)`` stockpiling response, ``(C,)`` NB dispersion.
     household_week_sigma
@@ -252,8 +255,9 @@ class StageDraw:
         categories (0: the stage has none).
     state_memory
         What the product stage's state term remembers: ``"last"`` (the previous
-        occasion's items) or ``"ever"`` (every earlier item, the most recent
-        ones); the product stage's ``state`` setting.
+        occasion's items), ``"ever"`` (every earlier item, the most recent
+        ones) or ``"both"`` (``"ever"``, the previous occasion's items gaining
+        the ``PREVIOUS`` coefficient too); the product stage's ``state`` setting.
     category_value_response, category_value_centre
         With a category-value term: ``(C,)`` response ``k`` and ``(K, C)`` the
         category values' mean over the fitted weeks under the observed prices
@@ -285,10 +289,17 @@ class StageDraw:
                                    category_week=np.asarray(self.category_week)[pick],
                                    category_season=np.asarray(self.category_season)[:, pick])
 
+    @property
+    def n_core(self) -> int:
+        """Columns of ``class_coefficients`` before the attribute weights."""
+        return 4 if self.state_memory == "both" else 3
+
     def check(self, catalogue: Catalogue, n_weeks: int) -> None:
         """Raise ``ValueError`` naming the first array whose shape disagrees with the catalogue or weeks."""
+        if self.state_memory not in STATE_MEMORIES:
+            raise ValueError(f"state_memory must be one of {STATE_MEMORIES}, got {self.state_memory!r}")
         n_c, g = catalogue.n_categories, catalogue.item_category.size
-        n_coef = 3 + catalogue.attributes.shape[1]
+        n_coef = self.n_core + catalogue.attributes.shape[1]
         expected = {
             "visit_week": (n_weeks,), "category_intercept": (n_c,), "category_week": (n_weeks,),
             "category_season": (n_c, n_weeks), "item_intercept": (g,), "display": (n_c,), "mailer": (n_c,),
@@ -300,8 +311,6 @@ class StageDraw:
             raise ValueError(f"class_coefficients must have shape (K, {n_coef}), got {self.class_coefficients.shape}")
         if not float(self.household_week_sigma) >= 0:
             raise ValueError(f"household_week_sigma must be >= 0, got {self.household_week_sigma!r}")
-        if self.state_memory not in ("last", "ever"):
-            raise ValueError(f"state_memory must be 'last' or 'ever', got {self.state_memory!r}")
         if np.any(~(np.asarray(self.alpha) > 0)):
             raise ValueError("alpha (NB dispersion) must be positive")
         if (self.category_value_response is None) != (self.category_value_centre is None):
