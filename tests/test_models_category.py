@@ -246,16 +246,24 @@ def test_rank_zero_has_no_factors_and_the_same_likelihood_with_zero_preferences(
     assert potential_sum(model, point) == pytest.approx(np.nansum(category.pointwise_loglik(params, cd)), rel=1e-10)
 
 
-def test_non_centred_deviations_give_the_same_likelihood_and_recover_the_season_scale():
-    cd, truth = _study(seed=8, n_h=80, n_c=6, n_w=12, season_sd=0.3)
-    model = category.build_model(cd, category.CategoryConfig(season_centred=False))
+def _non_centred_season_model():
+    cd, _ = _study(seed=8, n_h=80, n_c=6, n_w=12, season_sd=0.3)
+    return cd, category.build_model(cd, category.CategoryConfig(season_centred=False))
+
+
+def test_non_centred_deviations_give_the_same_likelihood():
+    cd, model = _non_centred_season_model()
     free = {v.name for v in model.free_RVs}
     assert "d_raw" in free and "d" not in free and "d" in model.named_vars
     point = random_point(model, np.random.default_rng(3), 0.5)
     params = {name: evaluate(model, point, model[name]) for name in ("b", "u", "s", "d", "f", "loadings")}
     assert np.allclose(params["d"].sum(axis=1), 0.0)  # still zero-sum over weeks
     assert potential_sum(model, point) == pytest.approx(np.nansum(category.pointwise_loglik(params, cd)), rel=1e-10)
-    idata = sample_posterior(model, config=SamplerConfig(chains=2, draws=200, tune=300), seed=4)
+
+
+@pytest.mark.slow  # a 2 x (300 + 200) fit (~20 s); the other recovery fits of this module run in CI
+def test_non_centred_deviations_recover_the_season_scale():
+    idata = sample_posterior(_non_centred_season_model()[1], config=SamplerConfig(chains=2, draws=200, tune=300), seed=4)
     q = np.quantile(idata.posterior["sigma_season"].values.ravel(), [0.005, 0.995])
     assert q[0] <= 0.3 <= q[1]
 
@@ -313,14 +321,19 @@ def test_pilot_direction_points_along_the_true_factor():
     assert direction[order[0]] > 0  # the anchor's entry is positive, as under "positive_diagonal"
 
 
-def test_folded_signs_mix_and_recover_the_category_covariance():
+def test_folded_signs_are_a_setting_with_one_free_diagonal_loading_per_factor():
     with pytest.raises(ValueError, match="loading_signs must be one of"):
         category.CategoryConfig(loading_signs="free")
-    cd, truth = _study(seed=5, n_h=150, n_c=10, n_w=16, rank=1, loading_sd=0.8)
-    config = category.CategoryConfig(rank=1, loading_signs="folded")
-    model = category.build_model(cd, config)
+    cd, _ = _study(seed=5, n_h=150, n_c=10, n_w=16, rank=1, loading_sd=0.8)
+    model = category.build_model(cd, category.CategoryConfig(rank=1, loading_signs="folded"))
     point = random_point(model, np.random.default_rng(1), 0.5)
     assert evaluate(model, point, model["loading_diagonal"]).shape == (1,)
+
+
+@pytest.mark.slow  # a 4 x (300 + 300) fit (~25 s); the fold itself is tested fast on mirrored draws above
+def test_folded_signs_mix_and_recover_the_category_covariance():
+    cd, truth = _study(seed=5, n_h=150, n_c=10, n_w=16, rank=1, loading_sd=0.8)
+    model = category.build_model(cd, category.CategoryConfig(rank=1, loading_signs="folded"))
     idata = sample_posterior(model, config=SamplerConfig(chains=4, draws=300, tune=300), seed=6)
     folded = category.fold_loading_signs(idata.posterior, category.pilot_directions(cd, 1))
     import arviz as az

@@ -250,6 +250,7 @@ def test_promotion_lift_calibration_by_hand():
     assert missed["coverage_90"] == 0.5 and missed["sales_weighted_coverage_90"] == pytest.approx(0.75)
 
 
+@pytest.mark.slow  # four tiny fits (~40 s); the block scoring itself is tested fast above
 def test_a_fit_without_a_block_is_checked_on_it_as_held_out(tiny_fitted, tmp_path, capsys):
     import shutil
 
