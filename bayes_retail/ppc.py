@@ -43,13 +43,27 @@ def _promo_share(lines: pd.DataFrame) -> float:
     return float((lines["retail_disc"] > 0).mean())
 
 
-def summary_statistics(lines: pd.DataFrame, n_weeks: int) -> dict[str, float]:
-    """Mean basket size (units per visited household-week), visit rate, units per product-week, promo line share."""
+#: Trips of at most this many units count as small (a quarter of the real trips on the embedded data).
+SMALL_TRIP_UNITS = 3
+
+
+def _trip_units(lines: pd.DataFrame) -> pd.Series:
+    return lines.groupby("basket_id")["quantity"].sum()
+
+
+def summary_statistics(lines: pd.DataFrame, n_weeks: int, *, small_trip_units: int = SMALL_TRIP_UNITS
+                       ) -> dict[str, float]:
+    """Mean basket size (units per visited household-week), visit rate, units per product-week, promo line share;
+    and per trip (``basket_id``) the median units and the share of trips with at most ``small_trip_units`` units
+    (top-ups: the metric suite scores household-weeks, these show how a week splits into trips)."""
+    trip = _trip_units(lines)
     return {
         "mean_basket_size": _mean_basket_size(lines),
         "visit_rate": _visit_rate(lines, n_weeks),
         "units_per_product_week": _units_per_product_week(lines),
         "promo_share": _promo_share(lines),
+        "units_per_trip_median": float(trip.median()),
+        "small_trip_share": float((trip <= small_trip_units).mean()),
     }
 
 

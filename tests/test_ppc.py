@@ -22,7 +22,7 @@ def test_replayed_households_are_scored_per_draw_beside_the_floor(tiny_fitted, t
     assert scores["floor_score"].between(0, 1).all()
     assert list(p_values["statistic"]) == [
         "mean_basket_size", "visit_rate", "units_per_product_week", "promo_share",
-        "visits_basket_spearman", "copurchase_lift_median", "copurchase_share_above_1",
+        "units_per_trip_median", "small_trip_share", "visits_basket_spearman", "copurchase_lift_median", "copurchase_share_above_1",
         "repeat_previous_purchase", "repeat_any_earlier_purchase", "category_count_dispersion",
         "discount_share_household_sd", "discount_share_visit_dispersion",
     ]
@@ -96,13 +96,17 @@ def test_entity_coverage_and_household_calibration_by_hand():
 
 
 def test_summary_statistics_on_a_hand_computed_table():
+    # household 1 week 1 in two trips (2 units, then 1), its week 2 one trip of 3; household 2 one trip of 4
     lines = pd.DataFrame({"household_id": [1, 1, 1, 2], "week": [1, 1, 2, 1], "product_id": [10, 11, 10, 10],
-                          "quantity": [2, 1, 3, 4], "retail_disc": [0.0, 0.5, 0.0, 1.0]})
+                          "quantity": [2, 1, 3, 4], "retail_disc": [0.0, 0.5, 0.0, 1.0], "basket_id": [7, 8, 9, 5]})
     stats = summary_statistics(lines, n_weeks=4)
     assert stats["mean_basket_size"] == pytest.approx((3 + 3 + 4) / 3)
     assert stats["visit_rate"] == pytest.approx(3 / (2 * 4))
     assert stats["units_per_product_week"] == pytest.approx((6 + 1 + 3) / 3)
     assert stats["promo_share"] == pytest.approx(0.5)
+    assert stats["units_per_trip_median"] == pytest.approx(2.5)  # trips of 1, 2, 3, 4 units
+    assert stats["small_trip_share"] == pytest.approx(3 / 4)
+    assert summary_statistics(lines, n_weeks=4, small_trip_units=1)["small_trip_share"] == pytest.approx(1 / 4)
 
 
 def test_draw_summaries_and_p_values_by_hand():
