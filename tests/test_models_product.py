@@ -25,15 +25,15 @@ def _exact_set_probability(p: np.ndarray) -> float:
     return total
 
 
-#: Core coefficients of the studies under the "both" memory: a previous-occasion pull on top of the state's.
-BOTH_MU = (-2.0, 2.0, 0.5, 0.8)
+def _mu(state):
+    """Core coefficients of the studies: under the "both" memory a previous-occasion pull on top of the state's."""
+    return (-2.0, 2.0, 0.5, 0.8) if state == "both" else (-2.0, 2.0, 0.0)
 
 
 def _study(seed=0, n_classes=4, state="last", **kwargs):
     rng = np.random.default_rng(seed)
     design = product.synthetic_design(rng, **kwargs)
-    mu = BOTH_MU if state == "both" else (-2.0, 2.0, 0.0)
-    params = product.draw_parameters(design, rng, n_classes=n_classes, log_extra_rate=0.3, mu=mu)
+    params = product.draw_parameters(design, rng, n_classes=n_classes, log_extra_rate=0.3, mu=_mu(state))
     classes = rng.integers(0, n_classes, design.households.size)
     return product.simulate_occasions(params, design, classes, rng, state=state), params
 
@@ -84,8 +84,7 @@ def _kernel_study(state="last"):
     for w in range(1, design.price.shape[1]):
         for grid in (design.price, design.discount, design.display, design.mailer):
             grid[:, w] = np.where(repeat[:, w], grid[:, w - 1], grid[:, w])
-    mu = BOTH_MU if state == "both" else (-2.0, 2.0, 0.0)
-    params = product.draw_parameters(design, rng, n_classes=4, log_extra_rate=1.3, mu=mu)
+    params = product.draw_parameters(design, rng, n_classes=4, log_extra_rate=1.3, mu=_mu(state))
     pdata = product.simulate_occasions(params, design, rng.integers(0, 4, 30), rng, state=state)
     size = pdata.set_size
     assert (size == 1).any() and (size == 9).any() and (size == 10).any() and pdata.last_item.size > 0

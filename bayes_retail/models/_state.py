@@ -7,6 +7,10 @@ import numpy as np
 
 #: Most items an ``"ever"`` state holds (also the simulator's state capacity).
 EVER_STATE_ITEMS = 16
+#: What the product stage's state term remembers (``[product] state``): the previous occasion's items, every
+#: earlier item (the most recent ones), or every earlier item with a second coefficient for those of the
+#: previous occasion.
+STATE_MEMORIES = ("last", "ever", "both")
 
 
 @numba.njit(cache=True)

@@ -78,7 +78,7 @@ from bayes_retail.models._choice_kernel import (
     household_class_loglik,
 )
 from bayes_retail.models._household_choice_kernel import household_choice_loglik_op
-from bayes_retail.models._state import EVER_STATE_ITEMS, ever_state_step
+from bayes_retail.models._state import EVER_STATE_ITEMS, STATE_MEMORIES, ever_state_step
 from bayes_retail.models.artifacts import evenly_spaced
 from bayes_retail.models.pooling import joined, partially_centred
 
@@ -91,9 +91,6 @@ CORE_COEFFICIENTS = ("price", "discount", "state")
 PREVIOUS_COEFFICIENT = "previous"
 #: Item attributes (columns of ``ProductData.attributes``).
 ATTRIBUTES = ("national_brand", "pack_size", "price_tier")
-#: What the state term remembers: the previous occasion's items, every earlier item (the most recent ones), or
-#: every earlier item with a second coefficient for those of the previous occasion.
-STATE_MEMORIES = ("last", "ever", "both")
 #: What the free item intercepts are shrunk toward: the reference item's 0, a centre per category, or
 #: centres per category partially pooled across categories.
 INTERCEPT_CENTRES = ("reference", "category", "pooled")

@@ -15,7 +15,8 @@ import math
 import numba
 import numpy as np
 
-from bayes_retail.models._state import EVER_STATE_ITEMS, ever_state_step
+from bayes_retail.models._state import EVER_STATE_ITEMS, STATE_MEMORIES, ever_state_step
+from bayes_retail.simulate.inputs import PREVIOUS, STATE
 from bayes_retail.simulate.streams import (
     BASKET_SHOCK,
     CATEGORY,
@@ -48,10 +49,9 @@ _REMEMBERED_SLOT = 1 << 20
 MAX_TRIPS = 62
 #: Rejection attempts per item before drawing it from the explicit conditional (both exact).
 MAX_ATTEMPTS = 64
-_STATE = 2  # column of the state coefficient in the class coefficients
-_PREVIOUS = 3  # the "both" memory's previous-occasion coefficient
-#: State memories as the kernel reads them (the product stage's ``state``).
-LAST_STATE, EVER_STATE, BOTH_STATE = 0, 1, 2
+#: State memories as the kernel reads them: their positions in ``STATE_MEMORIES``.
+MEMORY_CODE = {memory: code for code, memory in enumerate(STATE_MEMORIES)}
+LAST_STATE, EVER_STATE, BOTH_STATE = (MEMORY_CODE[m] for m in ("last", "ever", "both"))
 
 
 @numba.njit(cache=True)
@@ -311,7 +311,7 @@ def choose_week(
     by the earlier state's other items (``EVER_STATE``, ``BOTH_STATE``: most
     recent first, capped; the product stage's ``next_ever_state``), and
     ``previous_count`` ``(n, C)`` to how many of the state's first items the
-    occasion bought (``BOTH_STATE`` gives those the ``_PREVIOUS``
+    occasion bought (``BOTH_STATE`` gives those the ``PREVIOUS``
     coefficient too). Returns the line item and trip arrays (lines of
     occasion ``o`` start at ``line_start[o]``).
     """
@@ -328,11 +328,11 @@ def choose_week(
             chosen = np.empty(m, dtype=np.int64)
         last = state_items[i, c]
         n_last = state_count[i, c]
-        lam_previous = class_coefficients[k, _PREVIOUS] if memory == BOTH_STATE else 0.0
+        lam_previous = class_coefficients[k, PREVIOUS] if memory == BOTH_STATE else 0.0
         for r in range(m):
             chosen[r] = _draw_item(
                 keys[i], week, c, r, prob[k], cum[k], start, end,
-                class_coefficients[k, _STATE], lam_previous, last, n_last, previous_count[i, c], chosen, r,
+                class_coefficients[k, STATE], lam_previous, last, n_last, previous_count[i, c], chosen, r,
             )
         if memory == LAST_STATE:
             keep = min(m, MAX_STATE_ITEMS)

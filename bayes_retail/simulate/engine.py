@@ -180,7 +180,7 @@ def simulate_batch(
     state_items = np.zeros((n, n_c, _kernels.MAX_STATE_ITEMS), dtype=np.int64)
     state_count = np.zeros((n, n_c), dtype=np.int64)
     previous_count = np.zeros((n, n_c), dtype=np.int64)
-    memory = {"last": _kernels.LAST_STATE, "ever": _kernels.EVER_STATE, "both": _kernels.BOTH_STATE}[draw.state_memory]
+    memory = _kernels.MEMORY_CODE[draw.state_memory]
     tail_memory = np.zeros((n, n_c, _kernels.MAX_TAIL_MEMORY), dtype=np.int32)  # product rows
     tail_memory_count = np.zeros((n, n_c), dtype=np.int64)
     tail_repeat = catalogue.tail_repeat_table

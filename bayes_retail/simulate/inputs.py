@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from bayes_retail.models._state import STATE_MEMORIES
+
 #: Columns of ``StageDraw.class_coefficients`` before the attribute weights (as in the product stage); the
 #: ``"both"`` state memory adds PREVIOUS.
 PRICE, DISCOUNT, STATE, PREVIOUS = 0, 1, 2, 3
-#: The product stage's state memories (``[product] state``).
-STATE_MEMORIES = ("last", "ever", "both")
 
 
 def _shape(name: str, value: np.ndarray, shape: tuple) -> None:
