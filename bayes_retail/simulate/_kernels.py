@@ -104,7 +104,8 @@ def visit_week(keys, week, visit, signal_w, previous, entry_week, rho, week_effe
 
 
 @numba.njit(cache=True)
-def category_week(keys, week, trips, preference_rate, category_rate, customer_class, shock_sigma=0.0):
+def category_week(keys, week, trips, preference_rate, category_rate, customer_class, shock_sigma=0.0,
+                  trip_weight_sd=0.0):
     """Category purchases of the week's visiting customers, with the trips that bought.
 
     A trip buys in category c with probability ``p = 1 - exp(-exp(eta))``; the
@@ -119,7 +120,12 @@ def category_week(keys, week, trips, preference_rate, category_rate, customer_cl
     per batch and once per week, not per cell). ``shock_sigma > 0`` multiplies
     every rate of a customer's week by ``exp(e)``, ``e ~ N(0, shock_sigma)``
     (the category stage's household-week effect; Box-Muller from two
-    uniforms). Returns occasion customer, category and trip bit mask.
+    uniforms). ``trip_weight_sd > 0`` gives the week's trips sizes: weights
+    ``w_t`` proportional to ``exp(e_t)``, ``e_t ~ N(0, trip_weight_sd)``,
+    scaled to sum to ``n``; trip t buys with ``1 - exp(-w_t exp(eta))``, so
+    the week's probability stays the fitted ``1 - exp(-n exp(eta))`` and a
+    heavy trip (a big shop) buys in many categories at once, a light one (a
+    top-up) in few. Returns occasion customer, category and trip bit mask.
     """
     n, n_c = preference_rate.shape
     total = 0
@@ -130,10 +136,15 @@ def category_week(keys, week, trips, preference_rate, category_rate, customer_cl
     occ_category = np.empty(total, dtype=np.int64)
     occ_trips = np.empty(total, dtype=np.int64)
     o = 0
+    weight = np.ones(MAX_TRIPS)
+    cumulative = np.empty(MAX_TRIPS)
     for i in range(n):
         m = trips[i]
         if m == 0:
             continue
+        sized = trip_weight_sd > 0.0 and m > 1
+        if sized:
+            _trip_weights(keys[i], week, m, trip_weight_sd, weight, cumulative)
         shock = 1.0
         if shock_sigma > 0.0:
             radius = math.sqrt(-2.0 * math.log(uniform(keys[i], week, BASKET_SHOCK, 0, 0)))
@@ -147,17 +158,42 @@ def category_week(keys, week, trips, preference_rate, category_rate, customer_cl
             mask = np.int64(0)
             if p_trip >= 1.0 or m == 1:
                 first = 0
+            elif sized:
+                # no purchase in trips 0..t has probability exp(-rate W_t) (W: running weights), so given one
+                # exists the first is the first t with W_t > -log(1 - v) / rate, v uniform on (0, p_week)
+                x = -math.log1p(-uniform(keys[i], week, TRIP_OF_CATEGORY, c, 0) * p_week) / rate
+                first = 0
+                while first < m - 1 and cumulative[first] <= x:
+                    first += 1
             else:
                 # inverse CDF of the first success among m trips, given one exists
                 v = uniform(keys[i], week, TRIP_OF_CATEGORY, c, 0) * p_week
                 first = min(int(math.log1p(-v) / math.log1p(-p_trip)), m - 1)
             mask |= np.int64(1) << np.int64(first)
             for j in range(first + 1, m):
-                if uniform(keys[i], week, TRIP_OF_CATEGORY, c, 1 + j) < p_trip:
+                p_j = -math.expm1(-rate * weight[j]) if sized else p_trip
+                if uniform(keys[i], week, TRIP_OF_CATEGORY, c, 1 + j) < p_j:
                     mask |= np.int64(1) << np.int64(j)
             occ_customer[o], occ_category[o], occ_trips[o] = i, c, mask
             o += 1
     return occ_customer[:o], occ_category[:o], occ_trips[:o]
+
+
+@numba.njit(cache=True)
+def _trip_weights(key, week, m, sd, weight, cumulative):
+    """Fill ``weight[:m]`` (log-normal with log sd ``sd``, summing to ``m``) and their running sums ``cumulative``."""
+    total = 0.0
+    for t in range(m):
+        # the basket-shock purpose, index 0 is the household-week shock; trip t's weight uses index 1 + t
+        radius = math.sqrt(-2.0 * math.log(uniform(key, week, BASKET_SHOCK, 1 + t, 0)))
+        weight[t] = math.exp(sd * radius * math.cos(2.0 * math.pi * uniform(key, week, BASKET_SHOCK, 1 + t, 1)))
+        total += weight[t]
+    run = 0.0
+    for t in range(m):
+        weight[t] *= m / total
+        run += weight[t]
+        cumulative[t] = run
+    cumulative[m - 1] = m  # the running sum ends at n exactly: the week's probability is the fitted one
 
 
 @numba.njit(cache=True)
@@ -360,6 +396,53 @@ def choose_week(
                         line_trip[line] = b
                         break
     return line_item, line_trip
+
+
+#: Index offset of the uniforms that pick a line for an empty trip (above any category index).
+_FILL_INDEX = 1 << 23
+
+
+@numba.njit(cache=True)
+def fill_empty_trips(keys, week, line_customer, line_trip, trips):
+    """Give each trip that bought nothing one line, moved from a trip with two or more; ``line_trip`` in place.
+
+    A real trip always buys something (the visit stage counts baskets), while
+    the week's categories and items land on trips at random and can miss one.
+    Only the trip labels change, so the week's categories, items and units
+    are the fitted ones; a customer-week with fewer lines than trips keeps
+    the rest empty. Each moved line is uniform among the donor trips' lines.
+    ``line_customer`` must be sorted (lines grouped by customer).
+    """
+    count = np.zeros(MAX_TRIPS, dtype=np.int64)
+    start, n_lines = 0, line_customer.size
+    while start < n_lines:
+        i = line_customer[start]
+        end = start
+        while end < n_lines and line_customer[end] == i:
+            end += 1
+        m = trips[i]
+        count[:m] = 0
+        for line in range(start, end):
+            count[line_trip[line]] += 1
+        for t in range(m):
+            if count[t] > 0:
+                continue
+            donors = 0
+            for line in range(start, end):
+                if count[line_trip[line]] >= 2:
+                    donors += 1
+            if donors == 0:
+                break
+            pick = int(uniform(keys[i], week, TRIP_OF_LINE, _FILL_INDEX + t, 0) * donors)
+            for line in range(start, end):
+                if count[line_trip[line]] >= 2:
+                    if pick == 0:
+                        count[line_trip[line]] -= 1
+                        line_trip[line] = t
+                        count[t] = 1
+                        break
+                    pick -= 1
+        start = end
 
 
 @numba.njit(cache=True)

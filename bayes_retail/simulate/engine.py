@@ -202,7 +202,8 @@ def simulate_batch(
         visits.append((visited, np.full(visited.size, w), trips[visited]))
         rate = category_rates(draw, value_weeks, w)
         occ_customer, occ_category, occ_trips = _kernels.category_week(
-            keys, w, trips, preference_rate, rate, klass, float(draw.household_week_sigma)
+            keys, w, trips, preference_rate, rate, klass, float(draw.household_week_sigma),
+            float(draw.trip_weight_sd),
         )
         counts = _kernels.item_counts(
             keys, w, occ_customer, occ_category, draw.log_extra_rate, np.ascontiguousarray(on_shelf[:, w])
@@ -215,6 +216,7 @@ def simulate_batch(
         )
         line_customer = np.repeat(occ_customer, counts)
         line_customer, line_item, line_trip, line_slot = tail_lines(keys, w, line_customer, line_item, line_trip, catalogue)
+        _kernels.fill_empty_trips(keys, w, line_customer, line_trip, trips)
         product, quantity = _kernels.line_products_and_quantities(
             keys, w, line_customer, line_item, line_slot, catalogue.item_category, catalogue.item_product,
             catalogue.tail_start, catalogue.tail_product, catalogue.tail_cumshare, catalogue.tail_count,

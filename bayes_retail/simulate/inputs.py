@@ -253,6 +253,10 @@ class StageDraw:
     household_week_sigma
         Category stage: sd of the household-week shock shared by a week's
         categories (0: the stage has none).
+    trip_weight_sd
+        Log sd of the trips' sizes within a week (0: the trips are alike). The
+        category stage is fitted per week, so this is not in its posterior: a
+        plug-in from the real trips (:func:`~bayes_retail.simulate.world.trip_weight_sd`).
     state_memory
         What the product stage's state term remembers: ``"last"`` (the previous
         occasion's items), ``"ever"`` (every earlier item, the most recent
@@ -281,6 +285,7 @@ class StageDraw:
     category_value_centre: np.ndarray | None = None
     state_memory: str = "last"
     household_week_sigma: float = 0.0
+    trip_weight_sd: float = 0.0
 
     def at_weeks(self, positions: np.ndarray) -> "StageDraw":
         """The draw with its week-indexed values (visit and category week effects, seasons) at ``positions``."""
@@ -311,6 +316,8 @@ class StageDraw:
             raise ValueError(f"class_coefficients must have shape (K, {n_coef}), got {self.class_coefficients.shape}")
         if not float(self.household_week_sigma) >= 0:
             raise ValueError(f"household_week_sigma must be >= 0, got {self.household_week_sigma!r}")
+        if not float(self.trip_weight_sd) >= 0:
+            raise ValueError(f"trip_weight_sd must be >= 0, got {self.trip_weight_sd!r}")
         if np.any(~(np.asarray(self.alpha) > 0)):
             raise ValueError("alpha (NB dispersion) must be positive")
         if (self.category_value_response is None) != (self.category_value_centre is None):

@@ -396,6 +396,7 @@ def _trace_hashes(folder: Path) -> dict[str, str | None]:
 def posterior_worlds(
     posteriors, data, catalogue: Catalogue, *, seed: int, prices: str, pricing_model=None, depth_panels=None,
     policy=None, mode: str = "new", weeks: int | None = None, promotion_timing: str = "homogeneous",
+    trip_weight_sd: float | None = None,
 ) -> Callable[[int], DrawWorld]:
     """Build each draw's :class:`DrawWorld` from fitted posteriors and the data they were fitted on.
 
@@ -415,6 +416,8 @@ def posterior_worlds(
     prefix of the data's; more repeat the seasons (week effects, seasonal
     indices, shelf availability of the week 52 before) under HMM prices.
     ``promotion_timing``: see :class:`SimulationSpec` (the tilt is solved once, here).
+    ``trip_weight_sd``: log sd of a week's trip sizes; ``None`` estimates it from
+    the data's two-trip weeks (:func:`~bayes_retail.simulate.trips.trip_weight_sd`), 0 makes trips alike.
     """
     from bayes_retail.models import visit
     from bayes_retail.simulate.policy import apply_policy
@@ -431,6 +434,7 @@ def posterior_worlds(
         template_ids,
         templates,
     )
+    from bayes_retail.simulate.trips import trip_weight_sd as estimate_trip_weight_sd
     from bayes_retail.simulate.world import (
         hmm_prices,
         horizon_positions,
@@ -451,6 +455,8 @@ def posterior_worlds(
                          "(simulate more weeks with HMM prices)")
     week_numbers = vd.weeks if positions is None else vd.weeks[0] + np.arange(weeks)
     stores = modal_stores(data.transactions)
+    if trip_weight_sd is None:
+        trip_weight_sd = estimate_trip_weight_sd(data.transactions, data.choice_sets)
     entry_weeks = np.searchsorted(vd.weeks, vd.entry_week)
     product_config = json.loads(posteriors.product.attrs.get("stage_config") or "{}")
     # shared by every draw's prices
@@ -479,7 +485,7 @@ def posterior_worlds(
         if policy is not None:
             grid = apply_policy(grid, catalogue, week_numbers, policy)
         klass = membership(d) if membership is not None else None
-        draw = stage_draw(posteriors, catalogue, d)
+        draw = dataclasses.replace(stage_draw(posteriors, catalogue, d), trip_weight_sd=trip_weight_sd)
         if mode == "population" and "theta_household" in posteriors.product:
             coefficients = population_coefficients(posteriors.product, d, draw.class_coefficients.shape[0],
                                                    draw_rng(seed, d, DRAW_COEFFICIENTS))
