@@ -1,7 +1,7 @@
 """Simulator throughput at the full catalogue's size (synthetic parameters, real dimensions).
 
 Usage: python bench/bench_simulate.py [--customers 10000] [--batch-size 1000] [--out DIR] [--scheduler local]
-       [--in-process-customers N] [--arrow-threads N] [--tail-repeat R] [--tail-promotion L]
+       [--in-process-customers N] [--arrow-threads N] [--tail-repeat R] [--tail-promotion L] [--trip-weight-sd S]
 
 The scale-out check (1,000,000 customers through a LocalCluster):
 ``--customers 1000000 --scheduler local --in-process-customers 100000`` runs the
@@ -54,6 +54,8 @@ def main() -> None:
                         help="every category's tail repeat probability (0.34: the embedded data's median)")
     parser.add_argument("--tail-promotion", type=float, default=0.85,
                         help="log weight of a promoted tail product in every category (the embedded pooled estimate)")
+    parser.add_argument("--trip-weight-sd", type=float, default=1.28,
+                        help="log sd of the trips' sizes within a week (1.28: the embedded estimate; 0: alike trips)")
     parser.add_argument("--arrow-threads", type=int, default=None,
                         help="Arrow's CPU thread pool size in the in-process run and in each Dask worker")
     args = parser.parse_args()
@@ -66,7 +68,8 @@ def main() -> None:
     prices = synthetic_prices(rng, catalogue, N_WEEKS)
     draw = synthetic_draw(rng, catalogue, N_WEEKS, n_classes=N_CLASSES)
     # about 9 categories per visited week, as in the data
-    draw = type(draw)(**{**draw.__dict__, "category_intercept": rng.normal(-4.2, 1.0, N_CATEGORIES)})
+    draw = type(draw)(**{**draw.__dict__, "category_intercept": rng.normal(-4.2, 1.0, N_CATEGORIES),
+                         "trip_weight_sd": args.trip_weight_sd})
     templates = synthetic_templates(rng, 300, N_CATEGORIES, N_WEEKS, n_classes=N_CLASSES)
     print(f"catalogue: {catalogue.item_category.size} items, {catalogue.product_ids.size} products, {N_WEEKS} weeks")
 

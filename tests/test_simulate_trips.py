@@ -160,3 +160,15 @@ def test_no_two_trip_weeks_means_alike_trips(monkeypatch):
 
     monkeypatch.setattr(trips, "two_trip_splits", lambda *_: np.zeros((0, 3), dtype=np.int64))
     assert trip_weight_sd(None, None) == 0.0
+
+
+def test_the_trips_elasticity_scales_the_weeks_exposure():
+    n, m, rate, gamma = 40_000, 4, 0.3, 0.6
+    keys = customer_keys(6, 0, np.arange(n))
+    customer, _, mask = _kernels.category_week(
+        keys, 0, np.full(n, m), np.ones((n, 1)), np.array([[rate]]), np.zeros(n, dtype=np.int64), 0.0, 1.0, gamma
+    )
+    p_week = -np.expm1(-m**gamma * rate)  # the category stage's 1 - exp(-n^gamma exp(eta))
+    assert abs(customer.size - n * p_week) < 4.5 * np.sqrt(n * p_week * (1 - p_week))
+    assert m**gamma * rate < 0.75 * m * rate  # a real difference from the plain offset
+    assert mask.max() < 2**m

@@ -38,6 +38,15 @@ each trip as a Poisson process of rate ``exp(eta_hcw)``, so over the week
   by week or by category-week, never by household-week). Its draws are left
   out of the trace; the simulator draws new shocks from the fitted sd.
 
+- with ``trips_elasticity = true``, the exposure ``n_hw`` becomes
+  ``n_hw^gamma`` (``gamma`` estimated, prior ``N(1, trips_elasticity_sigma)``;
+  ``gamma = 1`` is the offset above): a week's later trips are top-ups that add
+  fewer categories than the first (real categories per visited week on the
+  embedded data: 9.6, 14.8, 18.9, 20.9 with 1-4 trips, about ``n^0.6``). With
+  ``gamma`` fixed at 1 the household-week shock absorbed that curvature as
+  spread. ``n^gamma exp(eta) = n exp(eta + (gamma - 1) log n)``, so it is one
+  more per-cell offset.
+
 Exact aggregation (the cloglog factorisation): the log-likelihood is
 
     sum over purchased cells of [log(1 - exp(-r_hcw)) + r_hcw]  -  sum over all visited (h, c, w) of r_hcw,
@@ -121,6 +130,11 @@ class CategoryConfig:
         (non-centred), shared by every category of that week.
     household_week_sigma
         Prior scale of ``sigma_household_week`` (HalfNormal).
+    trips_elasticity
+        Estimate ``gamma`` in the exposure ``n_hw^gamma`` (off: ``gamma = 1``,
+        the plain ``log(trips)`` offset).
+    trips_elasticity_sigma
+        Prior sd of ``gamma`` around 1.
     """
 
     rank: int = 2
@@ -138,6 +152,8 @@ class CategoryConfig:
     value_draws: int = 1
     household_week_effect: bool = False
     household_week_sigma: float = 1.0
+    trips_elasticity: bool = False
+    trips_elasticity_sigma: float = 0.5
 
     def __post_init__(self) -> None:
         if self.loading_signs not in LOADING_SIGNS:
@@ -153,7 +169,7 @@ class CategoryConfig:
             raise ValueError(f"value_draws = {draws} pools product draws of the category value: "
                              "it needs category_value = true")
         for name in ("intercept_sigma", "household_sigma", "loading_sigma", "week_sigma", "season_sigma", "value_sigma",
-                     "household_week_sigma"):
+                     "household_week_sigma", "trips_elasticity_sigma"):
             if not float(getattr(self, name)) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
 
@@ -422,7 +438,13 @@ def build_model(cd: CategoryData, config: CategoryConfig | None = None) -> pm.Mo
             d_raw = pm.ZeroSumNormal("d_raw", sigma=1.0, dims=("category", "week"), n_zerosum_axes=1)
             d = pm.Deterministic("d", sigma_d * d_raw, dims=("category", "week"))
         shock = _household_week_effect(cd, config) if config.household_week_effect else pt.zeros(cd.trips.shape)
-        household_week = pm.Data("trips", cd.trips.astype(np.float64)) * pt.exp(u[:, None] + s[None, :] + shock)
+        log_trips = np.log(np.maximum(cd.trips, 1)).astype(np.float64)  # 0 where no trips (their exposure is 0)
+        # n^gamma = n exp((gamma - 1) log n): one more offset of the week
+        curvature = ((pm.Normal("trips_elasticity", 1.0, config.trips_elasticity_sigma) - 1.0) * log_trips
+                     if config.trips_elasticity else 0.0)
+        household_week = pm.Data("trips", cd.trips.astype(np.float64)) * pt.exp(
+            u[:, None] + s[None, :] + shock + curvature
+        )
         if config.category_value:
             k = _category_value_response(cd, config)
             z = cd.household_class
@@ -438,6 +460,8 @@ def build_model(cd: CategoryData, config: CategoryConfig | None = None) -> pm.Mo
             expected = (household_week * (pt.exp(preference) @ pt.exp(b[:, None] + d))).sum()
         if config.household_week_effect:
             offset = offset + shock[h, w]
+        if config.trips_elasticity:
+            offset = offset + curvature[h, w]
         # purchased cells, one by one (one fused kernel: value and gradient in one pass)
         purchased = cloglog_cells_loglik_op(b, u, preference, s, d, offset, h, c, w, cell_trips)
         pm.Potential("category_loglik", purchased - expected)
@@ -493,10 +517,17 @@ def linear_predictor(params: dict, cd: CategoryData | None = None, *, categories
     return eta
 
 
+def exposure(params: dict, trips: np.ndarray) -> np.ndarray:
+    """``n^gamma`` per household-week (0 without trips): the trips' exposure, ``gamma = 1`` without ``trips_elasticity``."""
+    trips = np.asarray(trips, dtype=np.float64)
+    gamma = float(params.get("trips_elasticity", 1.0))
+    return trips if gamma == 1.0 else np.where(trips > 0, np.maximum(trips, 1.0) ** gamma, 0.0)
+
+
 def pointwise_loglik(params: dict, cd: CategoryData) -> np.ndarray:
     """Row-level Bernoulli log-likelihood of every visited household-category-week (NaN where no trips)."""
     eta = linear_predictor(params, cd)
-    rate = cd.trips[:, None, :] * np.exp(eta)
+    rate = exposure(params, cd.trips)[:, None, :] * np.exp(eta)
     y = cd.purchase_grid()
     # log P(y=1) = log(1 - exp(-rate)); log P(y=0) = -rate
     log_buy = np.log(-np.expm1(-np.where(rate > 0, rate, 1.0)))
@@ -523,9 +554,10 @@ def household_week_loglik(params: dict, cd: CategoryData, *, chunk: int = 16) ->
     visited = cd.trips > 0
     y = cd.purchase_grid().astype(bool)
     total = np.zeros((shifts.size, *cd.trips.shape))
+    weight = exposure(params, cd.trips)[:, None, :]
     for lo in range(0, cd.categories.size, chunk):
         hi = min(lo + chunk, cd.categories.size)
-        base = cd.trips[:, None, :] * np.exp(linear_predictor(params, cd, categories=slice(lo, hi)))
+        base = weight * np.exp(linear_predictor(params, cd, categories=slice(lo, hi)))
         bought = y[:, lo:hi]
         for n, shift in enumerate(shifts):
             rate = base * np.exp(shift)
@@ -546,10 +578,11 @@ def simulate(params: dict, trips: np.ndarray, rng: np.random.Generator) -> np.nd
     """Forward sampler: ``(H, C, W)`` 0/1 category purchases given the trips grid (the fitted process).
 
     ``params`` as :func:`linear_predictor`. Each trip buys in category c with
-    probability ``1 - exp(-exp(eta))``; a week buys if any of its trips does.
+    probability ``1 - exp(-exp(eta))``; a week buys if any of its trips does
+    (with ``trips_elasticity`` in ``params``: ``1 - exp(-n^gamma exp(eta))``).
     """
     eta = linear_predictor(params)
-    p = -np.expm1(-trips[:, None, :] * np.exp(eta))
+    p = -np.expm1(-exposure(params, trips)[:, None, :] * np.exp(eta))
     return (rng.random(p.shape) < p).astype(np.int8)
 
 
@@ -567,8 +600,11 @@ def draw_parameters(
     week_sd: float = 0.2,
     season_sd: float = 0.2,
     household_week_sd: float = 0.0,
+    trips_elasticity: float | None = None,
 ) -> dict:
     """Parameter values of the stage's form (lower-triangular loadings, zero-sum week effects), for simulation studies.
+
+    ``trips_elasticity`` (``gamma``) makes the exposure ``n^gamma``; ``None`` leaves it out (``gamma = 1``).
 
     ``household_week_sd > 0`` adds a drawn ``(H, W)`` grid of household-week shocks and their sd.
     """
@@ -588,6 +624,8 @@ def draw_parameters(
     if household_week_sd > 0:
         params.update(household_week=rng.normal(0, household_week_sd, (n_households, n_weeks)),
                       sigma_household_week=household_week_sd)
+    if trips_elasticity is not None:
+        params["trips_elasticity"] = float(trips_elasticity)
     return params
 
 
@@ -625,6 +663,8 @@ def posterior_parameters(posterior, draw: int, cd: CategoryData | None = None) -
         params.update(f=np.zeros((params["u"].size, 0)), loadings=np.zeros((params["b"].size, 0)))
     if "sigma_household_week" in posterior:  # the shocks themselves are not stored: expectations integrate them out
         params["sigma_household_week"] = float(flat("sigma_household_week"))
+    if "trips_elasticity" in posterior:
+        params["trips_elasticity"] = float(flat("trips_elasticity"))
     if "k" in posterior and cd is not None:
         if cd.value is None:
             raise ValueError("this posterior has a category-value response: pass the CategoryData with its values")
@@ -650,7 +690,8 @@ def prior_predictive(cd: CategoryData, config: CategoryConfig | None = None, *, 
     rng = np.random.default_rng(seed)
     model = build_model(cd, config)
     names = (["b", "u", "s", "d"] + (["f", "loadings"] if config.rank else []) + (["k"] if config.category_value else [])
-             + (["sigma_household_week"] if config.household_week_effect else []))
+             + (["sigma_household_week"] if config.household_week_effect else [])
+             + (["trips_elasticity"] if config.trips_elasticity else []))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The effect of Potentials")
         prior = pm.sample_prior_predictive(draws=draws, model=model, var_names=names, random_seed=rng).prior
@@ -681,9 +722,10 @@ def expected_purchases(params: dict, trips: np.ndarray, *, chunk: int = 16) -> n
         shifts, weights = np.sqrt(2.0) * params["sigma_household_week"] * nodes, weights / np.sqrt(np.pi)
     else:
         shifts, weights = np.zeros(1), np.ones(1)
+    weight = exposure(params, trips)[:, None, :]
     for lo in range(0, n_c, chunk):
         hi = min(lo + chunk, n_c)
-        rate = trips[:, None, :] * np.exp(linear_predictor(params, categories=slice(lo, hi)))
+        rate = weight * np.exp(linear_predictor(params, categories=slice(lo, hi)))
         out[lo:hi] = sum(wt * (-np.expm1(-rate * np.exp(shift))).sum(axis=0) for shift, wt in zip(shifts, weights))
     return out
 

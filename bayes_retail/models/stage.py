@@ -402,7 +402,7 @@ def run_quantity_stage(
 CATEGORY_LOO_DRAWS = 100
 #: Population-level variables of the category stage (the hyperpriors table).
 CATEGORY_HYPERPRIORS = ["sigma_household", "loading_diagonal", "sigma_week", "sigma_season", "mu_value", "tau_value",
-                        "sigma_household_week"]
+                        "sigma_household_week", "trips_elasticity"]
 CATEGORY_EFFECTS_FILENAME = "category_effects.csv"
 
 

@@ -105,7 +105,7 @@ def visit_week(keys, week, visit, signal_w, previous, entry_week, rho, week_effe
 
 @numba.njit(cache=True)
 def category_week(keys, week, trips, preference_rate, category_rate, customer_class, shock_sigma=0.0,
-                  trip_weight_sd=0.0):
+                  trip_weight_sd=0.0, trips_elasticity=1.0):
     """Category purchases of the week's visiting customers, with the trips that bought.
 
     A trip buys in category c with probability ``p = 1 - exp(-exp(eta))``; the
@@ -125,7 +125,9 @@ def category_week(keys, week, trips, preference_rate, category_rate, customer_cl
     scaled to sum to ``n``; trip t buys with ``1 - exp(-w_t exp(eta))``, so
     the week's probability stays the fitted ``1 - exp(-n exp(eta))`` and a
     heavy trip (a big shop) buys in many categories at once, a light one (a
-    top-up) in few. Returns occasion customer, category and trip bit mask.
+    top-up) in few. ``trips_elasticity`` ``gamma`` makes the week's exposure
+    ``n^gamma`` (each trip's rate times ``n^(gamma - 1)``; the category stage's
+    ``trips_elasticity``). Returns occasion customer, category and trip bit mask.
     """
     n, n_c = preference_rate.shape
     total = 0
@@ -143,6 +145,7 @@ def category_week(keys, week, trips, preference_rate, category_rate, customer_cl
         if m == 0:
             continue
         sized = trip_weight_sd > 0.0 and m > 1
+        per_trip = 1.0 if trips_elasticity == 1.0 else math.exp((trips_elasticity - 1.0) * math.log(m))
         if sized:
             _trip_weights(keys[i], week, m, trip_weight_sd, weight, cumulative)
         shock = 1.0
@@ -150,7 +153,7 @@ def category_week(keys, week, trips, preference_rate, category_rate, customer_cl
             radius = math.sqrt(-2.0 * math.log(uniform(keys[i], week, BASKET_SHOCK, 0, 0)))
             shock = math.exp(shock_sigma * radius * math.cos(2.0 * math.pi * uniform(keys[i], week, BASKET_SHOCK, 0, 1)))
         for c in range(n_c):
-            rate = category_rate[customer_class[i], c] * preference_rate[i, c] * shock
+            rate = category_rate[customer_class[i], c] * preference_rate[i, c] * shock * per_trip
             p_week = -math.expm1(-m * rate)
             if uniform(keys[i], week, CATEGORY, c, 0) >= p_week:
                 continue

@@ -203,7 +203,7 @@ def simulate_batch(
         rate = category_rates(draw, value_weeks, w)
         occ_customer, occ_category, occ_trips = _kernels.category_week(
             keys, w, trips, preference_rate, rate, klass, float(draw.household_week_sigma),
-            float(draw.trip_weight_sd),
+            float(draw.trip_weight_sd), float(draw.trips_elasticity),
         )
         counts = _kernels.item_counts(
             keys, w, occ_customer, occ_category, draw.log_extra_rate, np.ascontiguousarray(on_shelf[:, w])

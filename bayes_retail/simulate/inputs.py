@@ -253,6 +253,9 @@ class StageDraw:
     household_week_sigma
         Category stage: sd of the household-week shock shared by a week's
         categories (0: the stage has none).
+    trips_elasticity
+        Category stage: ``gamma`` of the week's exposure ``n^gamma`` to its
+        ``n`` trips (1: the plain trips offset).
     trip_weight_sd
         Log sd of the trips' sizes within a week (0: the trips are alike). The
         category stage is fitted per week, so this is not in its posterior: a
@@ -286,6 +289,7 @@ class StageDraw:
     state_memory: str = "last"
     household_week_sigma: float = 0.0
     trip_weight_sd: float = 0.0
+    trips_elasticity: float = 1.0
 
     def at_weeks(self, positions: np.ndarray) -> "StageDraw":
         """The draw with its week-indexed values (visit and category week effects, seasons) at ``positions``."""
@@ -316,6 +320,8 @@ class StageDraw:
             raise ValueError(f"class_coefficients must have shape (K, {n_coef}), got {self.class_coefficients.shape}")
         if not float(self.household_week_sigma) >= 0:
             raise ValueError(f"household_week_sigma must be >= 0, got {self.household_week_sigma!r}")
+        if not np.isfinite(float(self.trips_elasticity)):
+            raise ValueError(f"trips_elasticity must be finite, got {self.trips_elasticity!r}")
         if not float(self.trip_weight_sd) >= 0:
             raise ValueError(f"trip_weight_sd must be >= 0, got {self.trip_weight_sd!r}")
         if np.any(~(np.asarray(self.alpha) > 0)):

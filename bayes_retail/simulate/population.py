@@ -93,6 +93,7 @@ def stage_draw(posteriors: Posteriors, catalogue: Catalogue, index: int) -> Stag
         alpha=np.broadcast_to(_flat(q, "alpha", index), (n_c,)).copy(),
         state_memory=json.loads(p.attrs.get("stage_config") or "{}").get("state", "last"),
         household_week_sigma=float(_flat(c, "sigma_household_week", index)) if "sigma_household_week" in c else 0.0,
+        trips_elasticity=float(_flat(c, "trips_elasticity", index)) if "trips_elasticity" in c else 1.0,
     )
 
 
