@@ -316,6 +316,8 @@ def test_the_simulator_takes_the_state_memory_and_the_weekly_shock_from_the_trac
     sigma = posteriors.category["sigma_household_week"].values.ravel()[0]
     assert draw.household_week_sigma == pytest.approx(sigma) and sigma > 0  # [category] household_week_effect
     assert "household_week_raw" not in posteriors.category  # one shock per visited week: not stored
+    gamma = posteriors.category["trips_elasticity"].values.ravel()[0]
+    assert draw.trips_elasticity == pytest.approx(gamma) and gamma != 1.0  # [category] trips_elasticity
     attrs = dict(posteriors.product.attrs)
     config = json.loads(attrs["stage_config"])
     del config["state"]  # a trace from before the setting: its state term was "last"
@@ -324,6 +326,18 @@ def test_the_simulator_takes_the_state_memory_and_the_weekly_shock_from_the_trac
         assert stage_draw(posteriors, catalogue, 0).state_memory == "last"
     finally:
         posteriors.product.attrs.update(attrs)
+
+
+def test_the_worlds_trips_get_sizes_estimated_from_the_data_or_given(fitted):
+    from bayes_retail.simulate.run import _folder_worlds
+    from bayes_retail.simulate.trips import trip_weight_sd
+
+    tmp, src = fitted
+    data = load_data(src, cache_dir=tmp / "cache")
+    _, _, worlds, _ = _folder_worlds(tmp / "models", data, customers=5, draws=1, mode="new", prices="observed",
+                                     seed=0, batch_size=5)
+    estimate = trip_weight_sd(data.transactions, data.choice_sets)
+    assert estimate > 0 and worlds(0).draw.trip_weight_sd == pytest.approx(estimate)  # the tiny data's two-trip week
 
 
 def test_a_stage_fitted_on_other_weeks_or_households_is_stale(fitted):
