@@ -150,8 +150,7 @@ def category_week(keys, week, trips, preference_rate, category_rate, customer_cl
             _trip_weights(keys[i], week, m, trip_weight_sd, weight, cumulative)
         shock = 1.0
         if shock_sigma > 0.0:
-            radius = math.sqrt(-2.0 * math.log(uniform(keys[i], week, BASKET_SHOCK, 0, 0)))
-            shock = math.exp(shock_sigma * radius * math.cos(2.0 * math.pi * uniform(keys[i], week, BASKET_SHOCK, 0, 1)))
+            shock = math.exp(_normal(keys[i], week, BASKET_SHOCK, 0, shock_sigma))
         for c in range(n_c):
             rate = category_rate[customer_class[i], c] * preference_rate[i, c] * shock * per_trip
             p_week = -math.expm1(-m * rate)
@@ -183,13 +182,19 @@ def category_week(keys, week, trips, preference_rate, category_rate, customer_cl
 
 
 @numba.njit(cache=True)
+def _normal(key, week, purpose, index, sd):
+    """A ``N(0, sd)`` draw by Box-Muller from the uniforms at slots 0 and 1 of ``(week, purpose, index)``."""
+    radius = math.sqrt(-2.0 * math.log(uniform(key, week, purpose, index, 0)))
+    return sd * radius * math.cos(2.0 * math.pi * uniform(key, week, purpose, index, 1))
+
+
+@numba.njit(cache=True)
 def _trip_weights(key, week, m, sd, weight, cumulative):
     """Fill ``weight[:m]`` (log-normal with log sd ``sd``, summing to ``m``) and their running sums ``cumulative``."""
     total = 0.0
     for t in range(m):
         # the basket-shock purpose, index 0 is the household-week shock; trip t's weight uses index 1 + t
-        radius = math.sqrt(-2.0 * math.log(uniform(key, week, BASKET_SHOCK, 1 + t, 0)))
-        weight[t] = math.exp(sd * radius * math.cos(2.0 * math.pi * uniform(key, week, BASKET_SHOCK, 1 + t, 1)))
+        weight[t] = math.exp(_normal(key, week, BASKET_SHOCK, 1 + t, sd))
         total += weight[t]
     run = 0.0
     for t in range(m):

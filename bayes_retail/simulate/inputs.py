@@ -259,7 +259,7 @@ class StageDraw:
     trip_weight_sd
         Log sd of the trips' sizes within a week (0: the trips are alike). The
         category stage is fitted per week, so this is not in its posterior: a
-        plug-in from the real trips (:func:`~bayes_retail.simulate.world.trip_weight_sd`).
+        plug-in from the real trips (:func:`~bayes_retail.simulate.trips.trip_weight_sd`).
     state_memory
         What the product stage's state term remembers: ``"last"`` (the previous
         occasion's items), ``"ever"`` (every earlier item, the most recent
