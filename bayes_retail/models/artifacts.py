@@ -60,7 +60,7 @@ def save_stage(
         Store posterior draws in single precision (halves item-sized arrays;
         ~7 significant digits, far below Monte Carlo error).
     """
-    idata = _thinned(idata, keep_draws) if keep_draws else idata
+    idata = thinned(idata, keep_draws) if keep_draws else idata
     if drop_vars or float32:
         idata = idata.copy()
         posterior = idata.posterior.drop_vars(list(drop_vars), errors="ignore")
@@ -150,7 +150,7 @@ def evenly_spaced(n: int, k: int) -> np.ndarray:
     return np.unique(np.linspace(0, n - 1, min(k, n)).round().astype(int))
 
 
-def _thinned(idata: az.InferenceData, keep: int) -> az.InferenceData:
+def thinned(idata: az.InferenceData, keep: int) -> az.InferenceData:
     """An evenly spaced subset of draws per chain (total about ``keep``)."""
     chains = idata.posterior.sizes["chain"]
     draws = idata.posterior.sizes["draw"]
@@ -188,7 +188,7 @@ def thin_stage(folder: str | os.PathLike, stage: str, keep_draws: int) -> Path:
     kept = idata.posterior.sizes["chain"] * idata.posterior.sizes["draw"]
     if keep_draws >= kept:
         raise ValueError(f"the trace keeps {kept} draws; thinning to {keep_draws} would not thin it")
-    idata = _thinned(idata, keep_draws)
+    idata = thinned(idata, keep_draws)
     idata.load()
     sampler = {**attr_json(idata, "sampler"), "keep_draws": int(keep_draws)}
     for group in idata.groups():

@@ -71,6 +71,7 @@ import pymc as pm
 import pytensor.tensor as pt
 from pymc.logprob.transforms import Transform
 
+from bayes_retail.models import deal
 from bayes_retail.models._choice_kernel import (
     EXACT_MAX_ITEMS,
     QUADRATURE_NODES,
@@ -194,6 +195,13 @@ class ProductConfig:
         the multiple-imputation posterior, approximated by this many panels at
         no extra sampling cost (:mod:`~bayes_retail.models.imputation`). 1
         (the form the shipped trace was fitted with) uses the first panel only.
+    deal_points
+        Deal proneness (:mod:`~bayes_retail.models.deal`): 0 (the default)
+        leaves the K classes alone; G >= 2 crosses each class with G
+        equal-weight points of a household deviation of the discount
+        coefficient whose sd is a plug-in estimate per stored draw, made after
+        sampling (APPROXIMATE: a cut, the classes do not adjust to it).
+        Only with ``coefficients = "classes"``.
     intercept_sigma, coefficient_sigma, scale_sigma, promo_sigma, extra_sigma
         Prior scales: item intercepts, population means of price / discount /
         state, heterogeneity sds, display/mailer (mean and category sd), the
@@ -218,9 +226,11 @@ class ProductConfig:
     intercept_centred_min_purchases: int = 0
     availability: str = "always"
     depth_panels: int = 1
+    deal_points: int = 0
 
     def __post_init__(self) -> None:
         for name, least in (("n_classes", 2), ("burn_in_weeks", 0), ("households", 0), ("depth_panels", 1),
+                            ("deal_points", 0),
                             ("promo_centred_min_occasions", 0), ("intercept_centred_min_purchases", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
@@ -235,6 +245,9 @@ class ProductConfig:
             raise ValueError(f"coefficients must be one of {COEFFICIENT_FORMS}, got {self.coefficients!r}")
         if self.coefficients == "household" and not self.heterogeneity:
             raise ValueError('coefficients = "household" is heterogeneity itself: it needs heterogeneity = true')
+        if self.deal_points == 1 or (self.deal_points and self.coefficients != "classes"):
+            raise ValueError(f'deal_points must be 0 (off) or >= 2 with coefficients = "classes", '
+                             f'got {self.deal_points!r} with {self.coefficients!r}')
         for name in ("intercept_sigma", "coefficient_sigma", "scale_sigma", "promo_sigma", "extra_sigma",
                      "centre_sigma", "lkj_eta"):
             if not float(getattr(self, name)) > 0:
@@ -708,10 +721,19 @@ def posterior_params(posterior, pdata: ProductData, chain: int, draw: int) -> di
     household = "theta_household" in point
     return {
         "t": t,
-        "theta": point["theta_household" if household else "theta"].values.astype(np.float64),
+        "theta": point["theta_household"].values.astype(np.float64) if household else point_class_coefficients(point),
         "household_coefficients": household,
         **{name: point[name].values.astype(np.float64) for name in ("display", "mailer", "log_extra_rate")},
     }
+
+
+def point_class_coefficients(point) -> np.ndarray:
+    """``(K, D)`` class coefficients of one posterior draw, or ``(K * G, D)`` with its deal proneness (:mod:`deal`)."""
+    theta = point["theta"].values
+    if deal.VARIABLE not in point:
+        return theta.astype(np.float64)
+    sd = point[deal.VARIABLE]
+    return deal.class_coefficients(theta, float(sd.values), int(sd.attrs["points"]))
 
 
 def evenly_spaced_params(posterior, pdata: ProductData, draws: int):

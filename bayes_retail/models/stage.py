@@ -19,10 +19,10 @@ import numpy as np
 import pandas as pd
 
 from bayes_retail._io import atomic_dir, write_json
-from bayes_retail.config import ConfigError, DataSelection, stage_config
+from bayes_retail.config import ConfigError, DataSelection, parse_weeks, stage_config
 from bayes_retail.errors import ArtifactError
-from bayes_retail.models import category, product, quantity, visit
-from bayes_retail.models.artifacts import save_stage
+from bayes_retail.models import category, deal, product, quantity, visit
+from bayes_retail.models.artifacts import save_stage, thinned
 from bayes_retail.models.diagnostics import announce, convergence, drop_chains, stuck_chains
 from bayes_retail.models.elpd import loo_summary
 from bayes_retail.models.imputation import (
@@ -241,14 +241,16 @@ def fit_id(idata) -> str:
 
 def _write_stage(
     idata, out, *, module, provenance: dict, hyperpriors: pd.DataFrame, keep_draws: int, tables: dict,
-    documents: dict, say, **trace_options,
+    documents: dict, say, fit_id_value: str | None = None, **trace_options,
 ) -> Path:
     """Write ``out/<stage>/`` whole (moved into place): the trace, the hyperpriors and other CSV tables, JSON documents.
 
     The trace's attributes are the provenance plus the hyperprior table.
+    ``fit_id_value`` names the fit when ``idata`` is already thinned (its
+    :func:`fit_id` taken on every draw before).
     """
     target = Path(out) / module.STAGE
-    attrs = {**provenance, "fit_id": fit_id(idata), "hyperpriors": hyperpriors.to_dict(orient="records")}
+    attrs = {**provenance, "fit_id": fit_id_value or fit_id(idata), "hyperpriors": hyperpriors.to_dict(orient="records")}
     with atomic_dir(target) as tmp:
         save_stage(
             idata, tmp, stage=module.STAGE, model_version=module.MODEL_VERSION, attrs=attrs,
@@ -669,6 +671,106 @@ def pooled_class_membership(pdatas: list, posterior, *, draws: int = 20) -> pd.D
     return averaged
 
 
+def add_deal_variable(posterior, pdatas: list, n_points: int, *, say=None) -> None:
+    """Add the plug-in deal-proneness sd of every draw of ``posterior`` (in place) as :data:`deal.VARIABLE`.
+
+    Each chain's draws are read with its chain group's data (``pdatas`` one
+    per depth panel). :func:`deal.estimate_sd` per draw; the gain in log
+    likelihood over no deviation is stored beside it (``deal_loglik_gain``).
+    """
+    import xarray as xr
+
+    say = say or (lambda _m: None)
+    groups = chain_groups(posterior)
+    n_chain, n_draw = posterior.sizes["chain"], posterior.sizes["draw"]
+    sd, gain = np.zeros((n_chain, n_draw)), np.zeros((n_chain, n_draw))
+    inputs = {}
+    t0 = time.perf_counter()
+    for c in range(n_chain):
+        g = 0 if groups is None else int(groups[c])
+        inputs.setdefault(g, product.kernel_inputs(pdatas[g]))
+        for d in range(n_draw):
+            params = product.posterior_params(posterior.drop_vars(deal.VARIABLE, errors="ignore"), pdatas[g], c, d)
+            sd[c, d], gain[c, d] = deal.estimate_sd(params, inputs[g], n_points=n_points)
+        say(f"product: deal proneness, chain {c}: sd median {np.median(sd[c]):.3f} "
+            f"(log-likelihood gain {np.median(gain[c]):.1f}; {time.perf_counter() - t0:.0f} s)")
+    dims = ("chain", "draw")
+    posterior[deal.VARIABLE] = xr.DataArray(sd, dims=dims, attrs={
+        "points": int(n_points), "estimate": "plug-in per draw (marginal likelihood, other parameters fixed): a cut"})
+    posterior["deal_loglik_gain"] = xr.DataArray(gain, dims=dims)
+
+
+def deal_table(idata) -> pd.DataFrame:
+    """The deal-proneness sd's row of the hyperprior table: its spread over the stored draws, no sampler diagnostics.
+
+    It is not sampled (a plug-in per draw), so R-hat and ESS would describe
+    the draws it was computed from, not a chain of its own: left empty.
+    """
+    table = posterior_table(idata, [deal.VARIABLE])
+    for column in ("r_hat", "ess_bulk", "ess_tail"):
+        if column in table:
+            table[column] = np.nan
+    return table
+
+
+def add_deal_proneness(data, *, out: str | os.PathLike, config: dict, n_points: int | None = None,
+                       progress: Callable[[str], None] | None = None) -> dict:
+    """Give an already fitted product stage in ``out/product/`` its deal proneness, without sampling again.
+
+    Reads the stored (thinned) trace, adds the plug-in sd of each stored draw
+    (:func:`add_deal_variable`) and rewrites the folder atomically with the
+    tables that depend on the classes (``class_membership.csv``,
+    ``elasticities.csv``, the sd's row in ``hyperpriors.csv``) and the trace's
+    stage settings recording ``deal_points``. What :func:`run_product_stage`
+    writes with ``[product] deal_points`` set, for the same stored draws; the
+    fit id stays (the sampled draws are the same). ``n_points`` defaults to
+    the configuration's ``[product] deal_points``.
+    """
+    import json
+
+    from bayes_retail.models.artifacts import load_posterior
+
+    say = progress or (lambda _m: None)
+    folder = Path(out) / product.STAGE
+    idata = load_posterior(out, product.STAGE, data_hash=data.data_hash)
+    attrs = dict(idata.posterior.attrs)
+    fitted_config = product.ProductConfig(**json.loads(attrs.get("stage_config") or "{}"))
+    n_points = n_points or stage_config(config, "product", product.ProductConfig).deal_points
+    if n_points < 2:
+        raise ConfigError(f"deal proneness needs at least 2 grid points, got {n_points}: set [product] deal_points "
+                          "or pass the number of points")
+    fitted_config = product.ProductConfig(**{**fitted_config.to_dict(), "deal_points": int(n_points)})
+    households = pd.read_csv(folder / CLASS_MEMBERSHIP_FILENAME)["household_id"].to_numpy()
+    groups = chain_groups(idata.posterior)
+    n_panels = 1 if groups is None else int(groups.max()) + 1
+    pdatas = [product.build_product_data(data, depth, fitted_config, households=households)
+              .restricted_to(parse_weeks(attrs.get("weeks"))) for depth in product_depth_panels(data, out, n_panels)]
+    idata.posterior = idata.posterior.drop_vars([deal.VARIABLE, "deal_loglik_gain"], errors="ignore")
+    add_deal_variable(idata.posterior, pdatas, int(n_points), say=say)
+    hyper = pd.read_csv(folder / HYPERPRIORS_FILENAME)
+    hyper = pd.concat([hyper[hyper["variable"] != deal.VARIABLE], deal_table(idata)], ignore_index=True)
+    provenance = {k: v for k, v in attrs.items() if k not in ("kind", "stage", "model_version", "bayes_retail_version",
+                                                              "fit_id", "hyperpriors")}
+    provenance["stage_config"] = json.dumps(fitted_config.to_dict())
+    copied = {name: json.loads((folder / name).read_text())
+              for name in (SUMMARY_FILENAME, PRIOR_CHECK_FILENAME) if (folder / name).exists()}
+    _write_stage(
+        idata, out, module=product, provenance=provenance, hyperpriors=hyper, keep_draws=0,
+        fit_id_value=attrs["fit_id"],
+        tables={
+            PROMO_FILENAME: pd.read_csv(folder / PROMO_FILENAME),
+            ITEMS_FILENAME: pd.read_csv(folder / ITEMS_FILENAME),
+            CLASS_MEMBERSHIP_FILENAME: pooled_class_membership(pdatas, idata.posterior),
+            ELASTICITIES_FILENAME: elasticity_table(pdatas[0], idata.posterior, data.categories, real_items(data)),
+        },
+        documents=copied, say=say, float32=True,
+    )
+    sd = idata.posterior[deal.VARIABLE].values
+    return {"deal_points": int(n_points), "deal_sd_median": float(np.median(sd)),
+            "deal_sd_q05": float(np.quantile(sd, 0.05)), "deal_sd_q95": float(np.quantile(sd, 0.95)),
+            "loglik_gain_median": float(np.median(idata.posterior["deal_loglik_gain"].values))}
+
+
 def run_product_stage(
     data,
     *,
@@ -723,6 +825,12 @@ def run_product_stage(
     household_form = product_config.coefficients == "household"
     hyper = [name for name in PRODUCT_HYPERPRIORS if name in idata.posterior]  # the pooled centres' only when fitted
     table = posterior_table(idata, hyper + (["correlation"] if household_form else []))
+    fid, keep_draws = fit_id(idata), sampler.keep_draws
+    if product_config.deal_points:  # a plug-in per stored draw: thin first, every table reads the stored draws
+        idata = thinned(idata, keep_draws) if keep_draws else idata
+        keep_draws = 0
+        add_deal_variable(idata.posterior, pdatas, product_config.deal_points, say=say)
+        table = pd.concat([table, deal_table(idata)], ignore_index=True)
     replayed = product.posterior_predictive(pdata, idata.posterior, draws=PRODUCT_CHECK_DRAWS,
                                             rng=np.random.default_rng(seed), state=product_config.state)
     provenance = _provenance(config, product_config, sampler, data, seed=seed, selection=selection, verdict=verdict)
@@ -738,7 +846,7 @@ def run_product_stage(
     )
     _write_stage(
         idata, out, module=product, provenance=provenance, hyperpriors=table,
-        keep_draws=sampler.keep_draws,
+        keep_draws=keep_draws, fit_id_value=fid,
         tables={
             PROMO_FILENAME: product_promo_table(idata, data.categories),
             ITEMS_FILENAME: product.item_table(data.choice_sets).drop(columns="g"),

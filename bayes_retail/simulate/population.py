@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from bayes_retail.errors import ArtifactError
+from bayes_retail.models import deal
 from bayes_retail.simulate.inputs import Catalogue, Customers, StageDraw
 from bayes_retail.simulate.streams import CLASS, ENTRY, POPULATION, TEMPLATE, customer_keys, uniforms
 
@@ -84,7 +85,7 @@ def stage_draw(posteriors: Posteriors, catalogue: Catalogue, index: int) -> Stag
         category_season=_flat(c, "d", index),
         item_intercept=t,
         # a household-coefficient fit: one "class" per fitted household (its membership is the identity)
-        class_coefficients=_flat(p, "theta_household" if "theta_household" in p else "theta", index),
+        class_coefficients=_class_coefficients(p, index),
         display=_flat(p, "display", index),
         mailer=_flat(p, "mailer", index),
         log_extra_rate=_flat(p, "log_extra_rate", index),
@@ -95,6 +96,17 @@ def stage_draw(posteriors: Posteriors, catalogue: Catalogue, index: int) -> Stag
         household_week_sigma=float(_flat(c, "sigma_household_week", index)) if "sigma_household_week" in c else 0.0,
         trips_elasticity=float(_flat(c, "trips_elasticity", index)) if "trips_elasticity" in c else 1.0,
     )
+
+
+def _class_coefficients(product_posterior, index: int) -> np.ndarray:
+    """The product classes of draw ``index``: with the fit's deal proneness crossed in when it has one."""
+    if "theta_household" in product_posterior:
+        return _flat(product_posterior, "theta_household", index)
+    theta = _flat(product_posterior, "theta", index)
+    if deal.VARIABLE not in product_posterior:
+        return theta
+    sd = product_posterior[deal.VARIABLE]
+    return deal.class_coefficients(theta, float(_flat(product_posterior, deal.VARIABLE, index)), int(sd.attrs["points"]))
 
 
 def population_coefficients(product_posterior, index: int, n: int, rng: np.random.Generator) -> np.ndarray:
