@@ -29,6 +29,21 @@ intercept_centre = "category"  # the category-centred intercepts reach every sav
 """
 
 
+def refit_tiny_product(tiny_fitted, folder, product_settings: str):
+    """A copy of the tiny fitted models in ``folder/models`` with the product stage refitted under the tiny
+    configuration plus ``product_settings`` (TOML lines of its ``[product]`` section); returns that folder."""
+    import shutil
+
+    tmp, src = tiny_fitted
+    models = folder / "models"
+    shutil.copytree(tmp / "models", models)
+    config = folder / "product.toml"
+    config.write_text(TINY_CONFIG.replace("[product]\n", f"[product]\n{product_settings}\n"))
+    assert main(["--quiet", "--cache-dir", str(tmp / "cache"), "fit", "--stage", "product", "--data", str(src),
+                 "--out", str(models), "--config", str(config)]) == 0
+    return models
+
+
 @pytest.fixture(scope="session")
 def tiny_fitted(tmp_path_factory):
     """Tiny data with every stage fitted into ``tmp/models`` (pricing with `quick`, the rest with ``small.toml``)."""

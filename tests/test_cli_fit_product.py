@@ -180,16 +180,11 @@ def test_without_the_pricing_stage_the_error_names_the_missing_file(tmp_path, ca
 
 
 def test_the_simulator_reads_a_household_coefficient_fit_as_one_class_per_household(tiny_fitted, tmp_path):
-    from conftest import TINY_CONFIG
+    from conftest import refit_tiny_product
 
     tmp, src = tiny_fitted
-    models = tmp_path / "models"
-    shutil.copytree(tmp / "models", models)
-    config = tmp_path / "full.toml"
-    config.write_text(TINY_CONFIG.replace("[product]\n", '[product]\ncoefficients = "household"\n'))
+    models = refit_tiny_product(tiny_fitted, tmp_path, 'coefficients = "household"')
     cli = ["--quiet", "--cache-dir", str(tmp / "cache")]
-    assert main([*cli, "fit", "--data", str(src), "--out", str(models), "--config", str(config),
-                 "--stage", "product"]) == 0
     data = load_data(src, cache_dir=tmp / "cache")
     fit = load_posterior(models, "product", data_hash=data.data_hash)
     post = fit.posterior

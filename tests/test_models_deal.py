@@ -33,7 +33,6 @@ def test_expanded_classes_by_hand():
     out = deal.expand_classes(theta, 0.5, np.array([-1.0, 1.0]))
     want = np.array([[1.0, -1.5, 0.5], [1.0, -0.5, 0.5], [2.0, -0.5, 0.1], [2.0, 0.5, 0.1]])
     np.testing.assert_allclose(out, want)
-    np.testing.assert_array_equal(deal.base_classes(4, 2), [0, 0, 1, 1])
     np.testing.assert_allclose(deal.class_coefficients(theta, None, None), theta)
     np.testing.assert_allclose(deal.class_coefficients(theta, 0.5, 2), want)
 
@@ -92,21 +91,15 @@ def test_config_checks_the_points():
 
 
 def test_a_fitted_trace_carries_the_sd_and_every_reader_sees_the_crossed_classes(tiny_fitted, tmp_path):
-    from conftest import TINY_CONFIG
+    from conftest import refit_tiny_product
 
-    from bayes_retail.cli import main
     from bayes_retail.data import load_data
     from bayes_retail.models.artifacts import load_posterior
     from bayes_retail.simulate.population import Posteriors, stage_draw
     from bayes_retail.simulate.world import catalogue_from_data
 
     tmp, src = tiny_fitted
-    models = tmp_path / "models"
-    shutil.copytree(tmp / "models", models)
-    config = tmp_path / "deal.toml"
-    config.write_text(TINY_CONFIG.replace("[product]\n", "[product]\ndeal_points = 3\n"))
-    assert main(["--quiet", "--cache-dir", str(tmp / "cache"), "fit", "--stage", "product", "--data", str(src),
-                 "--out", str(models), "--config", str(config)]) == 0
+    models = refit_tiny_product(tiny_fitted, tmp_path, "deal_points = 3")
     posterior = load_posterior(models, "product").posterior
     sd = posterior[deal.VARIABLE]
     assert sd.dims == ("chain", "draw") and int(sd.attrs["points"]) == 3

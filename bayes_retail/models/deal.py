@@ -62,11 +62,6 @@ def expand_classes(theta: np.ndarray, deal_sd: float, locations: np.ndarray) -> 
     return out
 
 
-def base_classes(n_effective: int, n_points: int) -> np.ndarray:
-    """``(K * G,)`` the latent class of each effective class (row order of :func:`expand_classes`)."""
-    return np.arange(n_effective) // n_points
-
-
 def class_coefficients(theta: np.ndarray, deal_sd: float | None, n_points: int | None) -> np.ndarray:
     """``theta`` expanded when a trace carries a deal-proneness sd (``None``: unchanged)."""
     if deal_sd is None or n_points is None:

@@ -685,12 +685,13 @@ def add_deal_variable(posterior, pdatas: list, n_points: int, *, say=None) -> No
     n_chain, n_draw = posterior.sizes["chain"], posterior.sizes["draw"]
     sd, gain = np.zeros((n_chain, n_draw)), np.zeros((n_chain, n_draw))
     inputs = {}
+    sampled = posterior.drop_vars([deal.VARIABLE, "deal_loglik_gain"], errors="ignore")  # the K classes themselves
     t0 = time.perf_counter()
     for c in range(n_chain):
         g = 0 if groups is None else int(groups[c])
         inputs.setdefault(g, product.kernel_inputs(pdatas[g]))
         for d in range(n_draw):
-            params = product.posterior_params(posterior.drop_vars(deal.VARIABLE, errors="ignore"), pdatas[g], c, d)
+            params = product.posterior_params(sampled, pdatas[g], c, d)
             sd[c, d], gain[c, d] = deal.estimate_sd(params, inputs[g], n_points=n_points)
         say(f"product: deal proneness, chain {c}: sd median {np.median(sd[c]):.3f} "
             f"(log-likelihood gain {np.median(gain[c]):.1f}; {time.perf_counter() - t0:.0f} s)")
@@ -745,7 +746,6 @@ def add_deal_proneness(data, *, out: str | os.PathLike, config: dict, n_points: 
     n_panels = 1 if groups is None else int(groups.max()) + 1
     pdatas = [product.build_product_data(data, depth, fitted_config, households=households)
               .restricted_to(parse_weeks(attrs.get("weeks"))) for depth in product_depth_panels(data, out, n_panels)]
-    idata.posterior = idata.posterior.drop_vars([deal.VARIABLE, "deal_loglik_gain"], errors="ignore")
     add_deal_variable(idata.posterior, pdatas, int(n_points), say=say)
     hyper = pd.read_csv(folder / HYPERPRIORS_FILENAME)
     hyper = pd.concat([hyper[hyper["variable"] != deal.VARIABLE], deal_table(idata)], ignore_index=True)

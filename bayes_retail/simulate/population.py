@@ -28,7 +28,6 @@ import numpy as np
 import pandas as pd
 
 from bayes_retail.errors import ArtifactError
-from bayes_retail.models import deal
 from bayes_retail.simulate.inputs import Catalogue, Customers, StageDraw
 from bayes_retail.simulate.streams import CLASS, ENTRY, POPULATION, TEMPLATE, customer_keys, uniforms
 
@@ -99,14 +98,14 @@ def stage_draw(posteriors: Posteriors, catalogue: Catalogue, index: int) -> Stag
 
 
 def _class_coefficients(product_posterior, index: int) -> np.ndarray:
-    """The product classes of draw ``index``: with the fit's deal proneness crossed in when it has one."""
+    """The product classes of draw ``index`` (:func:`~bayes_retail.models.product.point_class_coefficients`)."""
+    from bayes_retail.models import product
+
     if "theta_household" in product_posterior:
         return _flat(product_posterior, "theta_household", index)
-    theta = _flat(product_posterior, "theta", index)
-    if deal.VARIABLE not in product_posterior:
-        return theta
-    sd = product_posterior[deal.VARIABLE]
-    return deal.class_coefficients(theta, float(_flat(product_posterior, deal.VARIABLE, index)), int(sd.attrs["points"]))
+    n_draw = int(product_posterior.sizes["draw"])
+    flat = index % (int(product_posterior.sizes["chain"]) * n_draw)
+    return product.point_class_coefficients(product_posterior.isel(chain=flat // n_draw, draw=flat % n_draw))
 
 
 def population_coefficients(product_posterior, index: int, n: int, rng: np.random.Generator) -> np.ndarray:
