@@ -10,9 +10,11 @@ per-metric KS, the overall score and their paired differences are printed
 
     python bench/bench_run_seeds.py --seeds 0 1 2 --candidate promotion_timing=seasonal
     python bench/bench_run_seeds.py --seeds 0 1 2 --baseline prices=observed --candidate prices=hmm
+    python bench/bench_run_seeds.py --seeds 0 1 2 3 --candidate-models runs/week/models
 
 Settings are keyword arguments of ``simulate_from_folder`` (``prices``,
-``promotion_timing``, ``mode``). Outputs go under ``--out`` (default
+``promotion_timing``, ``mode``); ``--candidate-models`` gives the candidate
+other fitted artifacts (a refit, a plug-in added). Outputs go under ``--out`` (default
 ``runs/seeds``, git-ignored) and are reused when present with the same
 arguments (the simulator resumes).
 """
@@ -68,6 +70,7 @@ def main() -> None:
     p.add_argument("--baseline", nargs="*", default=[], help="key=value settings of the baseline (default: run's)")
     p.add_argument("--candidate", nargs="*", default=[], help="key=value settings of the candidate")
     p.add_argument("--models", default="models")
+    p.add_argument("--candidate-models", default=None, help="the candidate's fitted artifacts (default: --models)")
     p.add_argument("--out", default="runs/seeds")
     p.add_argument("--json", default=None)
     args = p.parse_args()
@@ -75,17 +78,20 @@ def main() -> None:
 
     data = load_data()
     settings = {"baseline": _setting(args.baseline), "candidate": _setting(args.candidate)}
+    folders = {"baseline": args.models, "candidate": args.candidate_models or args.models}
     rows = []
     for seed in args.seeds:
         row = {"seed": seed}
         for side, setting in settings.items():
             tag = "-".join(f"{k}_{v}" for k, v in sorted(setting.items())) or "run"
-            row[side] = score(data, args.models, Path(args.out) / f"{tag}-seed{seed}", seed, setting)
+            if folders[side] != args.models:
+                tag += "-" + Path(folders[side]).as_posix().strip("/").replace("/", "_")
+            row[side] = score(data, folders[side], Path(args.out) / f"{tag}-seed{seed}", seed, setting)
         rows.append(row)
         print(f"seed {seed}: overall {row['baseline']['overall']:.4f} -> {row['candidate']['overall']:.4f}", flush=True)
     print("\n".join(summarise(rows)))
     if args.json:
-        Path(args.json).write_text(json.dumps({"settings": settings, "seeds": rows}, indent=1))
+        Path(args.json).write_text(json.dumps({"settings": settings, "models": folders, "seeds": rows}, indent=1))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 Usage: python bench/bench_simulate.py [--customers 10000] [--batch-size 1000] [--out DIR] [--scheduler local]
        [--in-process-customers N] [--arrow-threads N] [--tail-repeat R] [--tail-promotion L] [--trip-weight-sd S]
+       [--deal-week-sd S]
 
 The scale-out check (1,000,000 customers through a LocalCluster):
 ``--customers 1000000 --scheduler local --in-process-customers 100000`` runs the
@@ -56,6 +57,8 @@ def main() -> None:
                         help="log weight of a promoted tail product in every category (the embedded pooled estimate)")
     parser.add_argument("--trip-weight-sd", type=float, default=1.28,
                         help="log sd of the trips' sizes within a week (1.28: the embedded estimate; 0: alike trips)")
+    parser.add_argument("--deal-week-sd", type=float, default=0.0,
+                        help="sd of the deal-hunting week deviation on 3 points (0: none; the product stage's plug-in)")
     parser.add_argument("--arrow-threads", type=int, default=None,
                         help="Arrow's CPU thread pool size in the in-process run and in each Dask worker")
     args = parser.parse_args()
@@ -69,7 +72,8 @@ def main() -> None:
     draw = synthetic_draw(rng, catalogue, N_WEEKS, n_classes=N_CLASSES)
     # about 9 categories per visited week, as in the data
     draw = type(draw)(**{**draw.__dict__, "category_intercept": rng.normal(-4.2, 1.0, N_CATEGORIES),
-                         "trip_weight_sd": args.trip_weight_sd})
+                         "trip_weight_sd": args.trip_weight_sd, "deal_week_sd": args.deal_week_sd,
+                         "deal_week_points": 3 if args.deal_week_sd else 0})
     templates = synthetic_templates(rng, 300, N_CATEGORIES, N_WEEKS, n_classes=N_CLASSES)
     print(f"catalogue: {catalogue.item_category.size} items, {catalogue.product_ids.size} products, {N_WEEKS} weeks")
 

@@ -197,10 +197,11 @@ def test_the_trips_that_buy_a_category_follow_their_joint_law_given_a_purchase()
         assert abs(share - expected) < 4 * np.sqrt(expected * (1 - expected) / mask.size)
 
 
-def _choose(n, prob, lam, last, m, *, seed=2, lam_previous=None, n_previous=0):
+def _choose(n, prob, lam, last, m, *, seed=2, lam_previous=None, n_previous=0, shift=None, discount=None):
     """``n`` occasions in one category (items 0..len(prob)-1), each with state ``last`` and ``m`` items.
 
-    With ``lam_previous`` the ``"both"`` memory: the first ``n_previous`` state items gain it too.
+    With ``lam_previous`` the ``"both"`` memory: the first ``n_previous`` state items gain it too. ``shift``
+    ``(n,)`` and ``discount`` ``(G,)``: each customer's deal-hunting deviation and the items' discounts.
     """
     g = prob.size
     keys = customer_keys(seed, 0, np.arange(n))
@@ -214,6 +215,7 @@ def _choose(n, prob, lam, last, m, *, seed=2, lam_previous=None, n_previous=0):
         keys, 0, np.arange(n), np.zeros(n, np.int64), np.ones(n, np.int64), np.full(n, m),
         np.arange(n + 1) * m, np.zeros(n, np.int64), theta, prob[None, :], np.cumsum(prob)[None, :],
         np.array([0]), np.array([g]), state_items, state_count, previous_count, memory,
+        np.zeros(0) if shift is None else shift, np.zeros(0) if discount is None else discount,
     )
     return items.reshape(n, m), state_items, state_count
 
@@ -264,6 +266,36 @@ def test_a_both_state_gives_the_previous_occasions_items_their_own_pull(lam, lam
     for row in range(50):
         want = product_stage.next_ever_state(np.array(last), items[row])
         np.testing.assert_array_equal(state_items[row, 0, :state_count[row, 0]], want)
+
+
+def test_a_deal_hunting_week_reweights_the_logit_by_the_discounts():
+    # the shift moves the discount coefficient: probabilities times exp(shift * discount), renormalised
+    prob = np.array([0.4, 0.25, 0.15, 0.12, 0.08])
+    discount = np.array([0.0, -0.3, 0.0, -0.6, 0.0])  # log(1 - depth) of items 1 and 3
+    n, lam = 60_000, 0.7
+    shift = np.where(np.arange(n) % 2 == 0, -1.5, 1.0)
+    items, _, _ = _choose(n, prob, lam, [2], 1, shift=shift, discount=discount)
+    for value in (-1.5, 1.0):
+        rows = items[shift == value, 0]
+        want = prob * np.exp(value * discount) * np.where(np.arange(5) == 2, np.exp(lam), 1.0)
+        want /= want.sum()
+        counts = np.bincount(rows, minlength=5)
+        assert stats.chisquare(counts, want * rows.size).pvalue > 1e-4
+    # no shift: the same uniforms give the same items as without the argument
+    plain, _, _ = _choose(2_000, prob, lam, [2], 2)
+    zero, _, _ = _choose(2_000, prob, lam, [2], 2, shift=np.zeros(2_000), discount=discount)
+    np.testing.assert_array_equal(plain, zero)
+
+
+def test_deal_week_shifts_lie_on_the_grid_with_equal_frequency():
+    locations = np.array([-1.2, 0.0, 1.2])
+    keys = customer_keys(7, 0, np.arange(30_000))
+    shifts = _kernels.deal_week_shifts(keys, 3, 0.5, locations)
+    counts = np.array([(np.isclose(shifts, 0.5 * x)).sum() for x in locations])
+    assert counts.sum() == keys.size
+    assert stats.chisquare(counts).pvalue > 1e-4
+    other_week = _kernels.deal_week_shifts(keys, 4, 0.5, locations)
+    assert np.mean(other_week == shifts) < 0.4  # a fresh point every week
 
 
 def test_a_dominant_item_still_gives_the_exact_law_when_rejection_gives_up():

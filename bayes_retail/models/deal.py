@@ -69,18 +69,25 @@ def class_coefficients(theta: np.ndarray, deal_sd: float | None, n_points: int |
     return expand_classes(theta, deal_sd, grid_locations(int(n_points)))
 
 
-def marginal_loglik(params: dict, inputs: tuple, deal_sd: float, locations: np.ndarray) -> float:
+def marginal_loglik(params: dict, inputs: tuple, deal_sd: float, locations: np.ndarray, *, week_sd: float = 0.0,
+                    week_points: int = 0, week_inputs: tuple | None = None) -> float:
     """The choices' log-likelihood with the K x G effective classes marginalised per household (equal weights).
 
     ``params`` as :func:`~bayes_retail.models.product.posterior_params` gives
     them without deal proneness (``theta`` the K classes), ``inputs`` its
-    :func:`~bayes_retail.models.product.kernel_inputs`.
+    :func:`~bayes_retail.models.product.kernel_inputs`. ``week_sd`` and
+    ``week_points`` add the deal-hunting week deviation (:func:`household_logliks`).
     """
-    from bayes_retail.models._choice_kernel import household_class_loglik
-
     theta = expand_classes(params["theta"], deal_sd, locations)
-    per_class = household_class_loglik(params["t"], theta, params["display"], params["mailer"], *inputs)
+    per_class = household_logliks(params["t"], theta, params["display"], params["mailer"], inputs, week_sd=week_sd,
+                                  week_points=week_points, week_inputs=week_inputs)
     return float((logsumexp(per_class, axis=1) - np.log(theta.shape[0])).sum())
+
+
+def _bounded_max(loglik, lower: float, upper: float, xatol: float) -> tuple[float, float]:
+    """``(argmax, max)`` of a function of one variable on ``[lower, upper]`` (bounded Brent)."""
+    result = minimize_scalar(lambda x: -loglik(x), bounds=(lower, upper), method="bounded", options={"xatol": xatol})
+    return float(result.x), -float(result.fun)
 
 
 def estimate_sd(params: dict, inputs: tuple, *, n_points: int = 7, upper: float = 5.0,
@@ -94,7 +101,100 @@ def estimate_sd(params: dict, inputs: tuple, *, n_points: int = 7, upper: float 
         raise ValueError(f"upper must be positive, got {upper!r}")
     locations = grid_locations(n_points)
     base = marginal_loglik(params, inputs, 0.0, locations)
-    result = minimize_scalar(lambda sd: -marginal_loglik(params, inputs, sd, locations), bounds=(0.0, upper),
-                             method="bounded", options={"xatol": xatol})
-    gain = -float(result.fun) - base
-    return (float(result.x), gain) if gain > 0 else (0.0, 0.0)
+    sd, best = _bounded_max(lambda x: marginal_loglik(params, inputs, x, locations), 0.0, upper, xatol)
+    gain = best - base
+    return (sd, gain) if gain > 0 else (0.0, 0.0)
+
+
+def estimate_sds(params: dict, inputs: tuple, *, n_points: int = 7, week_points: int = 0, upper: float = 5.0,
+                 xatol: float = 0.005, week_xatol: float = 0.01, refine: float = 0.3,
+                 week_inputs: tuple | None = None) -> tuple[float, float, float]:
+    """The plug-in ``(deal_sd, week_sd, gain)`` of one draw: household and household-week deviations.
+
+    One pass of coordinate ascent on the marginal likelihood: ``deal_sd``
+    alone (:func:`estimate_sd`), ``week_sd`` on ``[0, upper]`` given it,
+    then ``deal_sd`` again given ``week_sd``, within ``refine`` of its first
+    value (``refine = 0`` keeps it). ``gain`` is the log-likelihood gain over
+    no deviation at all. Fewer than 2 ``week_points``: ``week_sd`` is 0 and
+    this is :func:`estimate_sd`.
+    """
+    deal_sd, gain = estimate_sd(params, inputs, n_points=n_points, upper=upper, xatol=xatol)
+    if week_points < 2:
+        return deal_sd, 0.0, gain
+    locations = grid_locations(n_points)
+    week_inputs = household_week_inputs(inputs) if week_inputs is None else week_inputs
+
+    def loglik(d: float, w: float) -> float:
+        return marginal_loglik(params, inputs, d, locations, week_sd=w, week_points=week_points,
+                               week_inputs=week_inputs)
+
+    base = marginal_loglik(params, inputs, 0.0, locations)
+    week_sd, best = _bounded_max(lambda w: loglik(deal_sd, w), 0.0, upper, week_xatol)
+    if refine > 0:
+        deal_sd, best = _bounded_max(lambda d: loglik(d, week_sd), max(0.0, deal_sd - refine), deal_sd + refine,
+                                     week_xatol)
+    gain = best - base
+    return (deal_sd, week_sd, gain) if gain > 0 else (0.0, 0.0, 0.0)
+
+
+# --- deal-hunting weeks: a household-week deviation of the discount coefficient -------------------------------
+
+#: Name of the plug-in sd of the household-week deviation (one value per stored draw).
+WEEK_VARIABLE = "deal_week_sd"
+#: Every variable the plug-in step adds to a trace (dropped before it is redone).
+PLUG_IN_VARIABLES = (VARIABLE, WEEK_VARIABLE, "deal_loglik_gain")
+
+
+def household_week_inputs(inputs: tuple) -> tuple[tuple, np.ndarray]:
+    """Kernel inputs whose occasions are labelled by household-week instead of household, and each label's household.
+
+    The fused kernel multiplies a "household's" occasions under each class;
+    relabelled, it returns one row per household-week, which the week
+    deviation is marginalised over before the weeks of a household are
+    multiplied. The state items are part of the occasions' data, so they are
+    unchanged.
+    """
+    from bayes_retail.models._choice_kernel import ChoiceLoglik
+
+    at_household = ChoiceLoglik.data_names.index("occ_household")
+    at_week = ChoiceLoglik.data_names.index("occ_week")
+    n_weeks = inputs[ChoiceLoglik.data_names.index("price")].shape[0]
+    key = inputs[at_household] * n_weeks + inputs[at_week]
+    unique, label = np.unique(key, return_inverse=True)
+    relabelled = list(inputs)
+    relabelled[at_household] = label.astype(np.int64)
+    return tuple(relabelled), (unique // n_weeks).astype(np.int64)
+
+
+def household_logliks(t, theta, display_c, mailer_c, inputs: tuple, *, week_sd: float = 0.0, week_points: int = 0,
+                      week_inputs: tuple | None = None) -> np.ndarray:
+    """``(H, K)`` each household's choice log-likelihood under each row of ``theta``.
+
+    Without a week deviation (``week_sd`` 0 or fewer than 2 ``week_points``)
+    the kernel's :func:`~bayes_retail.models._choice_kernel.household_class_loglik`.
+    With one, every household-week's choices are averaged over the
+    ``week_points`` equal-weight points ``week_sd * eta_w`` added to the
+    discount coefficient, then multiplied over the household's weeks: the
+    household's class and deal proneness persist, the week's deviation is
+    drawn afresh each week. ``week_inputs`` is :func:`household_week_inputs`
+    of ``inputs`` when a caller already has it.
+    """
+    from bayes_retail.models._choice_kernel import household_class_loglik
+
+    if not week_sd or week_points < 2:
+        return household_class_loglik(t, theta, display_c, mailer_c, *inputs)
+    relabelled, week_household = household_week_inputs(inputs) if week_inputs is None else week_inputs
+    theta = np.asarray(theta, dtype=np.float64)
+    per_week = household_class_loglik(t, expand_classes(theta, week_sd, grid_locations(week_points)), display_c,
+                                      mailer_c, *relabelled)
+    per_week = logsumexp(per_week.reshape(per_week.shape[0], theta.shape[0], week_points), axis=2)
+    out = np.zeros((int(week_household.max()) + 1 if week_household.size else 0, theta.shape[0]))
+    np.add.at(out, week_household, per_week - np.log(week_points))
+    return out
+
+
+def params_household_logliks(params: dict, inputs: tuple, *, week_inputs: tuple | None = None) -> np.ndarray:
+    """:func:`household_logliks` of a parameter dict (its ``deal_week_sd`` / ``deal_week_points`` when present)."""
+    return household_logliks(params["t"], params["theta"], params["display"], params["mailer"], inputs,
+                             week_sd=params.get("deal_week_sd", 0.0), week_points=params.get("deal_week_points", 0),
+                             week_inputs=week_inputs)

@@ -76,7 +76,6 @@ from bayes_retail.models._choice_kernel import (
     EXACT_MAX_ITEMS,
     QUADRATURE_NODES,
     choice_loglik_op,
-    household_class_loglik,
 )
 from bayes_retail.models._household_choice_kernel import household_choice_loglik_op
 from bayes_retail.models._state import EVER_STATE_ITEMS, STATE_MEMORIES, ever_state_step
@@ -202,6 +201,11 @@ class ProductConfig:
         coefficient whose sd is a plug-in estimate per stored draw, made after
         sampling (APPROXIMATE: a cut, the classes do not adjust to it).
         Only with ``coefficients = "classes"``.
+    deal_week_points
+        Deal-hunting weeks (:mod:`~bayes_retail.models.deal`): 0 (the
+        default) none; W >= 2 adds a household-week deviation of the discount
+        coefficient on W equal-weight points, its sd a plug-in per stored draw
+        estimated with ``deal_sd`` (the same cut). Needs ``deal_points``.
     intercept_sigma, coefficient_sigma, scale_sigma, promo_sigma, extra_sigma
         Prior scales: item intercepts, population means of price / discount /
         state, heterogeneity sds, display/mailer (mean and category sd), the
@@ -227,10 +231,11 @@ class ProductConfig:
     availability: str = "always"
     depth_panels: int = 1
     deal_points: int = 0
+    deal_week_points: int = 0
 
     def __post_init__(self) -> None:
         for name, least in (("n_classes", 2), ("burn_in_weeks", 0), ("households", 0), ("depth_panels", 1),
-                            ("deal_points", 0),
+                            ("deal_points", 0), ("deal_week_points", 0),
                             ("promo_centred_min_occasions", 0), ("intercept_centred_min_purchases", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
@@ -248,6 +253,9 @@ class ProductConfig:
         if self.deal_points == 1 or (self.deal_points and self.coefficients != "classes"):
             raise ValueError(f'deal_points must be 0 (off) or >= 2 with coefficients = "classes", '
                              f'got {self.deal_points!r} with {self.coefficients!r}')
+        if self.deal_week_points == 1 or (self.deal_week_points and not self.deal_points):
+            raise ValueError(f"deal_week_points must be 0 (off) or >= 2 with deal_points >= 2, got "
+                             f"{self.deal_week_points!r} with deal_points = {self.deal_points!r}")
         for name in ("intercept_sigma", "coefficient_sigma", "scale_sigma", "promo_sigma", "extra_sigma",
                      "centre_sigma", "lkj_eta"):
             if not float(getattr(self, name)) > 0:
@@ -663,7 +671,7 @@ def household_logliks(params: dict, pdata: ProductData, *, inputs: tuple | None 
     from scipy.special import gammaln, logsumexp
 
     inputs = kernel_inputs(pdata) if inputs is None else inputs
-    per_class = household_class_loglik(params["t"], params["theta"], params["display"], params["mailer"], *inputs)
+    per_class = deal.params_household_logliks(params, inputs)
     out = np.zeros(pdata.households.size)
     out[: per_class.shape[0]] = logsumexp(per_class, axis=1) - np.log(per_class.shape[1])
     scored = np.flatnonzero(pdata.occasion_scored)
@@ -701,7 +709,7 @@ def class_membership(params: dict, pdata: ProductData, *, inputs: tuple | None =
                              f"the data hold {pdata.households.size}: rebuild them for the fitted households")
         return np.eye(pdata.households.size)
     inputs = kernel_inputs(pdata) if inputs is None else inputs
-    loglik = household_class_loglik(params["t"], params["theta"], params["display"], params["mailer"], *inputs)
+    loglik = deal.params_household_logliks(params, inputs)
     out = np.zeros((pdata.households.size, params["theta"].shape[0]))
     out[: loglik.shape[0]] = loglik
     return softmax(out, axis=1)
@@ -724,6 +732,7 @@ def posterior_params(posterior, pdata: ProductData, chain: int, draw: int) -> di
         "theta": point["theta_household"].values.astype(np.float64) if household else point_class_coefficients(point),
         "household_coefficients": household,
         **{name: point[name].values.astype(np.float64) for name in ("display", "mailer", "log_extra_rate")},
+        **point_week_deviation(point),
     }
 
 
@@ -734,6 +743,14 @@ def point_class_coefficients(point) -> np.ndarray:
         return theta.astype(np.float64)
     sd = point[deal.VARIABLE]
     return deal.class_coefficients(theta, float(sd.values), int(sd.attrs["points"]))
+
+
+def point_week_deviation(point) -> dict:
+    """``{"deal_week_sd", "deal_week_points"}`` of one posterior draw with deal-hunting weeks (:mod:`deal`), else ``{}``."""
+    if deal.WEEK_VARIABLE not in point:
+        return {}
+    sd = point[deal.WEEK_VARIABLE]
+    return {"deal_week_sd": float(sd.values), "deal_week_points": int(sd.attrs["points"])}
 
 
 def evenly_spaced_params(posterior, pdata: ProductData, draws: int):
@@ -1118,6 +1135,7 @@ def simulate_occasions(
     rng: np.random.Generator,
     *,
     state: str = "last",
+    week_discount: np.ndarray | None = None,
 ) -> ProductData:
     """Forward sampler: new chosen items for every occasion of ``pdata`` (its households, categories, weeks).
 
@@ -1128,8 +1146,9 @@ def simulate_occasions(
     ``1 + Poisson(exp(rho_c))`` (capped at the items on the shelf that week) and the items
     are the top m of utilities plus Gumbel noise (exactly sequential draws
     without replacement from the logit). ``household_class`` ``(H,)`` gives each
-    household's class. Returns a copy of ``pdata`` with the simulated choices
-    and states.
+    household's class. ``week_discount`` ``(H, W)`` adds a household-week
+    deviation to the discount coefficient (deal-hunting weeks, :mod:`deal`).
+    Returns a copy of ``pdata`` with the simulated choices and states.
     """
     if state not in STATE_MEMORIES:
         raise ValueError(f"state must be one of {STATE_MEMORIES}, got {state!r}")
@@ -1149,6 +1168,8 @@ def simulate_occasions(
         k = household_class[h]
         items = np.arange(starts[c], starts[c] + sizes[c])
         util = v[k, items, w].copy()
+        if week_discount is not None:
+            util += week_discount[h, w] * pdata.discount[items, w]
         previous = last.get((h, c))  # "ever": most recent first
         if previous is not None:
             util[previous - starts[c]] += theta[k, 2]
@@ -1193,8 +1214,17 @@ def posterior_predictive(
         membership = class_membership(params, pdata, inputs=inputs)
         cum = membership.cumsum(axis=1)
         classes = np.minimum((cum < rng.random((cum.shape[0], 1)) * cum[:, -1:]).sum(axis=1), cum.shape[1] - 1)
-        rows.append(set_statistics(simulate_occasions(params, pdata, classes, rng, state=state)))
+        rows.append(set_statistics(simulate_occasions(params, pdata, classes, rng, state=state,
+                                                      week_discount=week_deviations(params, pdata, rng))))
     return pd.DataFrame(rows)
+
+
+def week_deviations(params: dict, pdata: ProductData, rng: np.random.Generator) -> np.ndarray | None:
+    """``(H, W)`` deal-hunting week deviations drawn on the fitted grid (:mod:`deal`), or ``None`` without them."""
+    sd, points = params.get("deal_week_sd", 0.0), params.get("deal_week_points", 0)
+    if not sd or points < 2:
+        return None
+    return sd * deal.grid_locations(points)[rng.integers(0, points, (pdata.households.size, pdata.price.shape[1]))]
 
 
 #: Variables a prior (or posterior) draw needs for :func:`posterior_params`.

@@ -671,43 +671,54 @@ def pooled_class_membership(pdatas: list, posterior, *, draws: int = 20) -> pd.D
     return averaged
 
 
-def add_deal_variable(posterior, pdatas: list, n_points: int, *, say=None) -> None:
+def add_deal_variable(posterior, pdatas: list, n_points: int, *, week_points: int = 0, say=None) -> None:
     """Add the plug-in deal-proneness sd of every draw of ``posterior`` (in place) as :data:`deal.VARIABLE`.
 
     Each chain's draws are read with its chain group's data (``pdatas`` one
-    per depth panel). :func:`deal.estimate_sd` per draw; the gain in log
+    per depth panel). :func:`deal.estimate_sds` per draw; the gain in log
     likelihood over no deviation is stored beside it (``deal_loglik_gain``).
+    ``week_points`` >= 2 adds the deal-hunting week sd (:data:`deal.WEEK_VARIABLE`).
     """
     import xarray as xr
 
     say = say or (lambda _m: None)
     groups = chain_groups(posterior)
     n_chain, n_draw = posterior.sizes["chain"], posterior.sizes["draw"]
-    sd, gain = np.zeros((n_chain, n_draw)), np.zeros((n_chain, n_draw))
-    inputs = {}
-    sampled = posterior.drop_vars([deal.VARIABLE, "deal_loglik_gain"], errors="ignore")  # the K classes themselves
+    sd, week_sd, gain = (np.zeros((n_chain, n_draw)) for _ in range(3))
+    inputs, week_inputs = {}, {}
+    sampled = posterior.drop_vars(list(deal.PLUG_IN_VARIABLES), errors="ignore")  # the K classes themselves
     t0 = time.perf_counter()
     for c in range(n_chain):
         g = 0 if groups is None else int(groups[c])
-        inputs.setdefault(g, product.kernel_inputs(pdatas[g]))
+        if g not in inputs:
+            inputs[g] = product.kernel_inputs(pdatas[g])
+            week_inputs[g] = deal.household_week_inputs(inputs[g]) if week_points >= 2 else None
         for d in range(n_draw):
             params = product.posterior_params(sampled, pdatas[g], c, d)
-            sd[c, d], gain[c, d] = deal.estimate_sd(params, inputs[g], n_points=n_points)
-        say(f"product: deal proneness, chain {c}: sd median {np.median(sd[c]):.3f} "
-            f"(log-likelihood gain {np.median(gain[c]):.1f}; {time.perf_counter() - t0:.0f} s)")
+            sd[c, d], week_sd[c, d], gain[c, d] = deal.estimate_sds(
+                params, inputs[g], n_points=n_points, week_points=week_points, week_inputs=week_inputs[g])
+        say(f"product: deal proneness, chain {c}: sd median {np.median(sd[c]):.3f}"
+            + (f", week sd median {np.median(week_sd[c]):.3f}" if week_points >= 2 else "")
+            + f" (log-likelihood gain {np.median(gain[c]):.1f}; {time.perf_counter() - t0:.0f} s)")
+    for name in deal.PLUG_IN_VARIABLES:  # a rerun replaces every plug-in value, including one it no longer adds
+        if name in posterior:
+            del posterior[name]
     dims = ("chain", "draw")
-    posterior[deal.VARIABLE] = xr.DataArray(sd, dims=dims, attrs={
-        "points": int(n_points), "estimate": "plug-in per draw (marginal likelihood, other parameters fixed): a cut"})
+    how = "plug-in per draw (marginal likelihood, other parameters fixed): a cut"
+    posterior[deal.VARIABLE] = xr.DataArray(sd, dims=dims, attrs={"points": int(n_points), "estimate": how})
+    if week_points >= 2:
+        posterior[deal.WEEK_VARIABLE] = xr.DataArray(week_sd, dims=dims,
+                                                     attrs={"points": int(week_points), "estimate": how})
     posterior["deal_loglik_gain"] = xr.DataArray(gain, dims=dims)
 
 
 def deal_table(idata) -> pd.DataFrame:
-    """The deal-proneness sd's row of the hyperprior table: its spread over the stored draws, no sampler diagnostics.
+    """The deal-proneness sds' rows of the hyperprior table: its spread over the stored draws, no sampler diagnostics.
 
     It is not sampled (a plug-in per draw), so R-hat and ESS would describe
     the draws it was computed from, not a chain of its own: left empty.
     """
-    table = posterior_table(idata, [deal.VARIABLE])
+    table = posterior_table(idata, [v for v in (deal.VARIABLE, deal.WEEK_VARIABLE) if v in idata.posterior])
     for column in ("r_hat", "ess_bulk", "ess_tail"):
         if column in table:
             table[column] = np.nan
@@ -715,7 +726,7 @@ def deal_table(idata) -> pd.DataFrame:
 
 
 def add_deal_proneness(data, *, out: str | os.PathLike, config: dict, n_points: int | None = None,
-                       progress: Callable[[str], None] | None = None) -> dict:
+                       week_points: int | None = None, progress: Callable[[str], None] | None = None) -> dict:
     """Give an already fitted product stage in ``out/product/`` its deal proneness, without sampling again.
 
     Reads the stored (thinned) trace, adds the plug-in sd of each stored draw
@@ -724,8 +735,9 @@ def add_deal_proneness(data, *, out: str | os.PathLike, config: dict, n_points: 
     ``elasticities.csv``, the sd's row in ``hyperpriors.csv``) and the trace's
     stage settings recording ``deal_points``. What :func:`run_product_stage`
     writes with ``[product] deal_points`` set, for the same stored draws; the
-    fit id stays (the sampled draws are the same). ``n_points`` defaults to
-    the configuration's ``[product] deal_points``.
+    fit id stays (the sampled draws are the same). ``n_points`` and
+    ``week_points`` default to the configuration's ``[product] deal_points``
+    and ``deal_week_points`` (0: no deal-hunting weeks).
     """
     import json
 
@@ -736,19 +748,26 @@ def add_deal_proneness(data, *, out: str | os.PathLike, config: dict, n_points: 
     idata = load_posterior(out, product.STAGE, data_hash=data.data_hash)
     attrs = dict(idata.posterior.attrs)
     fitted_config = product.ProductConfig(**json.loads(attrs.get("stage_config") or "{}"))
-    n_points = n_points or stage_config(config, "product", product.ProductConfig).deal_points
+    configured = stage_config(config, "product", product.ProductConfig)
+    n_points = n_points or configured.deal_points
+    week_points = configured.deal_week_points if week_points is None else int(week_points)
     if n_points < 2:
         raise ConfigError(f"deal proneness needs at least 2 grid points, got {n_points}: set [product] deal_points "
                           "or pass the number of points")
-    fitted_config = product.ProductConfig(**{**fitted_config.to_dict(), "deal_points": int(n_points)})
+    try:
+        fitted_config = product.ProductConfig(**{**fitted_config.to_dict(), "deal_points": int(n_points),
+                                                 "deal_week_points": week_points})
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
     households = pd.read_csv(folder / CLASS_MEMBERSHIP_FILENAME)["household_id"].to_numpy()
     groups = chain_groups(idata.posterior)
     n_panels = 1 if groups is None else int(groups.max()) + 1
     pdatas = [product.build_product_data(data, depth, fitted_config, households=households)
               .restricted_to(parse_weeks(attrs.get("weeks"))) for depth in product_depth_panels(data, out, n_panels)]
-    add_deal_variable(idata.posterior, pdatas, int(n_points), say=say)
+    add_deal_variable(idata.posterior, pdatas, int(n_points), week_points=week_points, say=say)
     hyper = pd.read_csv(folder / HYPERPRIORS_FILENAME)
-    hyper = pd.concat([hyper[hyper["variable"] != deal.VARIABLE], deal_table(idata)], ignore_index=True)
+    hyper = pd.concat([hyper[~hyper["variable"].isin(deal.PLUG_IN_VARIABLES)], deal_table(idata)],
+                      ignore_index=True)
     provenance = {k: v for k, v in attrs.items() if k not in ("kind", "stage", "model_version", "bayes_retail_version",
                                                               "fit_id", "hyperpriors")}
     provenance["stage_config"] = json.dumps(fitted_config.to_dict())
@@ -765,10 +784,14 @@ def add_deal_proneness(data, *, out: str | os.PathLike, config: dict, n_points: 
         },
         documents=copied, say=say, float32=True,
     )
-    sd = idata.posterior[deal.VARIABLE].values
-    return {"deal_points": int(n_points), "deal_sd_median": float(np.median(sd)),
-            "deal_sd_q05": float(np.quantile(sd, 0.05)), "deal_sd_q95": float(np.quantile(sd, 0.95)),
-            "loglik_gain_median": float(np.median(idata.posterior["deal_loglik_gain"].values))}
+    out = {"deal_points": int(n_points), "deal_week_points": week_points}
+    for name in (deal.VARIABLE, deal.WEEK_VARIABLE):
+        if name in idata.posterior:
+            values = idata.posterior[name].values
+            out.update({f"{name}_median": float(np.median(values)), f"{name}_q05": float(np.quantile(values, 0.05)),
+                        f"{name}_q95": float(np.quantile(values, 0.95))})
+    out["loglik_gain_median"] = float(np.median(idata.posterior["deal_loglik_gain"].values))
+    return out
 
 
 def run_product_stage(
@@ -829,7 +852,8 @@ def run_product_stage(
     if product_config.deal_points:  # a plug-in per stored draw: thin first, every table reads the stored draws
         idata = thinned(idata, keep_draws) if keep_draws else idata
         keep_draws = 0
-        add_deal_variable(idata.posterior, pdatas, product_config.deal_points, say=say)
+        add_deal_variable(idata.posterior, pdatas, product_config.deal_points,
+                          week_points=product_config.deal_week_points, say=say)
         table = pd.concat([table, deal_table(idata)], ignore_index=True)
     replayed = product.posterior_predictive(pdata, idata.posterior, draws=PRODUCT_CHECK_DRAWS,
                                             rng=np.random.default_rng(seed), state=product_config.state)

@@ -336,6 +336,36 @@ def _draw_item(key, week, c, slot, prob_k, cum_k, start, end, lam, lam_previous,
 
 
 @numba.njit(cache=True)
+def _shifted_probabilities(prob_k, discount, shift, start, end, out_prob, out_cum):
+    """``prob_k`` reweighted by ``exp(shift * discount_j)`` and renormalised on ``[start, end)``, with running sums."""
+    z = 0.0
+    for j in range(start, end):
+        out_prob[j] = prob_k[j] * math.exp(shift * discount[j])
+        z += out_prob[j]
+    run = 0.0
+    for j in range(start, end):
+        out_prob[j] /= z
+        run += out_prob[j]
+        out_cum[j] = run
+    out_cum[end - 1] = 1.0
+
+
+@numba.njit(cache=True)
+def deal_week_shifts(keys, week, sd, locations):
+    """``(n,)`` each customer's deal-hunting deviation this week: ``sd`` times one of ``locations``, uniformly.
+
+    The product stage's household-week deviation of the discount coefficient
+    (:mod:`bayes_retail.models.deal`), drawn on the grid it was fitted on.
+    """
+    out = np.empty(keys.size)
+    n_points = locations.size
+    for i in range(keys.size):
+        g = min(int(uniform(keys[i], week, BASKET_SHOCK, DEAL_WEEK_INDEX, 0) * n_points), n_points - 1)
+        out[i] = sd * locations[g]
+    return out
+
+
+@numba.njit(cache=True)
 def _update_ever_state(state, state_count, i, c, bought):
     """``state`` (a view, most recent first) steps as the product stage's states do (``ever_state_step``)."""
     old = state[:state_count[i, c]].copy()
@@ -346,7 +376,7 @@ def _update_ever_state(state, state_count, i, c, bought):
 def choose_week(
     keys, week, occ_customer, occ_category, occ_trips, counts, line_start,
     customer_class, class_coefficients, prob, cum, category_start, category_items,
-    state_items, state_count, previous_count, memory,
+    state_items, state_count, previous_count, memory, discount_shift, discount,
 ):
     """Items of every occasion (sequential logit draws without replacement, with state), and each item's trip.
 
@@ -356,13 +386,19 @@ def choose_week(
     recent first, capped; the product stage's ``next_ever_state``), and
     ``previous_count`` ``(n, C)`` to how many of the state's first items the
     occasion bought (``BOTH_STATE`` gives those the ``PREVIOUS``
-    coefficient too). Returns the line item and trip arrays (lines of
+    coefficient too). ``discount_shift`` ``(n,)`` (the customers' deal-hunting
+    deviation this week, :func:`deal_week_shifts`; empty: none) reweights the class's
+    probabilities by ``exp(shift * discount_j)`` (``discount`` ``(G,)``, the
+    week's discount covariate): the logit with the discount coefficient
+    moved by the shift. Returns the line item and trip arrays (lines of
     occasion ``o`` start at ``line_start[o]``).
     """
     n_lines = line_start[-1] if line_start.size else 0
     line_item = np.empty(n_lines, dtype=np.int64)
     line_trip = np.empty(n_lines, dtype=np.int64)
     chosen = np.empty(MAX_STATE_ITEMS + 64, dtype=np.int64)
+    shifted_prob = np.zeros(prob.shape[1])
+    shifted_cum = np.zeros(prob.shape[1])
     for o in range(occ_customer.size):
         i, c = occ_customer[o], occ_category[o]
         k = customer_class[i]
@@ -373,9 +409,13 @@ def choose_week(
         last = state_items[i, c]
         n_last = state_count[i, c]
         lam_previous = class_coefficients[k, PREVIOUS] if memory == BOTH_STATE else 0.0
+        prob_k, cum_k = prob[k], cum[k]
+        if discount_shift.size and discount_shift[i] != 0.0:
+            _shifted_probabilities(prob[k], discount, discount_shift[i], start, end, shifted_prob, shifted_cum)
+            prob_k, cum_k = shifted_prob, shifted_cum
         for r in range(m):
             chosen[r] = _draw_item(
-                keys[i], week, c, r, prob[k], cum[k], start, end,
+                keys[i], week, c, r, prob_k, cum_k, start, end,
                 class_coefficients[k, STATE], lam_previous, last, n_last, previous_count[i, c], chosen, r,
             )
         if memory == LAST_STATE:
@@ -408,6 +448,8 @@ def choose_week(
 
 #: Index offset of the uniforms that pick a line for an empty trip (above any category index).
 _FILL_INDEX = 1 << 23
+# BASKET_SHOCK index of the deal-hunting week point (0 is the household-week shock, 1 + t trip t's weight)
+DEAL_WEEK_INDEX = 1 << 23
 
 
 @numba.njit(cache=True)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from bayes_retail.models import deal
 from bayes_retail.simulate import _kernels
 from bayes_retail.simulate.inputs import Catalogue, Customers, PriceGrid, StageDraw
 from bayes_retail.simulate.streams import customer_keys
@@ -128,6 +129,22 @@ def category_rates(draw: StageDraw, values: np.ndarray, week: int) -> np.ndarray
     return rate[None, :] * np.exp(offset)
 
 
+def deal_week_arguments(draw: StageDraw, catalogue: Catalogue, prices: PriceGrid, keys: np.ndarray):
+    """A function of the week giving :func:`_kernels.choose_week` its ``(discount_shift, discount)``.
+
+    Each customer's deal-hunting deviation that week and the items' discount
+    covariate; empty arrays when the draw has no deal-hunting weeks (the
+    choice tables are then used as they are).
+    """
+    if not (draw.deal_week_sd > 0 and draw.deal_week_points >= 2):
+        empty = np.zeros(0)
+        return lambda _week: (empty, empty)
+    locations = deal.grid_locations(draw.deal_week_points)
+    discount = prices.item_covariates(catalogue)[1]
+    return lambda week: (_kernels.deal_week_shifts(keys, week, float(draw.deal_week_sd), locations),
+                         np.ascontiguousarray(discount[:, week], dtype=np.float64))
+
+
 def simulate_batch(
     draw: StageDraw,
     customers: Customers,
@@ -191,6 +208,7 @@ def simulate_batch(
     entry = np.asarray(customers.entry_week, dtype=np.int64)
     klass = np.asarray(customers.product_class, dtype=np.int64)
     alpha = np.asarray(draw.alpha, dtype=float)
+    deal_week = deal_week_arguments(draw, catalogue, prices, keys)
     weeks, visits = [], []
     for w in range(n_weeks):
         trips = _kernels.visit_week(
@@ -212,7 +230,7 @@ def simulate_batch(
         line_item, line_trip = _kernels.choose_week(
             keys, w, occ_customer, occ_category, occ_trips, counts, line_start, klass,
             draw.class_coefficients, prob_weeks[w], cum_weeks[w], catalogue.category_start, catalogue.category_items,
-            state_items, state_count, previous_count, memory,
+            state_items, state_count, previous_count, memory, *deal_week(w),
         )
         line_customer = np.repeat(occ_customer, counts)
         line_customer, line_item, line_trip, line_slot = tail_lines(keys, w, line_customer, line_item, line_trip, catalogue)

@@ -269,6 +269,11 @@ class StageDraw:
         With a category-value term: ``(C,)`` response ``k`` and ``(K, C)`` the
         category values' mean over the fitted weeks under the observed prices
         (what the category stage centred them by); ``None`` without one.
+    deal_week_sd, deal_week_points
+        Product stage: the deal-hunting week deviation of the discount
+        coefficient, ``deal_week_sd`` times one of ``deal_week_points``
+        equal-weight standardised points drawn per customer-week
+        (:mod:`~bayes_retail.models.deal`; sd 0: none).
     """
 
     rho: float
@@ -290,6 +295,8 @@ class StageDraw:
     household_week_sigma: float = 0.0
     trip_weight_sd: float = 0.0
     trips_elasticity: float = 1.0
+    deal_week_sd: float = 0.0
+    deal_week_points: int = 0
 
     def at_weeks(self, positions: np.ndarray) -> "StageDraw":
         """The draw with its week-indexed values (visit and category week effects, seasons) at ``positions``."""

@@ -85,6 +85,7 @@ def stage_draw(posteriors: Posteriors, catalogue: Catalogue, index: int) -> Stag
         item_intercept=t,
         # a household-coefficient fit: one "class" per fitted household (its membership is the identity)
         class_coefficients=_class_coefficients(p, index),
+        **_week_deviation(p, index),
         display=_flat(p, "display", index),
         mailer=_flat(p, "mailer", index),
         log_extra_rate=_flat(p, "log_extra_rate", index),
@@ -106,6 +107,17 @@ def _class_coefficients(product_posterior, index: int) -> np.ndarray:
     n_draw = int(product_posterior.sizes["draw"])
     flat = index % (int(product_posterior.sizes["chain"]) * n_draw)
     return product.point_class_coefficients(product_posterior.isel(chain=flat // n_draw, draw=flat % n_draw))
+
+
+def _week_deviation(product_posterior, index: int) -> dict:
+    """The deal-hunting week deviation of draw ``index`` as :class:`StageDraw` fields (``{}`` without one)."""
+    from bayes_retail.models import deal, product
+
+    if deal.WEEK_VARIABLE not in product_posterior:
+        return {}
+    n_draw = int(product_posterior.sizes["draw"])
+    flat = index % (int(product_posterior.sizes["chain"]) * n_draw)
+    return product.point_week_deviation(product_posterior.isel(chain=flat // n_draw, draw=flat % n_draw))
 
 
 def population_coefficients(product_posterior, index: int, n: int, rng: np.random.Generator) -> np.ndarray:

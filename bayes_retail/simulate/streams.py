@@ -22,7 +22,8 @@ import numba
 import numpy as np
 
 # purposes: the counter's top bits say what a number is for, so two uses never share a number
-# (BASKET_SHOCK: index 0 is the household-week shock, index 1 + t trip t's weight; TRIP_OF_LINE: index c
+# (BASKET_SHOCK: index 0 is the household-week shock, index 1 + t trip t's weight, 2^23 the deal-hunting
+# week's point; TRIP_OF_LINE: index c
 # is category c's items, 2^23 + t the line an empty trip t takes)
 (VISIT, TRIPS, CATEGORY, ITEM_COUNT, ITEM, QUANTITY, TAIL, TRIP_OF_CATEGORY, TRIP_OF_LINE,
  CLASS, ENTRY, TEMPLATE, POPULATION, TAIL_SIZE, BASKET_SHOCK, TAIL_REPEAT) = range(16)
