@@ -127,7 +127,8 @@ def _config(tmp_path, text):
 
 #: Where default.toml's [product] departs from ProductConfig's defaults.
 DEFAULT_PRODUCT = {"households": 300, "intercept_centre": "pooled", "promo_centred_min_occasions": 100,
-                   "intercept_centred_min_purchases": 8, "state": "both", "deal_points": 7}
+                   "intercept_centred_min_purchases": 8, "state": "both", "deal_points": 7,
+                   "deal_week_points": 3}
 
 
 def test_named_configurations_load_and_leave_defaults_to_the_dataclass():
@@ -165,9 +166,10 @@ def test_the_full_configuration_is_default_with_household_coefficients():
 
     full, default = load_config("full")["sections"], load_config("default")["sections"]
     assert {k: v for k, v in full.items() if k != "product"} == {k: v for k, v in default.items() if k != "product"}
-    assert full["product"] == {**default["product"], "coefficients": "household", "deal_points": 0}
+    assert full["product"] == {**default["product"], "coefficients": "household", "deal_points": 0,
+                               "deal_week_points": 0}
     assert stage_config(load_config("full"), "product", ProductConfig) == ProductConfig(
-        **{**DEFAULT_PRODUCT, "coefficients": "household", "deal_points": 0})
+        **{**DEFAULT_PRODUCT, "coefficients": "household", "deal_points": 0, "deal_week_points": 0})
 
 
 def test_a_configuration_extends_another_key_by_key(tmp_path):
