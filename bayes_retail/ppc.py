@@ -114,11 +114,13 @@ def _prepared(tables, weeks):
 def joint_statistics(prep, categories: list[str]) -> dict[str, float]:
     """Visits x basket Spearman correlation; median co-purchase lift and share of pairs above 1 (over ``categories``);
     repeat rates of the previous / any earlier category purchase; single-trip category-count dispersion;
-    between-household sd of the discounted-line share and the visits' overdispersion around it."""
+    between-household sd of the discounted-line share and the visits' overdispersion around it, and around a
+    household + category-week baseline."""
     from bayes_retail.metrics.joint import (
         category_count_dispersion,
         copurchase_lifts,
         discount_share_spread,
+        discount_week_dispersion,
         repeat_rates,
         visits_basket_correlation,
     )
@@ -135,6 +137,7 @@ def joint_statistics(prep, categories: list[str]) -> dict[str, float]:
         "category_count_dispersion": category_count_dispersion(prep),
         "discount_share_household_sd": discount_spread,
         "discount_share_visit_dispersion": discount_dispersion,
+        "discount_share_week_dispersion": discount_week_dispersion(prep),
     }
 
 

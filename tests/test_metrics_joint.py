@@ -12,6 +12,7 @@ from bayes_retail.metrics.joint import (
     category_count_dispersion,
     copurchase_lifts,
     discount_share_spread,
+    discount_week_dispersion,
     frequent_categories,
     household_totals,
     interval_coverage,
@@ -115,6 +116,45 @@ def test_discount_share_spread_by_hand():
     undiscounted = [line[:5] + (0.0,) + line[6:] for line in DEALS]
     spread, dispersion = discount_share_spread(_prep(undiscounted), min_lines=2)
     assert spread == 0.0 and np.isnan(dispersion)  # no variance to compare with
+
+
+def test_discount_week_dispersion_leaves_nothing_when_the_baseline_is_saturated():
+    # one household: its category-week effects fit every category-week's share exactly, so each
+    # household-week's count equals its expectation, while lines inside a category-week still vary
+    lines = [(1, 1, 1, 1, 1.0, 0.5, 1), (1, 1, 2, 1, 1.0, 0.0, 1), (1, 2, 1, 1, 1.0, 0.0, 2), (1, 2, 3, 1, 1.0, 0.3, 2),
+             (1, 2, 2, 1, 1.0, 0.0, 2)]
+    assert discount_week_dispersion(_prep(lines), min_lines=2) == pytest.approx(0.0, abs=1e-6)
+    assert np.isnan(discount_week_dispersion(_prep(lines), min_lines=6))  # no household qualifies
+    undiscounted = [line[:5] + (0.0,) + line[6:] for line in lines]
+    assert np.isnan(discount_week_dispersion(_prep(undiscounted), min_lines=2))  # no variance to compare with
+
+
+def _deal_weeks(lean_sd: float, seed: int = 0) -> pd.DataFrame:
+    """Lines of 300 households x 8 weeks x 4 categories (4 products each, 3 lines per category-week), discounted
+    with probability logistic(a_h + b_cw + e_hw), e_hw ~ N(0, lean_sd) shared by the household-week's categories."""
+    rng = np.random.default_rng(seed)
+    a, b = rng.normal(0, 0.7, 300), rng.normal(0, 1.0, (4, 8))
+    e = rng.normal(0, lean_sd, (300, 8)) if lean_sd else np.zeros((300, 8))
+    h, c, w, k = np.meshgrid(np.arange(300), np.arange(4), np.arange(8), np.arange(3), indexing="ij")
+    h, c, w, k = h.ravel(), c.ravel(), w.ravel(), k.ravel()
+    p = 1 / (1 + np.exp(-(a[h] + b[c, w] + e[h, w])))
+    discounted = rng.random(h.size) < p
+    return pd.DataFrame({"household_id": h + 1, "basket_id": h * 8 + w + 1, "product_id": c * 4 + k + 1,
+                         "quantity": 1, "sales_value": 1.0, "retail_disc": np.where(discounted, 0.4, 0.0),
+                         "week": w + 1})[LINE_COLS]
+
+
+def test_discount_week_dispersion_is_near_one_without_a_week_lean_and_grows_with_it():
+    products = pd.DataFrame({"product_id": np.arange(1, 17), "product_category": np.repeat(list("ABCD"), 4),
+                             "department": "GROCERY"})
+
+    def measure(lean_sd):
+        prep = prepare(MetricTables(_deal_weeks(lean_sd), products, name="t"), list(range(1, 9)))
+        return discount_week_dispersion(prep)
+
+    null, small, large = measure(0.0), measure(0.5), measure(1.0)
+    assert 0.75 < null < 1.05  # binomial noise, a little below 1 from the in-sample fit
+    assert small > null + 0.3 and large > small + 0.5
 
 
 def test_interval_coverage_and_mid_pit_by_hand():

@@ -24,7 +24,7 @@ def test_replayed_households_are_scored_per_draw_beside_the_floor(tiny_fitted, t
         "mean_basket_size", "visit_rate", "units_per_product_week", "promo_share",
         "units_per_trip_median", "small_trip_share", "visits_basket_spearman", "copurchase_lift_median", "copurchase_share_above_1",
         "repeat_previous_purchase", "repeat_any_earlier_purchase", "category_count_dispersion",
-        "discount_share_household_sd", "discount_share_visit_dispersion",
+        "discount_share_household_sd", "discount_share_visit_dispersion", "discount_share_week_dispersion",
     ]
     assert p_values["p_value"].between(0, 1).all()
     entities = out["entities"]

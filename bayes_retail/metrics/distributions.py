@@ -87,6 +87,9 @@ class Prepared:
         One entry per purchased line (household-product-week), sorted by
         household, product, week; ``hpw_hcw`` is the index of its
         household-category-week.
+    hpw_lines, hpw_promo_lines
+        Per household-product-week: its transaction lines, and those with
+        ``retail_disc > 0``.
     hcw_household, hcw_category, hcw_week
         One entry per household-category-week purchase, sorted by household,
         category, week.
@@ -119,6 +122,8 @@ class Prepared:
     hpw_week: np.ndarray
     hpw_quantity: np.ndarray
     hpw_hcw: np.ndarray
+    hpw_lines: np.ndarray
+    hpw_promo_lines: np.ndarray
     hcw_household: np.ndarray
     hcw_category: np.ndarray
     hcw_week: np.ndarray
@@ -205,7 +210,8 @@ def prepare(tables: MetricTables, weeks: np.ndarray | list[int] | None = None) -
     }
     visit_key, visits = _visits(h * n_w + w, line, n_w)
     fields.update(visits)
-    fields.update(_purchases(h, p, w, line["quantity"], catalogue["product_category"], n_p, n_c, n_w))
+    fields.update(_purchases(h, p, w, line["quantity"], catalogue["product_category"], n_p, n_c, n_w,
+                             promo=line["promo"]))
     # Distinct categories per visit = household-category-weeks per household-week.
     hw_of_hcw = fields["hcw_household"] * n_w + fields["hcw_week"]
     fields["visit_categories"] = np.bincount(
@@ -262,9 +268,11 @@ def _visits(hw: np.ndarray, line: dict[str, np.ndarray], n_w: int) -> tuple[np.n
     }
 
 
-def _purchases(h, p, w, qty, product_category, n_p: int, n_c: int, n_w: int) -> dict[str, np.ndarray]:
+def _purchases(h, p, w, qty, product_category, n_p: int, n_c: int, n_w: int, *,
+               promo: np.ndarray) -> dict[str, np.ndarray]:
     """Purchased lines (household-product-weeks) and household-category-weeks, each
-    sorted by its key; integer keys keep the grouping a single sort."""
+    sorted by its key; integer keys keep the grouping a single sort. ``promo``: each
+    line's 1.0 / 0.0 discount flag."""
     hpw_key, hpw_of_line = np.unique((h * n_p + p) * n_w + w, return_inverse=True)
     hpw_week, hpw_hp = hpw_key % n_w, hpw_key // n_w
     hpw_product, hpw_household = hpw_hp % n_p, hpw_hp // n_p
@@ -278,6 +286,8 @@ def _purchases(h, p, w, qty, product_category, n_p: int, n_c: int, n_w: int) -> 
         "hpw_week": hpw_week,
         "hpw_quantity": np.bincount(hpw_of_line, weights=qty, minlength=hpw_key.size),
         "hpw_hcw": hpw_hcw,
+        "hpw_lines": np.bincount(hpw_of_line, minlength=hpw_key.size).astype(np.float64),
+        "hpw_promo_lines": np.bincount(hpw_of_line, weights=promo, minlength=hpw_key.size),
         "hcw_household": hcw_hc // n_c,
         "hcw_category": hcw_hc % n_c,
         "hcw_week": hcw_key % n_w,
