@@ -287,6 +287,30 @@ def test_a_deal_hunting_week_reweights_the_logit_by_the_discounts():
     np.testing.assert_array_equal(plain, zero)
 
 
+def _discount_dispersion(batch, prices):
+    """Dispersion of customer-weeks' discounted-line counts around each customer's share (1: independent lines)."""
+    lines = batch.lines
+    discounted = prices.depth[lines["product"].to_numpy(), lines["week"].to_numpy()] > 0
+    frame = pd.DataFrame({"customer": lines["customer"], "week": lines["week"], "x": discounted.astype(float)})
+    share = frame.groupby("customer")["x"].transform("mean")
+    weeks = frame.assign(p=share, v=share * (1 - share)).groupby(["customer", "week"])[["x", "p", "v"]].sum()
+    return float(((weeks["x"] - weeks["p"]) ** 2).sum() / weeks["v"].sum())
+
+
+def test_deal_hunting_weeks_make_whole_weeks_lean_toward_or_away_from_deals(world):
+    catalogue, prices, draw, customers, batch = world
+    hunting = dataclasses.replace(draw, deal_week_sd=6.0, deal_week_points=3)  # 15% of item-weeks discounted
+    with_weeks = simulate_batch(hunting, customers, catalogue, prices, seed=5)
+    again = simulate_batch(hunting, customers, catalogue, prices, seed=5)
+    pd.testing.assert_frame_equal(with_weeks.lines, again.lines)  # one seed, one output
+    assert _discount_dispersion(with_weeks, prices) > _discount_dispersion(batch, prices) + 0.12  # 0.86 -> 1.05
+    # the visits and category purchases do not see the week's deviation: the same occasions, other items
+    pd.testing.assert_frame_equal(with_weeks.visits, batch.visits)
+    for bad in ({"deal_week_sd": -0.1, "deal_week_points": 3}, {"deal_week_sd": 0.5, "deal_week_points": 1}):
+        with pytest.raises(ValueError, match="deal_week"):
+            dataclasses.replace(draw, **bad).check(catalogue, N_WEEKS)
+
+
 def test_deal_week_shifts_lie_on_the_grid_with_equal_frequency():
     locations = np.array([-1.2, 0.0, 1.2])
     keys = customer_keys(7, 0, np.arange(30_000))

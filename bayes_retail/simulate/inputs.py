@@ -331,6 +331,9 @@ class StageDraw:
             raise ValueError(f"trips_elasticity must be finite, got {self.trips_elasticity!r}")
         if not float(self.trip_weight_sd) >= 0:
             raise ValueError(f"trip_weight_sd must be >= 0, got {self.trip_weight_sd!r}")
+        if not float(self.deal_week_sd) >= 0 or self.deal_week_points == 1 or self.deal_week_points < 0:
+            raise ValueError(f"deal_week_sd must be >= 0 and deal_week_points 0 or >= 2, got "
+                             f"{self.deal_week_sd!r} on {self.deal_week_points!r} points")
         if np.any(~(np.asarray(self.alpha) > 0)):
             raise ValueError("alpha (NB dispersion) must be positive")
         if (self.category_value_response is None) != (self.category_value_centre is None):
