@@ -224,3 +224,25 @@ def test_adding_deal_proneness_without_points_is_a_clear_error(tiny_fitted, tmp_
     config["sections"]["product"] = {**config["sections"]["product"], "deal_points": 0}
     with pytest.raises(ConfigError, match="deal_points"):
         add_deal_proneness(load_data(src, cache_dir=tmp / "cache"), out=tmp / "models", config=config)
+
+
+def test_the_plug_in_does_not_depend_on_how_many_threads_estimate_it(tiny_fitted, tmp_path, monkeypatch):
+    import os
+
+    from bayes_retail.config import load_config
+    from bayes_retail.data import load_data
+    from bayes_retail.models.artifacts import load_posterior
+    from bayes_retail.models.stage import add_deal_proneness
+
+    tmp, src = tiny_fitted
+    data = load_data(src, cache_dir=tmp / "cache")
+    values = []
+    for cores in (1, 3):
+        models = tmp_path / f"models-{cores}"
+        shutil.copytree(tmp / "models", models)
+        monkeypatch.setattr(os, "cpu_count", lambda cores=cores: cores)
+        add_deal_proneness(data, out=models, config=load_config("default"), n_points=3, week_points=2)
+        posterior = load_posterior(models, "product").posterior
+        values.append([posterior[name].values for name in deal.PLUG_IN_VARIABLES])
+    for one, three in zip(*values):
+        np.testing.assert_array_equal(one, three)

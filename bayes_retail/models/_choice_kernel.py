@@ -521,7 +521,7 @@ def _state_coefficients(theta, n_attributes):
     return lam, np.zeros(lam.size)
 
 
-@numba.njit(fastmath=_FAST, cache=True, error_model="numpy")
+@numba.njit(fastmath=_FAST, cache=True, error_model="numpy", nogil=True)  # threads run draws side by side
 def household_class_loglik(
     t, theta, display_c, mailer_c,
     item_category, price, discount, display, mailer, available, attributes,

@@ -671,15 +671,19 @@ def pooled_class_membership(pdatas: list, posterior, *, draws: int = 20) -> pd.D
     return averaged
 
 
-def add_deal_variable(posterior, pdatas: list, n_points: int, *, week_points: int = 0, say=None) -> None:
+def add_deal_variable(posterior, pdatas: list, n_points: int, *, week_points: int = 0, jobs: int | None = None,
+                      say=None) -> None:
     """Add the plug-in deal-proneness sd of every draw of ``posterior`` (in place) as :data:`deal.VARIABLE`.
 
     Each chain's draws are read with its chain group's data (``pdatas`` one
     per depth panel). :func:`deal.estimate_sds` per draw; the gain in log
     likelihood over no deviation is stored beside it (``deal_loglik_gain``).
     ``week_points`` >= 2 adds the deal-hunting week sd (:data:`deal.WEEK_VARIABLE`).
+    ``jobs`` threads (default: the machine's cores) estimate draws side by
+    side; each draw's estimate does not depend on them.
     """
     import xarray as xr
+    from concurrent.futures import ThreadPoolExecutor
 
     say = say or (lambda _m: None)
     groups = chain_groups(posterior)
@@ -688,18 +692,26 @@ def add_deal_variable(posterior, pdatas: list, n_points: int, *, week_points: in
     inputs, week_inputs = {}, {}
     sampled = posterior.drop_vars(list(deal.PLUG_IN_VARIABLES), errors="ignore")  # the K classes themselves
     t0 = time.perf_counter()
-    for c in range(n_chain):
-        g = 0 if groups is None else int(groups[c])
-        if g not in inputs:
-            inputs[g] = product.kernel_inputs(pdatas[g])
-            week_inputs[g] = deal.household_week_inputs(inputs[g]) if week_points >= 2 else None
-        for d in range(n_draw):
-            params = product.posterior_params(sampled, pdatas[g], c, d)
-            sd[c, d], week_sd[c, d], gain[c, d] = deal.estimate_sds(
-                params, inputs[g], n_points=n_points, week_points=week_points, week_inputs=week_inputs[g])
-        say(f"product: deal proneness, chain {c}: sd median {np.median(sd[c]):.3f}"
-            + (f", week sd median {np.median(week_sd[c]):.3f}" if week_points >= 2 else "")
-            + f" (log-likelihood gain {np.median(gain[c]):.1f}; {time.perf_counter() - t0:.0f} s)")
+
+    def estimate(g: int, params: dict) -> tuple[float, float, float]:
+        return deal.estimate_sds(params, inputs[g], n_points=n_points, week_points=week_points,
+                                 week_inputs=week_inputs[g])
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs or os.cpu_count() or 1)) as pool:
+        futures = []
+        for c in range(n_chain):
+            g = 0 if groups is None else int(groups[c])
+            if g not in inputs:
+                inputs[g] = product.kernel_inputs(pdatas[g])
+                week_inputs[g] = deal.household_week_inputs(inputs[g]) if week_points >= 2 else None
+            futures.append([pool.submit(estimate, g, product.posterior_params(sampled, pdatas[g], c, d))
+                            for d in range(n_draw)])
+        for c, chain in enumerate(futures):
+            for d, future in enumerate(chain):
+                sd[c, d], week_sd[c, d], gain[c, d] = future.result()
+            say(f"product: deal proneness, chain {c}: sd median {np.median(sd[c]):.3f}"
+                + (f", week sd median {np.median(week_sd[c]):.3f}" if week_points >= 2 else "")
+                + f" (log-likelihood gain {np.median(gain[c]):.1f}; {time.perf_counter() - t0:.0f} s)")
     for name in deal.PLUG_IN_VARIABLES:  # a rerun replaces every plug-in value, including one it no longer adds
         if name in posterior:
             del posterior[name]
