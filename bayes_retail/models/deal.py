@@ -97,13 +97,20 @@ def estimate_sd(params: dict, inputs: tuple, *, n_points: int = 7, upper: float 
     Bounded Brent search on ``[0, upper]``; an optimum that does not beat 0
     returns 0 (the classes alone).
     """
+    sd, gain, _ = _estimate_sd(params, inputs, n_points=n_points, upper=upper, xatol=xatol)
+    return sd, gain
+
+
+def _estimate_sd(params: dict, inputs: tuple, *, n_points: int, upper: float,
+                 xatol: float) -> tuple[float, float, float]:
+    """:func:`estimate_sd` and the log-likelihood at ``deal_sd = 0`` it measured the gain from."""
     if upper <= 0:
         raise ValueError(f"upper must be positive, got {upper!r}")
     locations = grid_locations(n_points)
     base = marginal_loglik(params, inputs, 0.0, locations)
     sd, best = _bounded_max(lambda x: marginal_loglik(params, inputs, x, locations), 0.0, upper, xatol)
     gain = best - base
-    return (sd, gain) if gain > 0 else (0.0, 0.0)
+    return ((sd, gain) if gain > 0 else (0.0, 0.0)) + (base,)
 
 
 def estimate_sds(params: dict, inputs: tuple, *, n_points: int = 7, week_points: int = 0, upper: float = 5.0,
@@ -118,7 +125,7 @@ def estimate_sds(params: dict, inputs: tuple, *, n_points: int = 7, week_points:
     no deviation at all. Fewer than 2 ``week_points``: ``week_sd`` is 0 and
     this is :func:`estimate_sd`.
     """
-    deal_sd, gain = estimate_sd(params, inputs, n_points=n_points, upper=upper, xatol=xatol)
+    deal_sd, gain, base = _estimate_sd(params, inputs, n_points=n_points, upper=upper, xatol=xatol)
     if week_points < 2:
         return deal_sd, 0.0, gain
     locations = grid_locations(n_points)
@@ -128,7 +135,6 @@ def estimate_sds(params: dict, inputs: tuple, *, n_points: int = 7, week_points:
         return marginal_loglik(params, inputs, d, locations, week_sd=w, week_points=week_points,
                                week_inputs=week_inputs)
 
-    base = marginal_loglik(params, inputs, 0.0, locations)
     week_sd, best = _bounded_max(lambda w: loglik(deal_sd, w), 0.0, upper, week_xatol)
     if refine > 0:
         deal_sd, best = _bounded_max(lambda d: loglik(d, week_sd), max(0.0, deal_sd - refine), deal_sd + refine,
@@ -141,8 +147,10 @@ def estimate_sds(params: dict, inputs: tuple, *, n_points: int = 7, week_points:
 
 #: Name of the plug-in sd of the household-week deviation (one value per stored draw).
 WEEK_VARIABLE = "deal_week_sd"
+#: The plug-in sds (household, household-week).
+SD_VARIABLES = (VARIABLE, WEEK_VARIABLE)
 #: Every variable the plug-in step adds to a trace (dropped before it is redone).
-PLUG_IN_VARIABLES = (VARIABLE, WEEK_VARIABLE, "deal_loglik_gain")
+PLUG_IN_VARIABLES = (*SD_VARIABLES, "deal_loglik_gain")
 
 
 def household_week_inputs(inputs: tuple) -> tuple[tuple, np.ndarray]:

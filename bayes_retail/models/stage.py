@@ -730,7 +730,7 @@ def deal_table(idata) -> pd.DataFrame:
     It is not sampled (a plug-in per draw), so R-hat and ESS would describe
     the draws it was computed from, not a chain of its own: left empty.
     """
-    table = posterior_table(idata, [v for v in (deal.VARIABLE, deal.WEEK_VARIABLE) if v in idata.posterior])
+    table = posterior_table(idata, [v for v in deal.SD_VARIABLES if v in idata.posterior])
     for column in ("r_hat", "ess_bulk", "ess_tail"):
         if column in table:
             table[column] = np.nan
@@ -797,7 +797,7 @@ def add_deal_proneness(data, *, out: str | os.PathLike, config: dict, n_points: 
         documents=copied, say=say, float32=True,
     )
     out = {"deal_points": int(n_points), "deal_week_points": week_points}
-    for name in (deal.VARIABLE, deal.WEEK_VARIABLE):
+    for name in deal.SD_VARIABLES:
         if name in idata.posterior:
             values = idata.posterior[name].values
             out.update({f"{name}_median": float(np.median(values)), f"{name}_q05": float(np.quantile(values, 0.05)),

@@ -98,26 +98,27 @@ def stage_draw(posteriors: Posteriors, catalogue: Catalogue, index: int) -> Stag
     )
 
 
+def _product_point(product_posterior, index: int):
+    """The product posterior at simulator draw ``index`` (chains stacked, wrapping around)."""
+    n_draw = int(product_posterior.sizes["draw"])
+    flat = index % (int(product_posterior.sizes["chain"]) * n_draw)
+    return product_posterior.isel(chain=flat // n_draw, draw=flat % n_draw)
+
+
 def _class_coefficients(product_posterior, index: int) -> np.ndarray:
     """The product classes of draw ``index`` (:func:`~bayes_retail.models.product.point_class_coefficients`)."""
     from bayes_retail.models import product
 
     if "theta_household" in product_posterior:
         return _flat(product_posterior, "theta_household", index)
-    n_draw = int(product_posterior.sizes["draw"])
-    flat = index % (int(product_posterior.sizes["chain"]) * n_draw)
-    return product.point_class_coefficients(product_posterior.isel(chain=flat // n_draw, draw=flat % n_draw))
+    return product.point_class_coefficients(_product_point(product_posterior, index))
 
 
 def _week_deviation(product_posterior, index: int) -> dict:
     """The deal-hunting week deviation of draw ``index`` as :class:`StageDraw` fields (``{}`` without one)."""
-    from bayes_retail.models import deal, product
+    from bayes_retail.models import product
 
-    if deal.WEEK_VARIABLE not in product_posterior:
-        return {}
-    n_draw = int(product_posterior.sizes["draw"])
-    flat = index % (int(product_posterior.sizes["chain"]) * n_draw)
-    return product.point_week_deviation(product_posterior.isel(chain=flat // n_draw, draw=flat % n_draw))
+    return product.point_week_deviation(_product_point(product_posterior, index))
 
 
 def population_coefficients(product_posterior, index: int, n: int, rng: np.random.Generator) -> np.ndarray:
