@@ -268,6 +268,73 @@ def test_non_centred_deviations_recover_the_season_scale():
     assert q[0] <= 0.3 <= q[1]
 
 
+
+# --------------------------------------------------------------------------- per-category seasonal scales
+
+
+def test_season_scales_are_validated():
+    with pytest.raises(ValueError, match="season_scales must be one of"):
+        category.CategoryConfig(season_scales="week")
+    with pytest.raises(ValueError, match="set season_centred = false"):
+        category.CategoryConfig(season_scales="category", season_centred=True)
+    with pytest.raises(ValueError, match="season_scale_sigma"):
+        category.CategoryConfig(season_scales="category", season_centred=False, season_scale_sigma=0.0)
+
+
+def _category_scale_model(seed=8, season_sd=(0.05, 0.05, 0.05, 0.05, 1.2, 1.2), **kwargs):
+    cd, params = _study(seed=seed, n_h=120, n_c=len(season_sd), n_w=12, season_sd=np.array(season_sd), **kwargs)
+    config = category.CategoryConfig(season_centred=False, season_scales="category")
+    return cd, params, category.build_model(cd, config)
+
+
+def test_category_season_scales_scale_each_category_and_keep_the_likelihood():
+    cd, _, model = _category_scale_model()
+    free = {v.name for v in model.free_RVs}
+    assert {"season_scale_raw", "tau_season", "sigma_season", "d_raw"} <= free and "d" not in free
+    assert model.named_vars_to_dims["season_scale"] == ("category",)
+    point = random_point(model, np.random.default_rng(5), 0.5)
+    scale = evaluate(model, point, model["season_scale"])
+    d, d_raw = evaluate(model, point, model["d"]), evaluate(model, point, model["d_raw"])
+    np.testing.assert_allclose(d, scale[:, None] * d_raw, rtol=1e-12)
+    expected = evaluate(model, point, model["sigma_season"]) * np.exp(
+        evaluate(model, point, model["tau_season"]) * evaluate(model, point, model["season_scale_raw"]))
+    np.testing.assert_allclose(scale, expected, rtol=1e-12)
+    params = {name: evaluate(model, point, model[name]) for name in ("b", "u", "s", "d", "f", "loadings")}
+    assert potential_sum(model, point) == pytest.approx(np.nansum(category.pointwise_loglik(params, cd)), rel=1e-10)
+
+
+def test_draw_parameters_takes_one_season_scale_per_category():
+    rng = np.random.default_rng(0)
+    params = category.draw_parameters(50, 3, 400, rng, rank=0, season_sd=np.array([0.01, 0.3, 2.0]))
+    sd = params["d"].std(axis=1)
+    assert sd[0] < 0.02 and 0.25 < sd[1] < 0.35 and 1.7 < sd[2] < 2.3
+
+
+def test_category_season_scales_are_recovered_apart():
+    # four flat categories and two strongly seasonal ones: one common scale would sit in between for all six
+    _, _, model = _category_scale_model(intercept_mean=-0.5)
+    idata = sample_posterior(model, config=SamplerConfig(chains=2, draws=300, tune=400), seed=3)
+    scale = idata.posterior["season_scale"].values.reshape(-1, 6)
+    q05, q95 = np.quantile(scale, [0.05, 0.95], axis=0)
+    assert (q05[4:] <= 1.2).all() and (q95[4:] >= 1.2).all()  # the seasonal scales cover their truth
+    assert (q95[:4] < 0.6).all()  # the flat categories (truth 0.05) are not pulled up to the seasonal ones
+    assert np.median(scale[:, 4:]) > 3 * np.median(scale[:, :4])
+    assert np.quantile(idata.posterior["tau_season"].values, 0.05) > 0.3
+
+def test_expected_purchases_stay_finite_for_a_wide_prior_draw():
+    # a per-category scale drawn from its prior can put eta past exp's range: every visited household buys
+    rng = np.random.default_rng(2)
+    params = category.draw_parameters(20, 3, 5, rng, rank=0)
+    params["d"][0] = 900.0
+    trips = rng.poisson(1.0, (20, 5))
+    out = category.expected_purchases(params, trips)
+    assert np.isfinite(out).all()
+    np.testing.assert_array_equal(out[0], (trips > 0).sum(axis=0))
+    moderate = dict(params, d=params["d"].copy())
+    moderate["d"][0] = 0.0
+    np.testing.assert_array_equal(category.expected_purchases(moderate, trips)[1:], out[1:])
+
+
 # --------------------------------------------------------------------------- folded loading signs
 
 

@@ -22,6 +22,10 @@ each trip as a Poisson process of rate ``exp(eta_hcw)``, so over the week
 - ``s_w`` a ZeroSumNormal global week effect, ``d_cw`` category deviations
   (zero-sum over weeks per category) partially pooled with scale
   ``sigma_season``: seasonal indices pooled toward the global week effect.
+  With ``season_scales = "category"`` each category has its own scale
+  ``sigma_c = sigma_season * exp(tau_season * z_c)``, ``z_c ~ N(0, 1)``: one
+  common scale shrank the seasonal categories (Easter, Halloween) to a flat
+  year, because the many categories without a season set it near 0.12.
 
 - with ``category_value = true``, ``+ k_c * CV_{z_h c w}``: the category value
   (the log-sum-exp of the product stage's utilities, centred over weeks) of
@@ -74,6 +78,8 @@ STAGE = "category"
 MODEL_VERSION = 1
 #: How the sign of each preference factor is identified (:class:`CategoryConfig`).
 LOADING_SIGNS = ("positive_diagonal", "folded")
+#: Forms of the seasonal deviations' scale: one for every category, or one per category (log-normal, pooled).
+SEASON_SCALES = ("common", "category")
 
 
 @dataclass(frozen=True)
@@ -96,6 +102,13 @@ class CategoryConfig:
         Centred (True) or non-centred category-week deviations ``d``. Measured
         on 300 households (docs/models/category.md): centred gave BFMI 0.05 and
         ``sigma_season`` an ESS of 62 in 4 x 1000 draws.
+    season_scales
+        ``"common"``: one scale ``sigma_season`` for every category's
+        deviations. ``"category"``: a scale per category, log-normal around
+        ``sigma_season`` with sd ``tau_season`` (non-centred, so it needs
+        ``season_centred = false``); ``season_scale`` in the trace.
+    season_scale_sigma
+        Prior scale of ``tau_season`` (HalfNormal).
     households
         Fit on this many households drawn at random with the fit's seed (0 =
         all). The same seed and size draw the same households as the product
@@ -145,6 +158,8 @@ class CategoryConfig:
     week_sigma: float = 0.5
     season_sigma: float = 0.3
     season_centred: bool = True
+    season_scales: str = "common"
+    season_scale_sigma: float = 1.0
     households: int = 0
     loading_signs: str = "positive_diagonal"
     category_value: bool = False
@@ -162,6 +177,10 @@ class CategoryConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+        if self.season_scales not in SEASON_SCALES:
+            raise ValueError(f"season_scales must be one of {', '.join(SEASON_SCALES)}, got {self.season_scales!r}")
+        if self.season_scales == "category" and self.season_centred:
+            raise ValueError("season_scales = 'category' scales non-centred deviations: set season_centred = false")
         draws = self.value_draws
         if isinstance(draws, bool) or not isinstance(draws, int) or draws < 1:
             raise ValueError(f"value_draws must be a positive integer, got {draws!r}")
@@ -169,7 +188,7 @@ class CategoryConfig:
             raise ValueError(f"value_draws = {draws} pools product draws of the category value: "
                              "it needs category_value = true")
         for name in ("intercept_sigma", "household_sigma", "loading_sigma", "week_sigma", "season_sigma", "value_sigma",
-                     "household_week_sigma", "trips_elasticity_sigma"):
+                     "household_week_sigma", "trips_elasticity_sigma", "season_scale_sigma"):
             if not float(getattr(self, name)) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
 
@@ -416,6 +435,20 @@ def loading_matrix(raw_below, diagonal, n_categories: int, rank: int, order=None
     return pt.set_subtensor(out[-1], -out[:-1].sum(axis=0))[back]
 
 
+def _season_deviations(config: CategoryConfig):
+    """``d`` ``(category, week)``, zero-sum over weeks, with one scale or one scale per category."""
+    sigma_d = pm.HalfNormal("sigma_season", config.season_sigma)
+    if config.season_centred:
+        return pm.ZeroSumNormal("d", sigma=sigma_d, dims=("category", "week"), n_zerosum_axes=1)
+    if config.season_scales == "category":
+        tau = pm.HalfNormal("tau_season", config.season_scale_sigma)
+        raw = pm.Normal("season_scale_raw", 0.0, 1.0, dims="category")
+        sigma_d = pm.Deterministic("season_scale", sigma_d * pt.exp(tau * raw), dims="category")[:, None]
+    # few purchases per category-week (a household subset): the centred form is a funnel
+    d_raw = pm.ZeroSumNormal("d_raw", sigma=1.0, dims=("category", "week"), n_zerosum_axes=1)
+    return pm.Deterministic("d", sigma_d * d_raw, dims=("category", "week"))
+
+
 def build_model(cd: CategoryData, config: CategoryConfig | None = None) -> pm.Model:
     """The PyMC model of the category stage (see the module docstring)."""
     config = config or CategoryConfig()
@@ -431,12 +464,7 @@ def build_model(cd: CategoryData, config: CategoryConfig | None = None) -> pm.Mo
         preference = _preference(cd, config) if rank else pt.zeros((cd.households.size, n_c))  # (H, C)
         sigma_s = pm.HalfNormal("sigma_week", config.week_sigma)
         s = pm.ZeroSumNormal("s", sigma=sigma_s, dims="week")
-        sigma_d = pm.HalfNormal("sigma_season", config.season_sigma)
-        if config.season_centred:
-            d = pm.ZeroSumNormal("d", sigma=sigma_d, dims=("category", "week"), n_zerosum_axes=1)
-        else:  # few purchases per category-week (a household subset): the centred form is a funnel
-            d_raw = pm.ZeroSumNormal("d_raw", sigma=1.0, dims=("category", "week"), n_zerosum_axes=1)
-            d = pm.Deterministic("d", sigma_d * d_raw, dims=("category", "week"))
+        d = _season_deviations(config)
         shock = _household_week_effect(cd, config) if config.household_week_effect else pt.zeros(cd.trips.shape)
         log_trips = np.log(np.maximum(cd.trips, 1)).astype(np.float64)  # 0 where no trips (their exposure is 0)
         # n^gamma = n exp((gamma - 1) log n): one more offset of the week
@@ -598,7 +626,7 @@ def draw_parameters(
     household_sd: float = 0.5,
     loading_sd: float = 0.6,
     week_sd: float = 0.2,
-    season_sd: float = 0.2,
+    season_sd: float | np.ndarray = 0.2,
     household_week_sd: float = 0.0,
     trips_elasticity: float | None = None,
 ) -> dict:
@@ -606,11 +634,14 @@ def draw_parameters(
 
     ``trips_elasticity`` (``gamma``) makes the exposure ``n^gamma``; ``None`` leaves it out (``gamma = 1``).
 
+    ``season_sd`` is one scale of the seasonal deviations or one per category.
+
     ``household_week_sd > 0`` adds a drawn ``(H, W)`` grid of household-week shocks and their sd.
     """
     n_below = int(free_loading_mask(n_categories, rank).sum())
     s = rng.normal(0, week_sd, n_weeks)
-    d = rng.normal(0, season_sd, (n_categories, n_weeks))
+    d = rng.normal(0, np.broadcast_to(np.asarray(season_sd, dtype=float), (n_categories,))[:, None],
+                   (n_categories, n_weeks))
     params = {
         "b": rng.normal(intercept_mean, intercept_sd, n_categories),
         "u": rng.normal(0, household_sd, n_households),
@@ -705,6 +736,8 @@ def prior_predictive(cd: CategoryData, config: CategoryConfig | None = None, *, 
 
 #: Gauss-Hermite nodes that integrate a household-week shock out of expected purchases (a smooth integrand).
 SHOCK_NODES = 12
+#: Largest linear predictor exponentiated in :func:`expected_purchases` (exp(700) ~ 1e304, finite).
+EXP_CAP = 700.0
 
 
 def expected_purchases(params: dict, trips: np.ndarray, *, chunk: int = 16) -> np.ndarray:
@@ -725,8 +758,10 @@ def expected_purchases(params: dict, trips: np.ndarray, *, chunk: int = 16) -> n
     weight = exposure(params, trips)[:, None, :]
     for lo in range(0, n_c, chunk):
         hi = min(lo + chunk, n_c)
-        rate = weight * np.exp(linear_predictor(params, categories=slice(lo, hi)))
-        out[lo:hi] = sum(wt * (-np.expm1(-rate * np.exp(shift))).sum(axis=0) for shift, wt in zip(shifts, weights))
+        # a wide prior's draw can put eta past exp's range: capped, rate stays finite (0 x inf would be NaN)
+        rate = weight * np.exp(np.minimum(linear_predictor(params, categories=slice(lo, hi)), EXP_CAP))
+        with np.errstate(over="ignore"):  # rate x e^shift may reach inf: a sure purchase, 1 - e^-inf = 1
+            out[lo:hi] = sum(wt * (-np.expm1(-rate * np.exp(shift))).sum(axis=0) for shift, wt in zip(shifts, weights))
     return out
 
 

@@ -403,14 +403,14 @@ def run_quantity_stage(
 #: Draws of the category stage's PSIS-LOO over household-weeks (~0.2 s each on 300 households; x12 with shocks).
 CATEGORY_LOO_DRAWS = 100
 #: Population-level variables of the category stage (the hyperpriors table).
-CATEGORY_HYPERPRIORS = ["sigma_household", "loading_diagonal", "sigma_week", "sigma_season", "mu_value", "tau_value",
-                        "sigma_household_week", "trips_elasticity"]
+CATEGORY_HYPERPRIORS = ["sigma_household", "loading_diagonal", "sigma_week", "sigma_season", "tau_season", "mu_value",
+                        "tau_value", "sigma_household_week", "trips_elasticity"]
 CATEGORY_EFFECTS_FILENAME = "category_effects.csv"
 
 
 def category_effects_table(idata, categories: pd.DataFrame) -> pd.DataFrame:
     """Per category: intercept ``b_c`` and preference loadings with 90% intervals (one row per scalar)."""
-    names = [name for name in ("b", "loadings", "k") if name in idata.posterior]
+    names = [name for name in ("b", "loadings", "k", "season_scale") if name in idata.posterior]
     return with_category_names(posterior_table(idata, names).rename(columns={"category": "category_id"}), categories)
 
 
@@ -567,7 +567,7 @@ def run_category_stage(
         documents={SUMMARY_FILENAME: summary, PRIOR_CHECK_FILENAME: prior_check},
         say=say,
         float32=True,
-        drop_vars=("d_raw", "household_week_raw"),  # d is stored whole; the shocks: one per visited household-week
+        drop_vars=("d_raw", "household_week_raw", "season_scale_raw"),  # d is stored whole; the shocks: one per visited household-week
     )
     return summary
 
