@@ -106,7 +106,7 @@ def _kernel_timings(pdata, params) -> tuple[float, float, tuple[float, float]]:
     four = np.insert(three, 3, 0.5, axis=1)
     times = []
     for data, coefficients in ((inputs, theta), (distinct, theta), (inputs, three), (inputs, four)):
-        args = (params["t"], coefficients, params["display"], params["mailer"], *data)
+        args = (params["t"], coefficients, *product.promo_coefficients(params), *data)
         choice_loglik(*args)
         times.append(round(1000 * _gradient.median_seconds(lambda: choice_loglik(*args), 7), 1))
     return times[0], times[1], (times[2], times[3])

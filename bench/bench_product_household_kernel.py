@@ -41,7 +41,7 @@ def main() -> None:
     theta_h = params["theta"][rng.integers(0, args.classes, pdata.households.size)]
     classes = product.kernel_inputs(pdata)
     per_household = product.household_kernel_inputs(pdata)
-    common = (params["display"], params["mailer"])
+    common = product.promo_coefficients(params)
     timed = {}
     for name, call in (("class", lambda: choice_loglik(params["t"], params["theta"], *common, *classes)),
                        ("household", lambda: household_choice_loglik(params["t"], theta_h, *common, *per_household))):

@@ -146,11 +146,11 @@ def test_named_configurations_load_and_leave_defaults_to_the_dataclass():
 
     # the departures: the category and product stages fit 300 households; the category stage's non-centred
     # category-week deviations, folded loading signs, lower intercept prior, category values and household-week
-    # shocks and trips elasticity; the product stage's pooled category centres, partial centring and "both" state
-    # (what the shipped fits used)
+    # shocks, trips elasticity and seasonal scales per category; the product stage's pooled category centres,
+    # partial centring and "both" state (what the shipped fits used)
     assert stage_config(load_config("default"), "category", CategoryConfig) == CategoryConfig(
         households=300, season_centred=False, loading_signs="folded", intercept_mean=-6.0, category_value=True,
-        household_week_effect=True, trips_elasticity=True,
+        household_week_effect=True, trips_elasticity=True, season_scales="category",
     )
     assert stage_config(load_config("default"), "product", ProductConfig) == ProductConfig(**DEFAULT_PRODUCT)
     # holdout, seasonal and out_of_household are default with other weeks or households: every other

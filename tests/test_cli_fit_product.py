@@ -89,7 +89,7 @@ def test_product_tables(fitted):
     out = tmp / "models" / product.STAGE
     data = load_data(src, cache_dir=tmp / "cache")
     hyper = pd.read_csv(out / HYPERPRIORS_FILENAME)
-    assert set(hyper["variable"]) == set(PRODUCT_HYPERPRIORS)
+    assert set(hyper["variable"]) == set(PRODUCT_HYPERPRIORS) - {"tau_depth"}  # no per-category depth response here
     promo = pd.read_csv(out / PROMO_FILENAME)
     n_categories = data.choice_sets["category_id"].nunique()
     assert sorted(promo["response"].unique()) == ["display", "mailer"] and len(promo) == 2 * n_categories

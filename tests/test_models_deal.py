@@ -57,7 +57,7 @@ def _study(deal_sd: float, seed: int, n_households: int = 240, week_sd: float = 
 def test_sd_zero_is_the_classes_alone():
     params, pdata = _study(0.0, seed=3, n_households=40)
     inputs = product.kernel_inputs(pdata)
-    per_class = household_class_loglik(params["t"], params["theta"], params["display"], params["mailer"], *inputs)
+    per_class = household_class_loglik(params["t"], params["theta"], *product.promo_coefficients(params), *inputs)
     want = float((logsumexp(per_class, axis=1) - np.log(per_class.shape[1])).sum())
     for n in (1, 3, 5):
         assert deal.marginal_loglik(params, inputs, 0.0, deal.grid_locations(n)) == pytest.approx(want, rel=1e-12)
@@ -104,7 +104,7 @@ def test_week_marginal_matches_a_sum_over_the_week_points_written_out():
     params, pdata = _study(0.5, seed=6, n_households=30, week_sd=1.0)
     inputs = product.kernel_inputs(pdata)
     theta = deal.expand_classes(params["theta"], 0.4, deal.grid_locations(3))
-    args = (params["t"], theta, params["display"], params["mailer"])
+    args = (params["t"], theta, *product.promo_coefficients(params))
     np.testing.assert_array_equal(deal.household_logliks(*args, inputs, week_sd=0.0, week_points=3),
                                   household_class_loglik(*args, *inputs))
     got = deal.household_logliks(*args, inputs, week_sd=0.7, week_points=3)
@@ -113,7 +113,7 @@ def test_week_marginal_matches_a_sum_over_the_week_points_written_out():
     for eta in deal.grid_locations(3):  # each week point's classes on their own
         shifted = theta.copy()
         shifted[:, deal.DISCOUNT_COLUMN] += 0.7 * eta
-        per_point.append(household_class_loglik(params["t"], shifted, params["display"], params["mailer"], *relabelled))
+        per_point.append(household_class_loglik(params["t"], shifted, *product.promo_coefficients(params), *relabelled))
     per_week = logsumexp(np.stack(per_point), axis=0) - np.log(3)
     want = np.stack([per_week[week_household == h].sum(axis=0) for h in range(got.shape[0])])
     np.testing.assert_allclose(got, want, rtol=1e-10)

@@ -88,12 +88,13 @@ def _kernel_study(state="last"):
     pdata = product.simulate_occasions(params, design, rng.integers(0, 4, 30), rng, state=state)
     size = pdata.set_size
     assert (size == 1).any() and (size == 9).any() and (size == 10).any() and pdata.last_item.size > 0
-    return pdata, params
+    # per-category depth responses (the choices above were simulated without them: any data will do for the kernel)
+    return pdata, params | {"depth": np.array([0.4, -0.3, 0.2])}
 
 
 def _kernel(params, pdata, **override):
-    values = {key: params[key] for key in ("t", "theta", "display", "mailer")} | override
-    return choice_loglik(values["t"], values["theta"], values["display"], values["mailer"], *product.kernel_inputs(pdata))
+    values = {key: params[key] for key in ("t", "theta", "display", "mailer", "depth") if key in params} | override
+    return choice_loglik(values["t"], values["theta"], *product.promo_coefficients(values), *product.kernel_inputs(pdata))
 
 
 @pytest.mark.parametrize("state", ["last", "both"])
@@ -113,9 +114,9 @@ def test_choice_kernel_compiled_for_nutpie_equals_the_direct_call():
     from bayes_retail.models._choice_kernel import choice
 
     pdata, params = _kernel_study()
-    inputs = [pt.dvector(), pt.dmatrix(), pt.dvector(), pt.dvector()]
+    inputs = [pt.dvector(), pt.dmatrix(), pt.dvector(), pt.dvector(), pt.dvector()]
     compiled = pytensor.function(inputs, choice(*inputs, *product.kernel_inputs(pdata)), mode="NUMBA")
-    got = compiled(params["t"], params["theta"], params["display"], params["mailer"])
+    got = compiled(params["t"], params["theta"], *product.promo_coefficients(params))
     for value, want in zip(got, _kernel(params, pdata)):
         np.testing.assert_allclose(value, want, rtol=1e-12)
 
@@ -149,8 +150,9 @@ def test_choice_kernel_gradient_equals_finite_differences(state):
 
 def _assert_kernel_gradient(params, pdata, rng, *, per_parameter):
     """The kernel's gradient against central finite differences at ``per_parameter`` random coordinates of each."""
+    params = {"depth": np.zeros_like(params["display"])} | params
     _, *grads = _kernel(params, pdata)
-    for name, grad in zip(("t", "theta", "display", "mailer"), grads):
+    for name, grad in zip(("t", "theta", "display", "mailer", "depth"), grads):
         flat = np.asarray(params[name], float).ravel()
         n = flat.size if name == "theta" else min(flat.size, per_parameter)  # every class coefficient
         for idx in rng.choice(flat.size, n, replace=False):
@@ -788,7 +790,7 @@ def test_household_logliks_add_up_to_the_stage_likelihood():
     assert per_household[h] == pytest.approx(product.total_loglik(params, alone), rel=1e-10)
     free = product.free_items(pdata)
     draws = {"t_free": params["t"][free], "theta": params["theta"], "display": params["display"],
-             "mailer": params["mailer"], "log_extra_rate": params["log_extra_rate"]}
+             "mailer": params["mailer"], "log_extra_rate": params["log_extra_rate"], "depth": params["depth"]}
     posterior = xr.Dataset({k: (("chain", "draw", *[f"{k}_{i}" for i in range(np.ndim(v))]), np.asarray(v)[None, None])
                             for k, v in draws.items()})
     scored = np.unique(pdata.occasion_household[pdata.occasion_scored])
@@ -834,10 +836,10 @@ def test_household_kernel_leaves_off_shelf_items_out_like_the_class_kernel():
 
     pdata, params = _off_shelf_study(n_households=20, n_categories=3, items_per_category=8)
     classes = np.arange(20) % 4
-    per_class = household_class_loglik(params["t"], params["theta"], params["display"], params["mailer"],
+    per_class = household_class_loglik(params["t"], params["theta"], *product.promo_coefficients(params),
                                        *product.kernel_inputs(pdata))
-    per_household, *_ = household_choice_pass(params["t"], params["theta"][classes], params["display"],
-                                              params["mailer"], *product.household_kernel_inputs(pdata))
+    per_household, *_ = household_choice_pass(params["t"], params["theta"][classes], *product.promo_coefficients(params),
+                                              *product.household_kernel_inputs(pdata))
     rows = np.arange(per_class.shape[0])
     np.testing.assert_allclose(per_household[rows], per_class[rows, classes[rows]], rtol=1e-10)
 
@@ -912,7 +914,7 @@ def test_intercepts_recovered_with_availability_and_biased_down_without():
         def loss(x):
             t = np.zeros(data.item_category.size)
             t[free] = x
-            value, d_t, *_ = choice_loglik(t, params["theta"], params["display"], params["mailer"],
+            value, d_t, *_ = choice_loglik(t, params["theta"], *product.promo_coefficients(params),
                                            *product.kernel_inputs(data))
             return -value, -d_t[free]
 

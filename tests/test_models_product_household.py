@@ -30,17 +30,17 @@ def _study(state="last"):
 
 
 def _household(values, pdata):
-    return household_choice_loglik(values["t"], values["theta"], values["display"], values["mailer"],
+    return household_choice_loglik(values["t"], values["theta"], *product.promo_coefficients(values),
                                    *product.household_kernel_inputs(pdata))
 
 
 @pytest.mark.parametrize("state", product.STATE_MEMORIES)
 def test_households_at_class_coefficients_score_as_that_class(state):
     pdata, params, classes = _study(state)
-    per_class = household_class_loglik(params["t"], params["theta"], params["display"], params["mailer"],
+    per_class = household_class_loglik(params["t"], params["theta"], *product.promo_coefficients(params),
                                        *product.kernel_inputs(pdata))
     theta_h = params["theta"][classes]
-    per_household, *_ = household_choice_pass(params["t"], theta_h, params["display"], params["mailer"],
+    per_household, *_ = household_choice_pass(params["t"], theta_h, *product.promo_coefficients(params),
                                               *product.household_kernel_inputs(pdata))
     rows = np.arange(per_class.shape[0])
     np.testing.assert_allclose(per_household[rows], per_class[rows, classes[rows]], rtol=1e-10)
@@ -52,7 +52,8 @@ def test_household_kernel_gradient_equals_finite_differences(state):
     pdata, params, classes = _study(state)
     rng = np.random.default_rng(3)
     theta_h = params["theta"][classes] + rng.normal(0, 0.2, (classes.size, params["theta"].shape[1]))
-    values = {"t": params["t"], "theta": theta_h, "display": params["display"], "mailer": params["mailer"]}
+    values = {"t": params["t"], "theta": theta_h, "display": params["display"], "mailer": params["mailer"],
+              "depth": rng.normal(0, 0.3, params["display"].size)}
     _, *grads = _household(values, pdata)
     for name, grad in zip(values, grads):
         flat = np.asarray(values[name], float).ravel()
@@ -78,11 +79,11 @@ def test_household_op_value_and_gradient_match_the_kernel():
     theta_h = params["theta"][classes]
     t = pytensor.shared(params["t"])
     theta = pytensor.shared(theta_h)
-    value = household_choice_loglik_op(t, theta, params["display"], params["mailer"],
+    value = household_choice_loglik_op(t, theta, *product.promo_coefficients(params),
                                        product.household_kernel_inputs(pdata))
     f = pytensor.function([], [value, pytensor.grad(value, theta)])
     got, d_theta = f()
-    want, _, want_theta, _, _ = _household({**params, "theta": theta_h}, pdata)
+    want, _, want_theta, *_ = _household({**params, "theta": theta_h}, pdata)
     assert float(got) == pytest.approx(want, rel=1e-12)
     np.testing.assert_allclose(d_theta, want_theta, rtol=1e-10)
 

@@ -686,3 +686,30 @@ def test_an_occasion_buys_no_more_distinct_items_than_are_on_the_shelf(world):
                      mailer=np.zeros((2, 3)), log_shelf_centre=np.zeros(2), available=off)
     with pytest.raises(ValueError, match="category 0 has no item on the shelf in week position 1"):
         grid.items_on_shelf(bare)
+
+
+def test_a_category_depth_response_adds_its_coefficient_times_the_discount(world):
+    from bayes_retail.simulate.engine import class_utilities_week
+
+    catalogue, prices, draw, customers, _ = world
+    covariates = prices.item_covariates(catalogue)
+    depth = np.array([1.5, 0.0, -0.7, 0.4])
+    deep = dataclasses.replace(draw, depth=depth)
+    discount = covariates[1]
+    assert (discount < 0).any()
+    for w in (0, 5):
+        want = class_utilities_week(draw, catalogue, covariates, w) + (depth[catalogue.item_category] * discount[:, w])
+        np.testing.assert_allclose(class_utilities_week(deep, catalogue, covariates, w), want, rtol=1e-12)
+    with pytest.raises(ValueError, match="depth must have shape"):
+        simulate_batch(dataclasses.replace(draw, depth=np.zeros(3)), customers, catalogue, prices, seed=5)
+    # a more negative coefficient of log(1 - depth) in category 0: more of its lines bought on a discount
+    n = catalogue.n_categories
+
+    def discounted_share(d):
+        lines = simulate_batch(dataclasses.replace(draw, depth=d), customers, catalogue, prices, seed=5).lines
+        item = catalogue.product_item()[lines["product"].to_numpy()]
+        in_zero = catalogue.item_category[item] == 0
+        on_discount = prices.depth[lines["product"].to_numpy(), lines["week"].to_numpy()] > 0
+        return float(on_discount[in_zero].mean())
+
+    assert discounted_share(np.eye(n)[0] * -3.0) > discounted_share(np.zeros(n)) + 0.02

@@ -4,7 +4,7 @@ Computes exactly what :func:`bayes_retail.models.product.total_loglik` computes
 for the choice part (latent classes marginalised per household; sets of up
 to 8 items scored exactly, larger ones by Gauss-Laguerre quadrature), and its
 gradient with respect to the item intercepts ``t``, the class coefficients
-``theta`` and the category display / mailer coefficients:
+``theta`` and the category display / mailer / depth coefficients:
 
 1. dense forward: ``exp(v)`` for every (week, item, class) of the category-weeks
    that have a scored occasion, and the choice-set sums ``S[w, c, k]`` (week
@@ -171,7 +171,7 @@ def largest_set(chosen_start):
 
 
 @numba.njit(fastmath=_FAST, cache=True, error_model="numpy")
-def _dense_forward(t, theta, display_c, mailer_c, active, item_category, price, discount, display, mailer,
+def _dense_forward(t, theta, display_c, mailer_c, depth_c, active, item_category, price, discount, display, mailer,
                    available, attributes):
     """``exp(v)`` as ``(W, G, K)`` and the choice-set sums ``(W, C, K)`` of the ``active`` category-weeks.
 
@@ -214,7 +214,7 @@ def _dense_forward(t, theta, display_c, mailer_c, active, item_category, price, 
                     expv[w, g, k] = e
                     sums[w, c, k] += e
                 continue
-            promo = display_c[c] * display[w, g] + mailer_c[c] * mailer[w, g]
+            promo = display_c[c] * display[w, g] + mailer_c[c] * mailer[w, g] + depth_c[c] * discount[w, g]
             for k in range(n_k):
                 e = np.exp(base[g, k] + promo + theta[k, 0] * price[w, g] + theta[k, 1] * discount[w, g])
                 expv[w, g, k] = e
@@ -348,7 +348,7 @@ def _occasions_backward(resp, expv, sums, extra, extra_previous, g_chosen, lam, 
     the sums; their derivatives go straight to the parameters here (a few
     hundred thousand item-weeks), so no dense (week, item, class) array of
     derivatives is allocated: the dense pass then reads the sums' only.
-    Returns ``(d_sums, d_item (G, K), d_core (K, 4), d_display (C,), d_mailer (C,))``, ``d_core`` over
+    Returns ``(d_sums, d_item (G, K), d_core (K, 4), d_display, d_mailer, d_depth (C,))``, ``d_core`` over
     price, discount, state and the previous-occasion state.
     """
     n_k = lam.size
@@ -361,6 +361,7 @@ def _occasions_backward(resp, expv, sums, extra, extra_previous, g_chosen, lam, 
     d_theta = np.zeros((n_k, 4))
     d_display = np.zeros(sums.shape[1])
     d_mailer = np.zeros(sums.shape[1])
+    d_depth = np.zeros(sums.shape[1])
     for o in range(occ_household.size):
         c = occ_category[o]
         w = occ_week[o]
@@ -381,7 +382,7 @@ def _occasions_backward(resp, expv, sums, extra, extra_previous, g_chosen, lam, 
                 d_theta[k, 2] += s * chosen_is_last[c0 + i]
                 d_theta[k, 3] += s * chosen_is_previous[c0 + i]
                 _direct(s, w, chosen_item[c0 + i], k, c, price, discount, display, mailer, d_item, d_theta,
-                        d_display, d_mailer)
+                        d_display, d_mailer, d_depth)
             q = -chosen_total / den  # d loglik / d denominator
             d_sums[w, c, k] += q
             d_theta[k, 2] += q * (exp_lam[k] * ex + exp_previous[k] * ex_previous)
@@ -390,28 +391,29 @@ def _occasions_backward(resp, expv, sums, extra, extra_previous, g_chosen, lam, 
                 j = last_item[r]
                 gain = em1_previous[k] if last_is_previous[r] != 0.0 else em1[k]
                 _direct(q * gain * expv[w, j, k], w, j, k, c, price, discount, display, mailer, d_item, d_theta,
-                        d_display, d_mailer)
-    return d_sums, d_item, d_theta, d_display, d_mailer
+                        d_display, d_mailer, d_depth)
+    return d_sums, d_item, d_theta, d_display, d_mailer, d_depth
 
 
 @numba.njit(fastmath=_FAST, cache=True, error_model="numpy", inline="always")
-def _direct(dv, w, g, k, c, price, discount, display, mailer, d_item, d_theta, d_display, d_mailer):
+def _direct(dv, w, g, k, c, price, discount, display, mailer, d_item, d_theta, d_display, d_mailer, d_depth):
     """Add ``dv = d loglik / d v[w, g, k]`` to the derivatives of the parameters that ``v`` is linear in."""
     d_item[g, k] += dv
     d_theta[k, 0] += dv * price[w, g]
     d_theta[k, 1] += dv * discount[w, g]
     d_display[c] += dv * display[w, g]
     d_mailer[c] += dv * mailer[w, g]
+    d_depth[c] += dv * discount[w, g]
 
 
 @numba.njit(fastmath=_FAST, cache=True, error_model="numpy")
-def _dense_backward(d_sums, d_item, d_core, d_display, d_mailer, expv, active, item_category, price, discount,
+def _dense_backward(d_sums, d_item, d_core, d_display, d_mailer, d_depth, expv, active, item_category, price, discount,
                     display, mailer, attributes, n_coefficients):
     """Add the choice-set sums' derivatives (through every item) to the direct ones: ``(d_t, d_theta)``.
 
     An off-shelf item needs no test here: its ``expv`` is 0, so it adds nothing.
 
-    ``d_item``, ``d_display`` and ``d_mailer`` are accumulated in place.
+    ``d_item``, ``d_display``, ``d_mailer`` and ``d_depth`` are accumulated in place.
     """
     n_w, n_g, n_k = expv.shape
     n_a = attributes.shape[1]
@@ -432,6 +434,7 @@ def _dense_backward(d_sums, d_item, d_core, d_display, d_mailer, expv, active, i
                 d_theta[k, 1] += dv * discount[w, g]
             d_display[c] += dv_total * display[w, g]
             d_mailer[c] += dv_total * mailer[w, g]
+            d_depth[c] += dv_total * discount[w, g]
     d_t = np.zeros(n_g)
     for g in range(n_g):
         for k in range(n_k):
@@ -454,7 +457,7 @@ def _occasion_extent(occ_household, occ_week, occ_category, n_weeks, n_categorie
 
 @numba.njit(fastmath=_FAST, cache=True, error_model="numpy")
 def choice_loglik(
-    t, theta, display_c, mailer_c,
+    t, theta, display_c, mailer_c, depth_c,
     item_category, price, discount, display, mailer, available, attributes,
     occ_household, occ_category, occ_week, chosen_start, chosen_item, chosen_is_last, chosen_is_previous,
     last_start, last_item, last_is_previous, nodes, weights,
@@ -468,8 +471,9 @@ def choice_loglik(
     theta
         ``(K, D)`` class coefficients: price, discount, state, with the ``"both"`` state memory the
         previous-occasion state, then attribute weights (``D - A`` core coefficients).
-    display_c, mailer_c
-        ``(C,)`` category coefficients.
+    display_c, mailer_c, depth_c
+        ``(C,)`` category coefficients of display, mailer and ``log(1 - depth)`` (the last a deviation from
+        the classes' discount coefficient; zeros without per-category depth response).
     item_category, attributes
         ``(G,)`` and ``(G, A)`` item data as in :class:`~bayes_retail.models.product.ProductData`.
     price, discount, display, mailer, available
@@ -490,25 +494,25 @@ def choice_loglik(
     Returns
     -------
     tuple
-        ``(loglik, d_t, d_theta, d_display, d_mailer)``.
+        ``(loglik, d_t, d_theta, d_display, d_mailer, d_depth)``.
     """
     n_households, active = _occasion_extent(occ_household, occ_week, occ_category, price.shape[0], display_c.size)
     lam, lam_previous = _state_coefficients(theta, attributes.shape[1])
-    expv, sums = _dense_forward(t, theta, display_c, mailer_c, active, item_category, price, discount, display,
-                                mailer, available, attributes)
+    expv, sums = _dense_forward(t, theta, display_c, mailer_c, depth_c, active, item_category, price, discount,
+                                display, mailer, available, attributes)
     occasions = (occ_household, occ_category, occ_week, chosen_start, chosen_item, chosen_is_last, chosen_is_previous,
                  last_start, last_item, last_is_previous)
     per_household, extra, extra_previous, g_chosen = _occasions_forward(
         expv, sums, lam, lam_previous, n_households, *occasions, nodes, weights
     )
     total = _mixture(per_household)
-    d_sums, d_item, d_core, d_display, d_mailer = _occasions_backward(
+    d_sums, d_item, d_core, d_display, d_mailer, d_depth = _occasions_backward(
         per_household, expv, sums, extra, extra_previous, g_chosen, lam, lam_previous, item_category, price, discount,
         display, mailer, *occasions
     )
-    d_t, d_theta = _dense_backward(d_sums, d_item, d_core, d_display, d_mailer, expv, active, item_category, price,
-                                   discount, display, mailer, attributes, theta.shape[1])
-    return total, d_t, d_theta, d_display, d_mailer
+    d_t, d_theta = _dense_backward(d_sums, d_item, d_core, d_display, d_mailer, d_depth, expv, active, item_category,
+                                   price, discount, display, mailer, attributes, theta.shape[1])
+    return total, d_t, d_theta, d_display, d_mailer, d_depth
 
 
 @numba.njit(fastmath=_FAST, cache=True, error_model="numpy")
@@ -523,7 +527,7 @@ def _state_coefficients(theta, n_attributes):
 
 @numba.njit(fastmath=_FAST, cache=True, error_model="numpy", nogil=True)  # threads run draws side by side
 def household_class_loglik(
-    t, theta, display_c, mailer_c,
+    t, theta, display_c, mailer_c, depth_c,
     item_category, price, discount, display, mailer, available, attributes,
     occ_household, occ_category, occ_week, chosen_start, chosen_item, chosen_is_last, chosen_is_previous,
     last_start, last_item, last_is_previous, nodes, weights,
@@ -534,8 +538,8 @@ def household_class_loglik(
     membership posteriors are computed from.
     """
     n_households, active = _occasion_extent(occ_household, occ_week, occ_category, price.shape[0], display_c.size)
-    expv, sums = _dense_forward(t, theta, display_c, mailer_c, active, item_category, price, discount, display,
-                                mailer, available, attributes)
+    expv, sums = _dense_forward(t, theta, display_c, mailer_c, depth_c, active, item_category, price, discount,
+                                display, mailer, available, attributes)
     lam, lam_previous = _state_coefficients(theta, attributes.shape[1])
     per_household, _, _, _ = _occasions_forward(
         expv, sums, lam, lam_previous, n_households, occ_household, occ_category, occ_week, chosen_start,
@@ -545,10 +549,11 @@ def household_class_loglik(
 
 
 class ChoiceLoglik(FusedLoglik):
-    """``(t, theta, display_c, mailer_c, *data)`` -> ``(loglik, d_t, d_theta, d_display, d_mailer)`` (see :func:`choice_loglik`)."""
+    """``(t, theta, display_c, mailer_c, depth_c, *data)`` -> ``(loglik, d_t, d_theta, d_display, d_mailer, d_depth)``
+    (see :func:`choice_loglik`)."""
 
-    param_names = ("t", "theta", "display_c", "mailer_c")
-    param_ndims = (1, 2, 1, 1)
+    param_names = ("t", "theta", "display_c", "mailer_c", "depth_c")
+    param_ndims = (1, 2, 1, 1, 1)
     data_names = (
         "item_category", "price", "discount", "display", "mailer", "available", "attributes",
         "occ_household", "occ_category", "occ_week", "chosen_start", "chosen_item", "chosen_is_last",
@@ -563,9 +568,9 @@ class ChoiceLoglik(FusedLoglik):
 choice = ChoiceLoglik()
 
 
-def choice_loglik_op(t, theta, display_c, mailer_c, data):
-    """The choice log-likelihood as a PyTensor scalar (differentiable in the four parameter arrays)."""
-    return choice(t, theta, display_c, mailer_c, *data)[0]
+def choice_loglik_op(t, theta, display_c, mailer_c, depth_c, data):
+    """The choice log-likelihood as a PyTensor scalar (differentiable in the five parameter arrays)."""
+    return choice(t, theta, display_c, mailer_c, depth_c, *data)[0]
 
 
 def _register_numba() -> None:
@@ -574,15 +579,15 @@ def _register_numba() -> None:
     @register_funcify_and_cache_key(ChoiceLoglik)
     def _funcify_choice(op, node=None, **kwargs):
         @numba_njit
-        def kernel(t, theta, display_c, mailer_c, item_category, price, discount, display, mailer, available, attributes,
-                   occ_household, occ_category, occ_week, chosen_start, chosen_item, chosen_is_last,
+        def kernel(t, theta, display_c, mailer_c, depth_c, item_category, price, discount, display, mailer, available,
+                   attributes, occ_household, occ_category, occ_week, chosen_start, chosen_item, chosen_is_last,
                    chosen_is_previous, last_start, last_item, last_is_previous, nodes, weights):
-            total, d_t, d_theta, d_display, d_mailer = choice_loglik(
-                t, theta, display_c, mailer_c, item_category, price, discount, display, mailer, available, attributes,
-                occ_household, occ_category, occ_week, chosen_start, chosen_item, chosen_is_last, chosen_is_previous,
-                last_start, last_item, last_is_previous, nodes, weights,
+            total, d_t, d_theta, d_display, d_mailer, d_depth = choice_loglik(
+                t, theta, display_c, mailer_c, depth_c, item_category, price, discount, display, mailer, available,
+                attributes, occ_household, occ_category, occ_week, chosen_start, chosen_item, chosen_is_last,
+                chosen_is_previous, last_start, last_item, last_is_previous, nodes, weights,
             )
-            return np.asarray(total), d_t, d_theta, d_display, d_mailer
+            return np.asarray(total), d_t, d_theta, d_display, d_mailer, d_depth
 
         return kernel, kernel_cache_key(op)
 
@@ -607,18 +612,18 @@ def register_jax() -> None:
 
 
 def _host_callback(op, node=None, **kwargs):
-    """A JAX function that calls ``op``'s numba kernel on the host (outputs: the log-likelihood and the four gradients)."""
+    """A JAX function that calls ``op``'s numba kernel on the host (outputs: the log-likelihood and the five gradients)."""
     import jax
     import jax.numpy as jnp
 
-    def kernel(t, theta, display_c, mailer_c, *data):
+    def kernel(t, theta, display_c, mailer_c, depth_c, *data):
         shapes = (jax.ShapeDtypeStruct((), jnp.float64),
-                  *(jax.ShapeDtypeStruct(x.shape, jnp.float64) for x in (t, theta, display_c, mailer_c)))
+                  *(jax.ShapeDtypeStruct(x.shape, jnp.float64) for x in (t, theta, display_c, mailer_c, depth_c)))
 
         def host(*args):
             return tuple(np.asarray(v, dtype=np.float64) for v in op.kernel(*[np.asarray(a) for a in args]))
 
-        return jax.pure_callback(host, shapes, t, theta, display_c, mailer_c, *data)
+        return jax.pure_callback(host, shapes, t, theta, display_c, mailer_c, depth_c, *data)
 
     return kernel
 

@@ -8,6 +8,7 @@ scored occasion sums its own category's items, and its derivatives are mapped
 to the parameters at once (no mixture, so no second pass):
 
     v_hjw = t_j + theta_h . (price_jw, discount_jw, [state], x_j) + display_c d_jw + mailer_c m_jw
+            + depth_c log(1 - depth_jw)
 
 Work per evaluation is the sum over occasions of their category's size: on
 the embedded data about as many exponentials as the class kernel's dense
@@ -36,7 +37,7 @@ from bayes_retail.models._kernels import FusedLoglik, kernel_cache_key
 
 @numba.njit(fastmath=_FAST, cache=True, error_model="numpy")
 def household_choice_pass(
-    t, theta, display_c, mailer_c, category_bounds,
+    t, theta, display_c, mailer_c, depth_c, category_bounds,
     price, discount, display, mailer, available, attributes,
     occ_household, occ_category, occ_week, chosen_start, chosen_item, chosen_is_last, chosen_is_previous,
     last_start, last_item, last_is_previous, nodes, weights,
@@ -50,8 +51,8 @@ def household_choice_pass(
     theta
         ``(H, D)`` household coefficients: price, discount, state, with the ``"both"`` state memory the
         previous-occasion state, then attribute weights.
-    display_c, mailer_c
-        ``(C,)`` category coefficients.
+    display_c, mailer_c, depth_c
+        ``(C,)`` category coefficients (``depth_c`` of ``log(1 - depth)``, zeros without per-category depth response).
     category_bounds
         ``(C + 1,)`` first item of each category (a category's items are contiguous).
     price, discount, display, mailer, available, attributes, occ_*, chosen_*, last_*, nodes, weights
@@ -60,7 +61,7 @@ def household_choice_pass(
     Returns
     -------
     tuple
-        ``(per_household, d_t, d_theta, d_display, d_mailer)``.
+        ``(per_household, d_t, d_theta, d_display, d_mailer, d_depth)``.
     """
     n_h, n_d = theta.shape
     n_a = attributes.shape[1]
@@ -71,6 +72,7 @@ def household_choice_pass(
     d_theta = np.zeros((n_h, n_d))
     d_display = np.zeros(n_c)
     d_mailer = np.zeros(n_c)
+    d_depth = np.zeros(n_c)
     widest = 1
     for c in range(n_c):
         widest = max(widest, category_bounds[c + 1] - category_bounds[c])
@@ -105,7 +107,7 @@ def household_choice_pass(
                 e[i] = 0.0
                 continue
             acc = (t[g] + theta[h, 0] * price[w, g] + theta[h, 1] * discount[w, g]
-                   + display_c[c] * display[w, g] + mailer_c[c] * mailer[w, g])
+                   + display_c[c] * display[w, g] + mailer_c[c] * mailer[w, g] + depth_c[c] * discount[w, g])
             for a in range(n_a):
                 acc += theta[h, n_core + a] * attributes[g, a]
             v[i] = acc
@@ -162,29 +164,30 @@ def household_choice_pass(
             d_theta[h, 1] += d * discount[w, g]
             d_display[c] += d * display[w, g]
             d_mailer[c] += d * mailer[w, g]
+            d_depth[c] += d * discount[w, g]
             for a in range(n_a):
                 d_theta[h, n_core + a] += d * attributes[g, a]
-    return per_household, d_t, d_theta, d_display, d_mailer
+    return per_household, d_t, d_theta, d_display, d_mailer, d_depth
 
 
 @numba.njit(fastmath=_FAST, cache=True, error_model="numpy")
 def household_choice_loglik(
-    t, theta, display_c, mailer_c, category_bounds,
+    t, theta, display_c, mailer_c, depth_c, category_bounds,
     price, discount, display, mailer, available, attributes,
     occ_household, occ_category, occ_week, chosen_start, chosen_item, chosen_is_last, chosen_is_previous,
     last_start, last_item, last_is_previous, nodes, weights,
 ):
-    """``(loglik, d_t, d_theta, d_display, d_mailer)``: :func:`household_choice_pass` summed over households."""
-    per_household, d_t, d_theta, d_display, d_mailer = household_choice_pass(
-        t, theta, display_c, mailer_c, category_bounds, price, discount, display, mailer, available, attributes,
-        occ_household, occ_category, occ_week, chosen_start, chosen_item, chosen_is_last, chosen_is_previous,
-        last_start, last_item, last_is_previous, nodes, weights,
+    """``(loglik, d_t, d_theta, d_display, d_mailer, d_depth)``: :func:`household_choice_pass` summed over households."""
+    per_household, d_t, d_theta, d_display, d_mailer, d_depth = household_choice_pass(
+        t, theta, display_c, mailer_c, depth_c, category_bounds, price, discount, display, mailer, available,
+        attributes, occ_household, occ_category, occ_week, chosen_start, chosen_item, chosen_is_last,
+        chosen_is_previous, last_start, last_item, last_is_previous, nodes, weights,
     )
-    return per_household.sum(), d_t, d_theta, d_display, d_mailer
+    return per_household.sum(), d_t, d_theta, d_display, d_mailer, d_depth
 
 
 class HouseholdChoiceLoglik(FusedLoglik):
-    """``(t, theta, display_c, mailer_c, *data)`` -> ``(loglik, d_t, d_theta, d_display, d_mailer)``.
+    """``(t, theta, display_c, mailer_c, depth_c, *data)`` -> ``(loglik, d_t, d_theta, d_display, d_mailer, d_depth)``.
 
     The class kernel's inputs with the category bounds in place of the item
     categories (:func:`~bayes_retail.models.product.household_kernel_inputs`).
@@ -203,9 +206,9 @@ class HouseholdChoiceLoglik(FusedLoglik):
 household_choice = HouseholdChoiceLoglik()
 
 
-def household_choice_loglik_op(t, theta, display_c, mailer_c, data):
-    """The household-coefficient choice log-likelihood as a PyTensor scalar (differentiable in the four parameters)."""
-    return household_choice(t, theta, display_c, mailer_c, *data)[0]
+def household_choice_loglik_op(t, theta, display_c, mailer_c, depth_c, data):
+    """The household-coefficient choice log-likelihood as a PyTensor scalar (differentiable in the five parameters)."""
+    return household_choice(t, theta, display_c, mailer_c, depth_c, *data)[0]
 
 
 def _register_numba() -> None:
@@ -214,15 +217,15 @@ def _register_numba() -> None:
     @register_funcify_and_cache_key(HouseholdChoiceLoglik)
     def _funcify(op, node=None, **kwargs):
         @numba_njit
-        def kernel(t, theta, display_c, mailer_c, category_bounds, price, discount, display, mailer, available, attributes,
-                   occ_household, occ_category, occ_week, chosen_start, chosen_item, chosen_is_last,
-                   chosen_is_previous, last_start, last_item, last_is_previous, nodes, weights):
-            total, d_t, d_theta, d_display, d_mailer = household_choice_loglik(
-                t, theta, display_c, mailer_c, category_bounds, price, discount, display, mailer, available, attributes,
-                occ_household, occ_category, occ_week, chosen_start, chosen_item, chosen_is_last, chosen_is_previous,
-                last_start, last_item, last_is_previous, nodes, weights,
+        def kernel(t, theta, display_c, mailer_c, depth_c, category_bounds, price, discount, display, mailer,
+                   available, attributes, occ_household, occ_category, occ_week, chosen_start, chosen_item,
+                   chosen_is_last, chosen_is_previous, last_start, last_item, last_is_previous, nodes, weights):
+            total, d_t, d_theta, d_display, d_mailer, d_depth = household_choice_loglik(
+                t, theta, display_c, mailer_c, depth_c, category_bounds, price, discount, display, mailer, available,
+                attributes, occ_household, occ_category, occ_week, chosen_start, chosen_item, chosen_is_last,
+                chosen_is_previous, last_start, last_item, last_is_previous, nodes, weights,
             )
-            return np.asarray(total), d_t, d_theta, d_display, d_mailer
+            return np.asarray(total), d_t, d_theta, d_display, d_mailer, d_depth
 
         return kernel, kernel_cache_key(op)
 

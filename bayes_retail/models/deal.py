@@ -79,7 +79,7 @@ def marginal_loglik(params: dict, inputs: tuple, deal_sd: float, locations: np.n
     ``week_points`` add the deal-hunting week deviation (:func:`household_logliks`).
     """
     theta = expand_classes(params["theta"], deal_sd, locations)
-    per_class = household_logliks(params["t"], theta, params["display"], params["mailer"], inputs, week_sd=week_sd,
+    per_class = household_logliks(params["t"], theta, *_promo(params), inputs, week_sd=week_sd,
                                   week_points=week_points, week_inputs=week_inputs)
     return float((logsumexp(per_class, axis=1) - np.log(theta.shape[0])).sum())
 
@@ -174,8 +174,8 @@ def household_week_inputs(inputs: tuple) -> tuple[tuple, np.ndarray]:
     return tuple(relabelled), (unique // n_weeks).astype(np.int64)
 
 
-def household_logliks(t, theta, display_c, mailer_c, inputs: tuple, *, week_sd: float = 0.0, week_points: int = 0,
-                      week_inputs: tuple | None = None) -> np.ndarray:
+def household_logliks(t, theta, display_c, mailer_c, depth_c, inputs: tuple, *, week_sd: float = 0.0,
+                      week_points: int = 0, week_inputs: tuple | None = None) -> np.ndarray:
     """``(H, K)`` each household's choice log-likelihood under each row of ``theta``.
 
     Without a week deviation (``week_sd`` 0 or fewer than 2 ``week_points``)
@@ -190,11 +190,11 @@ def household_logliks(t, theta, display_c, mailer_c, inputs: tuple, *, week_sd: 
     from bayes_retail.models._choice_kernel import household_class_loglik
 
     if not week_sd or week_points < 2:
-        return household_class_loglik(t, theta, display_c, mailer_c, *inputs)
+        return household_class_loglik(t, theta, display_c, mailer_c, depth_c, *inputs)
     relabelled, week_household = household_week_inputs(inputs) if week_inputs is None else week_inputs
     theta = np.asarray(theta, dtype=np.float64)
     per_week = household_class_loglik(t, expand_classes(theta, week_sd, grid_locations(week_points)), display_c,
-                                      mailer_c, *relabelled)
+                                      mailer_c, depth_c, *relabelled)
     per_week = logsumexp(per_week.reshape(per_week.shape[0], theta.shape[0], week_points), axis=2)
     out = np.zeros((int(week_household.max()) + 1 if week_household.size else 0, theta.shape[0]))
     np.add.at(out, week_household, per_week - np.log(week_points))
@@ -203,6 +203,13 @@ def household_logliks(t, theta, display_c, mailer_c, inputs: tuple, *, week_sd: 
 
 def params_household_logliks(params: dict, inputs: tuple, *, week_inputs: tuple | None = None) -> np.ndarray:
     """:func:`household_logliks` of a parameter dict (its ``deal_week_sd`` / ``deal_week_points`` when present)."""
-    return household_logliks(params["t"], params["theta"], params["display"], params["mailer"], inputs,
+    return household_logliks(params["t"], params["theta"], *_promo(params), inputs,
                              week_sd=params.get("deal_week_sd", 0.0), week_points=params.get("deal_week_points", 0),
                              week_inputs=week_inputs)
+
+
+def _promo(params: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The category coefficients of a parameter dict in the kernels' order (display, mailer, depth)."""
+    from bayes_retail.models.product import promo_coefficients  # product imports this module
+
+    return promo_coefficients(params)

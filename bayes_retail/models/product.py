@@ -4,7 +4,7 @@ On a purchase occasion o (household h buys in category c in week w) the
 household buys ``m_o = 1 + Poisson(exp(rho_c))`` distinct items of the
 category's choice set, drawn without replacement from a multinomial logit:
 
-    v_kjw = t_j + beta_k * price_jw + gamma_k * log(1 - depth_jw)
+    v_kjw = t_j + beta_k * price_jw + (gamma_k + delta_c) * log(1 - depth_jw)
           + display_c * display_jw + mailer_c * mailer_jw + z_k . x_j + lambda_k * last_hj
 
 - ``t_j`` item intercepts (they absorb the attribute main effects); each
@@ -17,6 +17,10 @@ category's choice set, drawn without replacement from a multinomial logit:
   calendar flags with category coefficients partially pooled (non-centred,
   or centred in categories with enough informative occasions:
   ``promo_centred_min_occasions``);
+- ``delta_c`` the category's depth response: with ``category_depth = true`` a
+  zero-mean deviation from the classes' discount coefficient, partially
+  pooled (``delta_c = tau_depth * z_c``, non-centred); otherwise 0, every
+  category responding to a discount as the household's class does;
 - ``x_j`` item attributes (national brand, pack-size tier, price tier within
   the category) whose weights ``z_k`` vary across households only (their mean
   is in ``t_j``);
@@ -201,6 +205,11 @@ class ProductConfig:
         coefficient whose sd is a plug-in estimate per stored draw, made after
         sampling (APPROXIMATE: a cut, the classes do not adjust to it).
         Only with ``coefficients = "classes"``.
+    category_depth
+        A depth response per category (``delta_c``, trace variable ``depth``):
+        a zero-mean deviation from the classes' discount coefficient with a
+        pooled sd ``tau_depth ~ HalfNormal(promo_sigma / 2)``. Off (the
+        default, the form the shipped trace was fitted with): 0.
     deal_week_points
         Deal-hunting weeks (:mod:`~bayes_retail.models.deal`): 0 (the
         default) none; W >= 2 adds a household-week deviation of the discount
@@ -232,6 +241,7 @@ class ProductConfig:
     depth_panels: int = 1
     deal_points: int = 0
     deal_week_points: int = 0
+    category_depth: bool = False
 
     def __post_init__(self) -> None:
         for name, least in (("n_classes", 2), ("burn_in_weeks", 0), ("households", 0), ("depth_panels", 1),
@@ -469,13 +479,16 @@ def previous_coefficient(theta: np.ndarray, n_attributes: int) -> np.ndarray:
 # ``_choice_kernel``; these readable numpy versions are what it is tested against.
 
 
-def class_utilities(t, theta, display_c, mailer_c, pdata: ProductData) -> np.ndarray:
+def class_utilities(t, theta, display_c, mailer_c, pdata: ProductData, depth_c=None) -> np.ndarray:
     """``(K, G, W)`` utilities without the state term; ``-inf`` where an item is off the shelf.
 
-    ``theta`` is ``(K, D)``: price, discount, state, then attribute weights.
+    ``theta`` is ``(K, D)``: price, discount, state, then attribute weights;
+    ``depth_c`` ``(C,)`` the categories' depth responses (``None``: 0).
     """
     cat = pdata.item_category
     base = t[:, None] + display_c[cat][:, None] * pdata.display + mailer_c[cat][:, None] * pdata.mailer
+    if depth_c is not None:
+        base = base + depth_c[cat][:, None] * pdata.discount
     attr = attribute_weights(theta, pdata.attributes.shape[1]) @ pdata.attributes.T  # (K, G)
     v = (
         base[None]
@@ -715,6 +728,15 @@ def class_membership(params: dict, pdata: ProductData, *, inputs: tuple | None =
     return softmax(out, axis=1)
 
 
+def promo_coefficients(params: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(display, mailer, depth)`` category coefficients of a parameter dict, in the kernels' order.
+
+    ``depth`` is zeros for a fit without a per-category depth response.
+    """
+    depth = params.get("depth")
+    return params["display"], params["mailer"], np.zeros_like(params["display"]) if depth is None else depth
+
+
 def posterior_params(posterior, pdata: ProductData, chain: int, draw: int) -> dict:
     """The parameter dict of one posterior draw (what :func:`class_membership` and the sampler take).
 
@@ -732,6 +754,7 @@ def posterior_params(posterior, pdata: ProductData, chain: int, draw: int) -> di
         "theta": point["theta_household"].values.astype(np.float64) if household else point_class_coefficients(point),
         "household_coefficients": household,
         **{name: point[name].values.astype(np.float64) for name in ("display", "mailer", "log_extra_rate")},
+        **({"depth": point["depth"].values.astype(np.float64)} if "depth" in point else {}),
         **point_week_deviation(point),
     }
 
@@ -769,7 +792,8 @@ def category_values(params: dict, pdata: ProductData) -> np.ndarray:
     discounted or promoted, more for the classes that respond more; the
     category stage's ``k_c`` turns it into purchase incidence.
     """
-    v = class_utilities(params["t"], params["theta"], params["display"], params["mailer"], pdata)  # (K, G, W)
+    v = class_utilities(params["t"], params["theta"], params["display"], params["mailer"], pdata,
+                        params.get("depth"))  # (K, G, W)
     start, cat = pdata.category_start, pdata.item_category
     top = np.maximum.reduceat(v, start, axis=1)  # (K, C, W)
     return top + np.log(np.add.reduceat(np.exp(v - top[:, cat]), start, axis=1))
@@ -809,7 +833,8 @@ def share_responses(params: dict, pdata: ProductData, real: np.ndarray, *, depth
         moved = ev * np.exp(shift)
         return (moved / (sums - ev + moved)).mean(axis=0) / share - 1.0
 
-    gamma = theta[:, 1:2] * np.log1p(-depth)
+    delta = params.get("depth")
+    gamma = (theta[:, 1:2] + (0.0 if delta is None else delta[cat][None, :])) * np.log1p(-depth)
     per_item = np.stack([
         (theta[:, 0:1] * p * (1.0 - p)).mean(axis=0) / share,
         lift(np.broadcast_to(gamma, p.shape)),
@@ -883,10 +908,11 @@ def build_model(pdata: ProductData, config: ProductConfig | None = None) -> pm.M
         mu = pt.concatenate([mu_core, pt.zeros(n_attr)])
         display_c = _pooled("display", pdata, config.promo_sigma, rich["display"])
         mailer_c = _pooled("mailer", pdata, config.promo_sigma, rich["mailer"])
+        depth_c = _depth_deviations(config) if config.category_depth else pt.zeros(pdata.categories.size)
         log_rate = _pooled("log_extra_rate", pdata, config.extra_sigma, rich["log_extra_rate"], mean=-1.0)
         if config.coefficients == "household":
             theta = _household_coefficients(mu, config, d)
-            pm.Potential("choice_loglik", household_choice_loglik_op(t, theta, display_c, mailer_c,
+            pm.Potential("choice_loglik", household_choice_loglik_op(t, theta, display_c, mailer_c, depth_c,
                                                                      household_kernel_inputs(pdata)))
         else:
             if config.heterogeneity:
@@ -894,9 +920,17 @@ def build_model(pdata: ProductData, config: ProductConfig | None = None) -> pm.M
             else:
                 sigma = pt.zeros(d)
             theta = pm.Deterministic("theta", mu[None, :] + sigma[None, :] * xi, dims=("class", "coefficient"))
-            pm.Potential("choice_loglik", choice_loglik_op(t, theta, display_c, mailer_c, kernel_inputs(pdata)))
+            pm.Potential("choice_loglik", choice_loglik_op(t, theta, display_c, mailer_c, depth_c, kernel_inputs(pdata)))
         pm.Potential("extra_items_loglik", extra_items_loglik(log_rate, pdata))
     return model
+
+
+def _depth_deviations(config: ProductConfig):
+    """``delta_c``: each category's depth response around the classes' discount coefficient (zero mean, pooled sd)."""
+    # zero mean: the population mean of the discount response is mu["discount"] already
+    tau = pm.HalfNormal("tau_depth", config.promo_sigma / 2)
+    raw = pm.Normal("depth_raw", 0.0, 1.0, dims="category")
+    return pm.Deterministic("depth", tau * raw, dims="category")
 
 
 def _category_centres(pdata: ProductData, config: ProductConfig, shift: np.ndarray, rich: np.ndarray):
@@ -1065,7 +1099,7 @@ def _pooled(name: str, pdata: ProductData, scale: float, rich: np.ndarray, *, me
 
 def total_loglik(params: dict, pdata: ProductData) -> float:
     """The stage's log-likelihood from parameter values (numpy): what the model's potentials add up to."""
-    v = class_utilities(params["t"], params["theta"], params["display"], params["mailer"], pdata)
+    v = class_utilities(params["t"], params["theta"], params["display"], params["mailer"], pdata, params.get("depth"))
     logp = occasion_log_probabilities(v, params["theta"], pdata)
     occasion_ll, order = occasion_class_loglik(logp, pdata)
     choice = household_loglik(occasion_ll, order, pdata, params["theta"].shape[0])
@@ -1121,7 +1155,7 @@ def _utility(params, pdata, k, j, w):
     return (
         params["t"][j]
         + theta[0] * pdata.price[j, w]
-        + theta[1] * pdata.discount[j, w]
+        + (theta[1] + (params["depth"][c] if "depth" in params else 0.0)) * pdata.discount[j, w]
         + params["display"][c] * pdata.display[j, w]
         + params["mailer"][c] * pdata.mailer[j, w]
         + attribute_weights(theta, pdata.attributes.shape[1]) @ pdata.attributes[j]
@@ -1154,7 +1188,7 @@ def simulate_occasions(
         raise ValueError(f"state must be one of {STATE_MEMORIES}, got {state!r}")
     theta = params["theta"]
     lam_previous = previous_coefficient(theta, pdata.attributes.shape[1])
-    v = class_utilities(params["t"], theta, params["display"], params["mailer"], pdata)
+    v = class_utilities(params["t"], theta, params["display"], params["mailer"], pdata, params.get("depth"))
     starts = pdata.category_start
     sizes = pdata.category_items
     on_shelf = pdata.available_items
@@ -1248,6 +1282,7 @@ def prior_predictive(pdata: ProductData, config: ProductConfig | None = None, *,
     rng = np.random.default_rng(seed)
     household = config.coefficients == "household"
     names = [("theta_household" if household and name == "theta" else name) for name in PARAMETER_NAMES]
+    names += ["depth"] if config.category_depth else []
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The effect of Potentials")
         prior = pm.sample_prior_predictive(draws=draws, model=build_model(pdata, config), var_names=names,
@@ -1366,11 +1401,13 @@ def draw_parameters(
     display: float = 0.5,
     mailer: float = 0.3,
     log_extra_rate: float = -1.2,
+    depth: np.ndarray | None = None,
 ) -> dict:
     """Parameter values of the stage's form for simulation studies (``mu`` = price, discount, state, and with
     four entries the ``"both"`` memory's previous-occasion coefficient).
 
-    Free item intercepts are ``N(intercept_mean, intercept_sd)``; the reference items' are 0.
+    Free item intercepts are ``N(intercept_mean, intercept_sd)``; the reference items' are 0. ``depth``
+    ``(C,)``: the categories' depth responses (left out: none).
     """
     n_attr = pdata.attributes.shape[1]
     if len(mu) not in (3, 4):
@@ -1390,6 +1427,7 @@ def draw_parameters(
         "log_extra_rate": np.full(n_c, log_extra_rate),
         "mu": np.asarray(mu, float),
         "sigma": sig,
+        **({} if depth is None else {"depth": np.asarray(depth, float)}),
     }
 
 

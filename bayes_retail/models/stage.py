@@ -574,10 +574,11 @@ def run_category_stage(
 
 #: Population-level variables of the product stage (the hyperpriors table).
 PRODUCT_HYPERPRIORS = ["mu", "sigma", "sigma_item", "mu_display", "tau_display", "mu_mailer", "tau_mailer",
-                       "mu_log_extra_rate", "tau_log_extra_rate", "mu_item_centre", "tau_item_centre"]
+                       "mu_log_extra_rate", "tau_log_extra_rate", "mu_item_centre", "tau_item_centre", "tau_depth"]
 #: Non-centred pieces of the product stage's category vectors (left out of the trace).
 PRODUCT_PIECES = tuple(f"{piece}{name}{suffix}" for name in ("display", "mailer", "log_extra_rate", "item_centre")
-                       for piece, suffix in (("", "_raw"), ("", "_centred"), ("z_", ""))) + ("t_centred", "z_t")
+                       for piece, suffix in (("", "_raw"), ("", "_centred"), ("z_", ""))) + ("t_centred", "z_t",
+                                                                                               "depth_raw")
 #: Pieces of the household-coefficient form (the trace keeps sigma, correlation and theta_household).
 HOUSEHOLD_PIECES = ("z_household", "chol_household", "chol_household_corr", "chol_household_stds")
 CLASS_MEMBERSHIP_FILENAME = "class_membership.csv"
@@ -588,8 +589,13 @@ PRODUCT_PRIOR_DRAWS = 10
 
 
 def product_promo_table(idata, categories: pd.DataFrame) -> pd.DataFrame:
-    """Display and mailer utility effects per category (log-odds scale of the choice logit), 90% intervals."""
-    table = posterior_table(idata, ["display", "mailer"]).rename(columns={"category": "category_id", "variable": "response"})
+    """Display, mailer (and per-category depth) utility effects per category (choice-logit scale), 90% intervals.
+
+    ``depth`` (with ``category_depth``) is the category's deviation from the
+    classes' coefficient of ``log(1 - depth)``.
+    """
+    names = [name for name in ("display", "mailer", "depth") if name in idata.posterior]
+    table = posterior_table(idata, names).rename(columns={"category": "category_id", "variable": "response"})
     return with_category_names(table, categories)
 
 

@@ -55,6 +55,8 @@ def class_utilities_week(draw: StageDraw, catalogue: Catalogue, covariates: tupl
     theta = draw.class_coefficients
     c = catalogue.item_category
     common = draw.item_intercept + draw.display[c] * display + draw.mailer[c] * mailer
+    if draw.depth is not None:
+        common = common + draw.depth[c] * discount
     utility = (
         common[None, :]
         + theta[:, 0, None] * price[None, :]

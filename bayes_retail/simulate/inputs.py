@@ -269,6 +269,9 @@ class StageDraw:
         With a category-value term: ``(C,)`` response ``k`` and ``(K, C)`` the
         category values' mean over the fitted weeks under the observed prices
         (what the category stage centred them by); ``None`` without one.
+    depth
+        Product stage: ``(C,)`` each category's depth response, a deviation
+        from the classes' discount coefficient (``None``: the fit has none).
     deal_week_sd, deal_week_points
         Product stage: the deal-hunting week deviation of the discount
         coefficient, ``deal_week_sd`` times one of ``deal_week_points``
@@ -297,6 +300,7 @@ class StageDraw:
     trips_elasticity: float = 1.0
     deal_week_sd: float = 0.0
     deal_week_points: int = 0
+    depth: np.ndarray | None = None
 
     def at_weeks(self, positions: np.ndarray) -> "StageDraw":
         """The draw with its week-indexed values (visit and category week effects, seasons) at ``positions``."""
@@ -321,6 +325,8 @@ class StageDraw:
             "category_season": (n_c, n_weeks), "item_intercept": (g,), "display": (n_c,), "mailer": (n_c,),
             "log_extra_rate": (n_c,), "quantity_intercept": (g,), "kappa": (n_c,), "alpha": (n_c,),
         }
+        if self.depth is not None:
+            expected["depth"] = (n_c,)
         for name, shape in expected.items():
             _shape(name, np.asarray(getattr(self, name)), shape)
         if self.class_coefficients.ndim != 2 or self.class_coefficients.shape[1] != n_coef:

@@ -88,6 +88,7 @@ def stage_draw(posteriors: Posteriors, catalogue: Catalogue, index: int) -> Stag
         **_week_deviation(p, index),
         display=_flat(p, "display", index),
         mailer=_flat(p, "mailer", index),
+        depth=_flat(p, "depth", index) if "depth" in p else None,
         log_extra_rate=_flat(p, "log_extra_rate", index),
         quantity_intercept=_flat(q, "l", index),
         kappa=_flat(q, "kappa", index),
