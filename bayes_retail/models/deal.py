@@ -79,7 +79,7 @@ def marginal_loglik(params: dict, inputs: tuple, deal_sd: float, locations: np.n
     ``week_points`` add the deal-hunting week deviation (:func:`household_logliks`).
     """
     theta = expand_classes(params["theta"], deal_sd, locations)
-    per_class = household_logliks(params["t"], theta, *_promo(params), inputs, week_sd=week_sd,
+    per_class = household_logliks(params["t"], theta, *promo_coefficients(params), inputs, week_sd=week_sd,
                                   week_points=week_points, week_inputs=week_inputs)
     return float((logsumexp(per_class, axis=1) - np.log(theta.shape[0])).sum())
 
@@ -203,13 +203,17 @@ def household_logliks(t, theta, display_c, mailer_c, depth_c, inputs: tuple, *, 
 
 def params_household_logliks(params: dict, inputs: tuple, *, week_inputs: tuple | None = None) -> np.ndarray:
     """:func:`household_logliks` of a parameter dict (its ``deal_week_sd`` / ``deal_week_points`` when present)."""
-    return household_logliks(params["t"], params["theta"], *_promo(params), inputs,
+    return household_logliks(params["t"], params["theta"], *promo_coefficients(params), inputs,
                              week_sd=params.get("deal_week_sd", 0.0), week_points=params.get("deal_week_points", 0),
                              week_inputs=week_inputs)
 
 
-def _promo(params: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The category coefficients of a parameter dict in the kernels' order (display, mailer, depth)."""
-    from bayes_retail.models.product import promo_coefficients  # product imports this module
+def promo_coefficients(params: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(display, mailer, depth)`` category coefficients of a product-stage parameter dict, in the kernels' order.
 
-    return promo_coefficients(params)
+    ``depth`` is zeros for a fit without a per-category depth response. Here
+    rather than in :mod:`~bayes_retail.models.product` (which re-exports it)
+    because that module imports this one.
+    """
+    depth = params.get("depth")
+    return params["display"], params["mailer"], np.zeros_like(params["display"]) if depth is None else depth

@@ -84,6 +84,7 @@ from bayes_retail.models._choice_kernel import (
 from bayes_retail.models._household_choice_kernel import household_choice_loglik_op
 from bayes_retail.models._state import EVER_STATE_ITEMS, STATE_MEMORIES, ever_state_step
 from bayes_retail.models.artifacts import evenly_spaced
+from bayes_retail.models.deal import promo_coefficients
 from bayes_retail.models.pooling import joined, partially_centred
 
 STAGE = "product"
@@ -728,15 +729,6 @@ def class_membership(params: dict, pdata: ProductData, *, inputs: tuple | None =
     return softmax(out, axis=1)
 
 
-def promo_coefficients(params: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(display, mailer, depth)`` category coefficients of a parameter dict, in the kernels' order.
-
-    ``depth`` is zeros for a fit without a per-category depth response.
-    """
-    depth = params.get("depth")
-    return params["display"], params["mailer"], np.zeros_like(params["display"]) if depth is None else depth
-
-
 def posterior_params(posterior, pdata: ProductData, chain: int, draw: int) -> dict:
     """The parameter dict of one posterior draw (what :func:`class_membership` and the sampler take).
 
@@ -833,8 +825,7 @@ def share_responses(params: dict, pdata: ProductData, real: np.ndarray, *, depth
         moved = ev * np.exp(shift)
         return (moved / (sums - ev + moved)).mean(axis=0) / share - 1.0
 
-    delta = params.get("depth")
-    gamma = (theta[:, 1:2] + (0.0 if delta is None else delta[cat][None, :])) * np.log1p(-depth)
+    gamma = (theta[:, 1:2] + promo_coefficients(params)[2][cat][None, :]) * np.log1p(-depth)
     per_item = np.stack([
         (theta[:, 0:1] * p * (1.0 - p)).mean(axis=0) / share,
         lift(np.broadcast_to(gamma, p.shape)),
@@ -1155,7 +1146,7 @@ def _utility(params, pdata, k, j, w):
     return (
         params["t"][j]
         + theta[0] * pdata.price[j, w]
-        + (theta[1] + (params["depth"][c] if "depth" in params else 0.0)) * pdata.discount[j, w]
+        + (theta[1] + promo_coefficients(params)[2][c]) * pdata.discount[j, w]
         + params["display"][c] * pdata.display[j, w]
         + params["mailer"][c] * pdata.mailer[j, w]
         + attribute_weights(theta, pdata.attributes.shape[1]) @ pdata.attributes[j]
