@@ -153,6 +153,22 @@ def test_a_run_within_its_time_limit_equals_one_without():
     np.testing.assert_array_equal(plain.posterior["x"].values, limited.posterior["x"].values)
 
 
+def test_a_variable_named_like_a_sampler_statistic_keeps_the_model_dims():
+    import pymc as pm
+
+    from bayes_retail.models.sampling import sample_posterior
+
+    # nutpie calls the tree depth "depth" too and left the product stage's depth response on "depth_dim_0"
+    with pm.Model(coords={"category": [10, 20, 30]}) as model:
+        tau = pm.HalfNormal("tau_depth", 1.0)
+        raw = pm.Normal("depth_raw", 0.0, 1.0, dims="category")
+        pm.Deterministic("depth", tau * raw, dims="category")
+    posterior = sample_posterior(model, config=SamplerConfig(chains=1, tune=20, draws=10), seed=1).posterior
+    assert posterior["depth"].dims == ("chain", "draw", "category")
+    assert posterior["category"].values.tolist() == [10, 20, 30] and "depth_dim_0" not in posterior.dims
+    np.testing.assert_allclose(posterior["depth"], posterior["tau_depth"] * posterior["depth_raw"], rtol=1e-12)
+
+
 def test_a_well_mixed_posterior_passes():
     verdict = convergence(_idata(np.random.default_rng(0)))
     assert verdict.passed and verdict.failures == []

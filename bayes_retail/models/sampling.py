@@ -122,10 +122,32 @@ def sample_posterior(model: pm.Model, *, config: SamplerConfig, seed: int, progr
     }[config.method]
     idata = runner(model, config, seed, progress)
     keep = [name for name in _model_variables(model) if name in idata.posterior]
-    idata.posterior = idata.posterior[keep]
+    idata.posterior = with_model_dims(idata.posterior[keep], model)
     idata.attrs["method"] = config.method
     idata.attrs["approximate"] = int(config.approximate)
     return idata
+
+
+def with_model_dims(posterior, model: pm.Model):
+    """``posterior`` with every variable on the named dims (and coords) the model gives it.
+
+    nutpie names the dims of a variable that shares its name with one of its
+    sampler statistics (``depth``, the tree depth) ``<name>_dim_0`` instead of
+    the model's; this restores them, so readers can select by name.
+    """
+    renames = {}
+    for name, dims in model.named_vars_to_dims.items():
+        if name not in posterior or not dims:
+            continue
+        stored = posterior[name].dims[2:]
+        if len(stored) == len(dims) and stored != tuple(dims):
+            renames[name] = dict(zip(stored, dims))
+    for name, mapping in renames.items():
+        fixed = posterior[name].rename({old: new for old, new in mapping.items() if old != new})
+        coords = {dim: np.asarray(model.coords[dim]) for dim in mapping.values() if model.coords.get(dim) is not None}
+        posterior = posterior.drop_vars(name).assign({name: fixed.assign_coords(coords)})
+    unused = [d for d in posterior.dims if d not in {dim for v in posterior.data_vars.values() for dim in v.dims}]
+    return posterior.drop_dims(unused) if unused else posterior
 
 
 def _model_variables(model: pm.Model) -> list[str]:
