@@ -75,9 +75,9 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--weeks", type=int, default=None,
                      help="weeks to simulate from the data's first (default: the data's weeks); more than the data "
                           "hold repeat the seasons, with HMM prices")
-    sim.add_argument("--promotion-timing", choices=("homogeneous", "seasonal"), default="homogeneous",
-                     help="HMM prices: the HMMs' own timing with a drawn calendar (default), or promotions tilted "
-                          "toward each category's observed season with the fitted calendar")
+    sim.add_argument("--promotion-timing", choices=("seasonal", "homogeneous"), default="seasonal",
+                     help="HMM prices: promotions tilted toward each category's observed season with the fitted "
+                          "calendar (default), or the HMMs' own timing with a drawn calendar")
     sim.add_argument("--seed", type=int, default=0, help="seed of the run (default 0)")
     sim.add_argument("--batch-size", type=int, default=1000, help="customers per batch and file (default 1000)")
     sim.add_argument("--policy", default=None,

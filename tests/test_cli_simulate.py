@@ -92,10 +92,10 @@ def test_the_promotion_timing_is_chosen_and_recorded(fitted, tmp_path):
     from bayes_retail.simulate.run import SimulationSpec
 
     tmp, src = fitted  # (the tilt itself: tests/test_pricing_timing.py)
-    assert _simulate(tmp, src, tmp_path / "s", "--customers", "10", "--promotion-timing", "seasonal") == 0
-    assert _simulate(tmp, src, tmp_path / "h", "--customers", "10") == 0
+    assert _simulate(tmp, src, tmp_path / "s", "--customers", "10") == 0
+    assert _simulate(tmp, src, tmp_path / "h", "--customers", "10", "--promotion-timing", "homogeneous") == 0
     spec = json.loads((tmp_path / "s" / MANIFEST_FILENAME).read_text())["spec"]
-    assert spec["promotion_timing"] == "seasonal"
+    assert spec["promotion_timing"] == "seasonal"  # the default
     assert json.loads((tmp_path / "h" / MANIFEST_FILENAME).read_text())["spec"]["promotion_timing"] == "homogeneous"
     with pytest.raises(ValueError, match="promotion_timing must be one of"):
         SimulationSpec(customers=1, draws=(0,), promotion_timing="weekly")
@@ -385,6 +385,24 @@ def test_hmm_prices_give_the_most_promoted_products_the_most_promoted_paths(fitt
         hmm_prices(basis, model, np.random.default_rng(3), promotion_propensity="sorted")
     with pytest.raises(ValueError, match="joint path matching needs the products' discounted shares"):
         hmm_prices(basis, model, np.random.default_rng(3))  # the default; this basis was built without depths
+
+
+def test_seasonal_timing_solves_on_the_fitted_panel_and_names_the_way_out_on_another(fitted):
+    import dataclasses
+
+    from bayes_retail.pricing.artifacts import load_pricing
+    from bayes_retail.simulate.world import catalogue_from_data, price_basis, seasonal_timing
+
+    tmp, src = fitted
+    data = load_data(src, cache_dir=tmp / "cache")
+    basis = price_basis(data, catalogue_from_data(data))
+    model = load_pricing(tmp / "models" / "pricing")
+    timing, tilt, _ = seasonal_timing(basis, model)
+    assert timing.share.shape[1] == basis.panel.weeks.size and np.isfinite(tilt).all()
+    shorter = dataclasses.replace(basis.panel, weeks=basis.panel.weeks[:-1])
+    with pytest.raises(ValueError, match="seasonal promotion timing needs the data the pricing model was fitted on.*"
+                                         "promotion_timing='homogeneous'"):
+        seasonal_timing(dataclasses.replace(basis, panel=shorter), model)
 
 
 def test_joint_matching_assigns_paths_by_promoted_and_discounted_shares_together():

@@ -558,7 +558,11 @@ def seasonal_timing(basis: PriceBasis, pricing_model, positions: np.ndarray | No
     from bayes_retail.pricing.timing import observed_timing
 
     panel = basis.panel
-    stack = pricing_model._check_panel(panel)  # the shares are per sequence of the model: same products, same weeks
+    try:  # the shares are per sequence of the model: same products, same weeks
+        stack = pricing_model._check_panel(panel)
+    except ValueError as err:
+        raise ValueError(f"seasonal promotion timing needs the data the pricing model was fitted on: {err} "
+                         "(promotion_timing='homogeneous' needs only that it prices every product)") from None
     timing = observed_timing(panel.display, panel.mailer, stack.model, stack.n_models, positions,
                              calendar=pricing_model.calendar.path, smooth_weeks=TIMING_SMOOTH_WEEKS)
     tilt, info = pricing_model.promotion_tilt(timing)
