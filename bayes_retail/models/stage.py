@@ -257,7 +257,8 @@ def _write_stage(
             keep_draws=keep_draws or None, **trace_options,
         )
         for name, table in {HYPERPRIORS_FILENAME: hyperpriors, **tables}.items():
-            table.to_csv(tmp / name, index=False)
+            rounded = name in SUMMARY_TABLES  # read by people; the simulator's tables keep every digit
+            table.to_csv(tmp / name, index=False, float_format=SUMMARY_FLOAT_FORMAT if rounded else None)
         for name, document in documents.items():
             write_json(document, tmp / name)
     say(f"{module.STAGE} stage written to {target}")
@@ -311,7 +312,7 @@ def run_visit_stage(
         keep_draws=sampler.keep_draws,
         tables={SEASONAL_FILENAME: seasonal},
         documents={SUMMARY_FILENAME: summary, PRIOR_CHECK_FILENAME: prior_check},
-        say=say,
+        say=say, float32=True,
     )
     return summary
 
@@ -600,6 +601,10 @@ def product_promo_table(idata, categories: pd.DataFrame) -> pd.DataFrame:
 
 
 ELASTICITIES_FILENAME = "elasticities.csv"
+#: Posterior summaries written with 6 significant digits (far below their Monte Carlo error), which keeps the
+#: shipped folder small; tables the simulator or a later step reads (items, class membership) stay exact.
+SUMMARY_TABLES = (SEASONAL_FILENAME, CATEGORY_EFFECTS_FILENAME, ELASTICITIES_FILENAME)
+SUMMARY_FLOAT_FORMAT = "%.6g"
 
 
 def elasticity_table(
