@@ -305,8 +305,8 @@ def build_model(vd: VisitData, config: VisitConfig | None = None) -> pm.Model:
 def household_parameters(posterior) -> np.ndarray:
     """``(draws, H, 3)`` household (a, g, b) from a posterior (an xarray Dataset or InferenceData group)."""
 
-    def flat(name: str) -> np.ndarray:
-        value = posterior[name].values
+    def flat(name: str) -> np.ndarray:  # double precision whatever the stored trace's (the shipped one is single)
+        value = np.asarray(posterior[name].values, dtype=np.float64)
         return value.reshape(-1, *value.shape[2:])
 
     mu, sigma = flat("mu"), flat("sigma")
