@@ -135,16 +135,12 @@ def with_model_dims(posterior, model: pm.Model):
     sampler statistics (``depth``, the tree depth) ``<name>_dim_0`` instead of
     the model's; this restores them, so readers can select by name.
     """
-    renames = {}
     for name, dims in model.named_vars_to_dims.items():
-        if name not in posterior or not dims:
+        stored = posterior[name].dims[2:] if name in posterior else ()
+        if not dims or len(stored) != len(dims) or stored == tuple(dims):
             continue
-        stored = posterior[name].dims[2:]
-        if len(stored) == len(dims) and stored != tuple(dims):
-            renames[name] = dict(zip(stored, dims))
-    for name, mapping in renames.items():
-        fixed = posterior[name].rename({old: new for old, new in mapping.items() if old != new})
-        coords = {dim: np.asarray(model.coords[dim]) for dim in mapping.values() if model.coords.get(dim) is not None}
+        fixed = posterior[name].rename({old: new for old, new in zip(stored, dims) if old != new})
+        coords = {dim: np.asarray(model.coords[dim]) for dim in dims if model.coords.get(dim) is not None}
         posterior = posterior.drop_vars(name).assign({name: fixed.assign_coords(coords)})
     unused = [d for d in posterior.dims if d not in {dim for v in posterior.data_vars.values() for dim in v.dims}]
     return posterior.drop_dims(unused) if unused else posterior
