@@ -213,7 +213,7 @@ def _choose(n, prob, lam, last, m, *, seed=2, lam_previous=None, n_previous=0, s
     memory = _kernels.LAST_STATE if lam_previous is None else _kernels.BOTH_STATE
     items, _ = _kernels.choose_week(
         keys, 0, np.arange(n), np.zeros(n, np.int64), np.ones(n, np.int64), np.full(n, m),
-        np.arange(n + 1) * m, np.zeros(n, np.int64), theta, prob[None, :], np.cumsum(prob)[None, :],
+        np.arange(n + 1) * m, np.zeros(n, np.int64), theta, np.cumsum(prob)[None, :],
         np.array([0]), np.array([g]), state_items, state_count, previous_count, memory,
         np.zeros(0) if shift is None else shift, np.zeros(0) if discount is None else discount,
     )
@@ -641,7 +641,11 @@ def test_items_off_the_shelf_are_never_bought_and_the_rest_share_the_logit(world
     # each item's count against the sum over occasions of its renormalised logit probability
     first = lines.assign(item=item, category=catalogue.item_category[item]).drop_duplicates(
         ["customer", "week", "category"])
-    prob, _, values = choice_tables(one_item, catalogue, shelf)
+    cumulative, values = choice_tables(one_item, catalogue, shelf)
+    # the probabilities are the differences of each category's running sums
+    starts = np.repeat(catalogue.category_start, catalogue.category_items)
+    shifted = np.concatenate([np.zeros(cumulative.shape[:2] + (1,), np.float32), cumulative[..., :-1]], axis=2)
+    prob = cumulative.astype(float) - np.where(np.arange(starts.size) == starts, 0.0, shifted)
     klass = customers.product_class[first["customer"].to_numpy()]
     covariates = shelf.item_covariates(catalogue)
     for c in range(catalogue.n_categories):

@@ -5,7 +5,8 @@ Each step draws exactly what its stage's forward sampler in
 difference is speed and the random numbers: every number comes from the
 customer's counter-based stream (:mod:`bayes_retail.simulate.streams`), so a
 customer's history does not depend on its batch. Inverse-CDF draws use one
-uniform each, so the counters stay simple.
+uniform each, so the counters stay simple. Every kernel releases the GIL: a
+thread can simulate one draw while another scores the previous one.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ MEMORY_CODE = {memory: code for code, memory in enumerate(STATE_MEMORIES)}
 LAST_STATE, EVER_STATE, BOTH_STATE = (MEMORY_CODE[m] for m in ("last", "ever", "both"))
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def poisson_inverse(u, rate):
     """Smallest k with P(K <= k) >= u for K ~ Poisson(rate)."""
     p = math.exp(-rate)
@@ -68,7 +69,7 @@ def poisson_inverse(u, rate):
     return k
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def negative_binomial_inverse(u, mean, alpha):
     """Smallest k with P(K <= k) >= u for K ~ NB(mean, alpha) (variance mean + mean^2 / alpha)."""
     q = mean / (alpha + mean)
@@ -83,7 +84,7 @@ def negative_binomial_inverse(u, mean, alpha):
     return k
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def visit_week(keys, week, visit, signal_w, previous, entry_week, rho, week_effect):
     """``(n,)`` trips this week: a visit with logit ``a + g signal + rho last + s_w``, then ``1 + Poisson(exp(b))`` trips.
 
@@ -103,7 +104,7 @@ def visit_week(keys, week, visit, signal_w, previous, entry_week, rho, week_effe
     return trips
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def category_week(keys, week, trips, preference_rate, category_rate, customer_class, shock_sigma=0.0,
                   trip_weight_sd=0.0, trips_elasticity=1.0):
     """Category purchases of the week's visiting customers, with the trips that bought.
@@ -181,14 +182,14 @@ def category_week(keys, week, trips, preference_rate, category_rate, customer_cl
     return occ_customer[:o], occ_category[:o], occ_trips[:o]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _normal(key, week, purpose, index, sd):
     """A ``N(0, sd)`` draw by Box-Muller from the uniforms at slots 0 and 1 of ``(week, purpose, index)``."""
     radius = math.sqrt(-2.0 * math.log(uniform(key, week, purpose, index, 0)))
     return sd * radius * math.cos(2.0 * math.pi * uniform(key, week, purpose, index, 1))
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _trip_weights(key, week, m, sd, weight, cumulative):
     """Fill ``weight[:m]`` (log-normal with log sd ``sd``, summing to ``m``) and their running sums ``cumulative``."""
     total = 0.0
@@ -204,32 +205,76 @@ def _trip_weights(key, week, m, sd, weight, cumulative):
     cumulative[m - 1] = m  # the running sum ends at n exactly: the week's probability is the fitted one
 
 
-@numba.njit(cache=True)
-def class_probabilities(utility, category_start, category_items):
-    """Within-category logit probabilities and their running sums, ``(K, G)`` each, from class utilities."""
-    n_k, g = utility.shape
-    prob = np.empty((n_k, g))
-    cum = np.empty((n_k, g))
-    for k in range(n_k):
+@numba.njit(cache=True, nogil=True)
+def _class_category_row(common, price, discount, theta_price, theta_discount, static, available, k, s, e, out):
+    """Utilities of items ``s:e`` for class ``k`` into ``out[s:e]`` (``-inf`` off the shelf); returns their maximum.
+
+    The sum is formed in :func:`~bayes_retail.simulate.engine.class_utilities_week`'s order.
+    """
+    top = -np.inf
+    for j in range(s, e):
+        u = common[j] + theta_price[k] * price[j] + theta_discount[k] * discount[j] + static[k, j]
+        if not available[j]:
+            u = -np.inf
+        out[j] = u
+        top = max(top, u)
+    return top
+
+
+@numba.njit(cache=True, nogil=True)
+def week_choice_tables(common, price, discount, theta_price, theta_discount, static, available, category_start,
+                       category_items, cum, value):
+    """One week's within-category running sums of the logit probabilities ``(K, G)`` and category values ``(K, C)``.
+
+    The class utilities are ``common_j + theta_price_k price_j +
+    theta_discount_k discount_j + static_kj`` (items not ``available``:
+    ``-inf``); ``value`` is ``log sum_j exp(v_kj)`` over each category's items.
+    Only the running sums are stored (in ``cum``'s precision, single in the
+    simulator): the probabilities are their differences (:func:`_probability`),
+    so the law an item is drawn from and the one its state weight reads agree.
+    Each category's sum ends at exactly 1.
+    """
+    row = np.empty(static.shape[1])
+    for k in range(static.shape[0]):
         for c in range(category_start.size):
             s, e = category_start[c], category_start[c] + category_items[c]
-            top = -np.inf
-            for j in range(s, e):
-                top = max(top, utility[k, j])
+            top = _class_category_row(common, price, discount, theta_price, theta_discount, static, available, k, s, e,
+                                      row)
             z = 0.0
             for j in range(s, e):
-                prob[k, j] = math.exp(utility[k, j] - top)
-                z += prob[k, j]
+                row[j] = math.exp(row[j] - top)
+                z += row[j]
+            value[k, c] = top + math.log(z)
             run = 0.0
             for j in range(s, e):
-                prob[k, j] /= z
-                run += prob[k, j]
+                run += row[j] / z
                 cum[k, j] = run
             cum[k, e - 1] = 1.0
-    return prob, cum
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
+def _probability(cum_k, j, start):
+    """Item ``j``'s probability from its category's running sums (the category starts at ``start``)."""
+    return float(cum_k[j]) - (float(cum_k[j - 1]) if j > start else 0.0)
+
+
+@numba.njit(cache=True, nogil=True)
+def week_category_values(common, price, discount, theta_price, theta_discount, static, available, category_start,
+                         category_items, value):
+    """The category values of :func:`week_choice_tables` alone, into ``value`` ``(K, C)``."""
+    scratch = np.empty(static.shape[1])
+    for k in range(static.shape[0]):
+        for c in range(category_start.size):
+            s, e = category_start[c], category_start[c] + category_items[c]
+            top = _class_category_row(common, price, discount, theta_price, theta_discount, static, available, k, s, e,
+                                      scratch)
+            z = 0.0
+            for j in range(s, e):
+                z += math.exp(scratch[j] - top)
+            value[k, c] = top + math.log(z)
+
+
+@numba.njit(cache=True, nogil=True)
 def item_counts(keys, week, occ_customer, occ_category, log_extra_rate, category_items):
     """``(O,)`` distinct items per occasion: ``1 + Poisson(exp(log_extra_rate_c))``, capped at ``category_items[c]``.
 
@@ -243,7 +288,7 @@ def item_counts(keys, week, occ_customer, occ_category, log_extra_rate, category
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _search(cum, start, end, x):
     """First index j in [start, end) with cum[j] >= x."""
     lo, hi = start, end - 1
@@ -256,7 +301,7 @@ def _search(cum, start, end, x):
     return lo
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _member(j, items, n):
     for r in range(n):
         if items[r] == j:
@@ -264,13 +309,13 @@ def _member(j, items, n):
     return False
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _state_boost(r, boost, boost_previous, n_previous):
     """``exp`` of the state term of the state's ``r``-th item (the first ``n_previous``: the previous occasion's)."""
     return boost_previous if r < n_previous else boost
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _item_boost(j, last, n_last, boost, boost_previous, n_previous):
     """The state factor of item ``j``: 1 outside the state."""
     for r in range(n_last):
@@ -279,9 +324,8 @@ def _item_boost(j, last, n_last, boost, boost_previous, n_previous):
     return 1.0
 
 
-@numba.njit(cache=True)
-def _draw_item(key, week, c, slot, prob_k, cum_k, start, end, lam, lam_previous, last, n_last, n_previous, chosen,
-               n_chosen):
+@numba.njit(cache=True, nogil=True)
+def _draw_item(key, week, c, slot, cum_k, start, end, lam, lam_previous, last, n_last, n_previous, chosen, n_chosen):
     """One item from the logit with the state term added to the state's items, excluding ``chosen``.
 
     ``p'_j`` is proportional to ``p_j b_j``: ``b_j = exp(lam)`` for a state
@@ -298,7 +342,7 @@ def _draw_item(key, week, c, slot, prob_k, cum_k, start, end, lam, lam_previous,
     boost_previous = math.exp(lam + lam_previous)
     extra = 0.0
     for r in range(n_last):
-        extra += prob_k[last[r]] * (max(_state_boost(r, boost, boost_previous, n_previous), 1.0) - 1.0)
+        extra += _probability(cum_k, last[r], start) * (max(_state_boost(r, boost, boost_previous, n_previous), 1.0) - 1.0)
     base = slot * 2 * MAX_ATTEMPTS
     for attempt in range(MAX_ATTEMPTS):
         u = uniform(key, week, ITEM, c, base + 2 * attempt)
@@ -310,7 +354,7 @@ def _draw_item(key, week, c, slot, prob_k, cum_k, start, end, lam, lam_previous,
             j = last[n_last - 1]
             run = 0.0
             for r in range(n_last):
-                run += prob_k[last[r]] * (max(_state_boost(r, boost, boost_previous, n_previous), 1.0) - 1.0)
+                run += _probability(cum_k, last[r], start) * (max(_state_boost(r, boost, boost_previous, n_previous), 1.0) - 1.0)
                 if run >= x:
                     j = last[r]
                     break
@@ -323,34 +367,36 @@ def _draw_item(key, week, c, slot, prob_k, cum_k, start, end, lam, lam_previous,
     total = 0.0
     for j in range(start, end):
         if not _member(j, chosen, n_chosen):
-            total += prob_k[j] * _item_boost(j, last, n_last, boost, boost_previous, n_previous)
+            total += _probability(cum_k, j, start) * _item_boost(j, last, n_last, boost, boost_previous, n_previous)
     x = uniform(key, week, ITEM, c, base + 2 * MAX_ATTEMPTS - 1) * total
     run, pick = 0.0, -1
     for j in range(start, end):
         if not _member(j, chosen, n_chosen):
-            run += prob_k[j] * _item_boost(j, last, n_last, boost, boost_previous, n_previous)
+            run += _probability(cum_k, j, start) * _item_boost(j, last, n_last, boost, boost_previous, n_previous)
             pick = j
             if run >= x:
                 break
     return pick
 
 
-@numba.njit(cache=True)
-def _shifted_probabilities(prob_k, discount, shift, start, end, out_prob, out_cum):
-    """``prob_k`` reweighted by ``exp(shift * discount_j)`` and renormalised on ``[start, end)``, with running sums."""
+@numba.njit(cache=True, nogil=True)
+def _shifted_cumulative(cum_k, discount, shift, start, end, weight, out_cum):
+    """Running sums of the probabilities behind ``cum_k`` reweighted by ``exp(shift * discount_j)``, on ``[start, end)``.
+
+    ``weight`` is double-precision scratch; ``out_cum`` has ``cum_k``'s type.
+    """
     z = 0.0
     for j in range(start, end):
-        out_prob[j] = prob_k[j] * math.exp(shift * discount[j])
-        z += out_prob[j]
+        weight[j] = _probability(cum_k, j, start) * math.exp(shift * discount[j])
+        z += weight[j]
     run = 0.0
     for j in range(start, end):
-        out_prob[j] /= z
-        run += out_prob[j]
+        run += weight[j] / z
         out_cum[j] = run
     out_cum[end - 1] = 1.0
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def deal_week_shifts(keys, week, sd, locations):
     """``(n,)`` each customer's deal-hunting deviation this week: ``sd`` times one of ``locations``, uniformly.
 
@@ -365,17 +411,17 @@ def deal_week_shifts(keys, week, sd, locations):
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _update_ever_state(state, state_count, i, c, bought):
     """``state`` (a view, most recent first) steps as the product stage's states do (``ever_state_step``)."""
     old = state[:state_count[i, c]].copy()
     state_count[i, c] = ever_state_step(old, old.size, bought, state)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def choose_week(
     keys, week, occ_customer, occ_category, occ_trips, counts, line_start,
-    customer_class, class_coefficients, prob, cum, category_start, category_items,
+    customer_class, class_coefficients, cum, category_start, category_items,
     state_items, state_count, previous_count, memory, discount_shift, discount,
 ):
     """Items of every occasion (sequential logit draws without replacement, with state), and each item's trip.
@@ -397,8 +443,8 @@ def choose_week(
     line_item = np.empty(n_lines, dtype=np.int64)
     line_trip = np.empty(n_lines, dtype=np.int64)
     chosen = np.empty(MAX_STATE_ITEMS + 64, dtype=np.int64)
-    shifted_prob = np.zeros(prob.shape[1])
-    shifted_cum = np.zeros(prob.shape[1])
+    shift_weight = np.zeros(cum.shape[1])
+    shifted_cum = np.zeros(cum.shape[1], dtype=cum.dtype)
     for o in range(occ_customer.size):
         i, c = occ_customer[o], occ_category[o]
         k = customer_class[i]
@@ -409,13 +455,13 @@ def choose_week(
         last = state_items[i, c]
         n_last = state_count[i, c]
         lam_previous = class_coefficients[k, PREVIOUS] if memory == BOTH_STATE else 0.0
-        prob_k, cum_k = prob[k], cum[k]
+        cum_k = cum[k]
         if discount_shift.size and discount_shift[i] != 0.0:
-            _shifted_probabilities(prob[k], discount, discount_shift[i], start, end, shifted_prob, shifted_cum)
-            prob_k, cum_k = shifted_prob, shifted_cum
+            _shifted_cumulative(cum[k], discount, discount_shift[i], start, end, shift_weight, shifted_cum)
+            cum_k = shifted_cum
         for r in range(m):
             chosen[r] = _draw_item(
-                keys[i], week, c, r, prob_k, cum_k, start, end,
+                keys[i], week, c, r, cum_k, start, end,
                 class_coefficients[k, STATE], lam_previous, last, n_last, previous_count[i, c], chosen, r,
             )
         if memory == LAST_STATE:
@@ -452,7 +498,7 @@ _FILL_INDEX = 1 << 23
 DEAL_WEEK_INDEX = 1 << 23
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def fill_empty_trips(keys, week, line_customer, line_trip, trips):
     """Give each trip that bought nothing one line, moved from a trip with two or more; ``line_trip`` in place.
 
@@ -495,7 +541,7 @@ def fill_empty_trips(keys, week, line_customer, line_trip, trips):
         start = end
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def tail_line_counts(keys, week, line_customer, line_item, item_product, item_category, tail_count, tail_size_cumprob):
     """Lines each chosen item becomes: 1, or for an "other" item the number of distinct tail products bought.
 
@@ -517,7 +563,7 @@ def tail_line_counts(keys, week, line_customer, line_item, item_product, item_ca
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _tail_product(key, week, g, slot, start, count, tail_cumshare, tail_product, taken, promotion, promoted):
     """A tail product, distinct from ``taken`` (the occasion's earlier tail lines), by share x promotion weight.
 
@@ -548,7 +594,7 @@ def _tail_weight(j, start, tail_cumshare, tail_product, promotion, promoted):
     return share * math.exp(promotion * promoted[tail_product[j]] - max(promotion, 0.0))
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _explicit_tail_product(key, week, g, slot, start, count, tail_cumshare, tail_product, taken, promotion, promoted):
     """:func:`_tail_product`'s distribution by inversion over the free products (-1 when none is free)."""
     total = 0.0
@@ -572,7 +618,7 @@ def _explicit_tail_product(key, week, g, slot, start, count, tail_cumshare, tail
     return last  # rounding left u a hair above 0
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _remembered_tail_product(key, week, g, slot, repeat, remembered, taken):
     """With probability ``repeat``, one of ``remembered`` not in ``taken`` (uniformly); -1 otherwise or if none is free."""
     if remembered.size == 0 or repeat <= 0.0 or uniform(key, week, TAIL_REPEAT, g, slot) >= repeat:
@@ -592,7 +638,7 @@ def _remembered_tail_product(key, week, g, slot, repeat, remembered, taken):
     return -1
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def line_products_and_quantities(
     keys, week, line_customer, line_item, line_slot, item_category, item_product, tail_start, tail_product,
     tail_cumshare, tail_count, depth_w, quantity_intercept, kappa, alpha, basket, tail_repeat, tail_memory,
@@ -634,7 +680,7 @@ def line_products_and_quantities(
     return product, quantity
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _remember_tail_products(line_customer, line_item, product, item_category, item_product, tail_memory, tail_memory_count):
     """Each occasion's tail products (lines of one customer and category are contiguous) replace that memory."""
     prev_i, prev_c = -1, -1

@@ -45,53 +45,78 @@ class Batch:
         return pd.DataFrame(self.visit_columns, columns=list(VISIT_COLUMNS))
 
 
+def _week_common(draw: StageDraw, catalogue: Catalogue, covariates: tuple[np.ndarray, ...], week: int) -> np.ndarray:
+    """``(G,)`` the part of the week's utilities every class shares: intercept, display, mailer (and depth) terms."""
+    _, discount, display, mailer = (x[:, week] for x in covariates)
+    c = catalogue.item_category
+    common = draw.item_intercept + draw.display[c] * display + draw.mailer[c] * mailer
+    if draw.depth is not None:
+        common = common + draw.depth[c] * discount
+    return common
+
+
+def _static_utilities(draw: StageDraw, catalogue: Catalogue) -> np.ndarray:
+    """``(K, G)`` the attribute part of the class utilities: the same every week."""
+    return np.ascontiguousarray(draw.class_coefficients[:, draw.n_core:] @ catalogue.attributes.T)
+
+
 def class_utilities_week(draw: StageDraw, catalogue: Catalogue, covariates: tuple[np.ndarray, ...], week: int,
                          available: np.ndarray | None = None) -> np.ndarray:
     """``(K, G)`` utilities of every item for every latent class in one week (no state term).
 
     ``available`` (``(G, W)``, :meth:`PriceGrid.item_available`): items off the shelf get ``-inf``.
     """
-    price, discount, display, mailer = (x[:, week] for x in covariates)
+    price, discount = covariates[0][:, week], covariates[1][:, week]
     theta = draw.class_coefficients
-    c = catalogue.item_category
-    common = draw.item_intercept + draw.display[c] * display + draw.mailer[c] * mailer
-    if draw.depth is not None:
-        common = common + draw.depth[c] * discount
     utility = (
-        common[None, :]
+        _week_common(draw, catalogue, covariates, week)[None, :]
         + theta[:, 0, None] * price[None, :]
         + theta[:, 1, None] * discount[None, :]
-        + theta[:, draw.n_core:] @ catalogue.attributes.T
+        + _static_utilities(draw, catalogue)
     )
     return utility if available is None else np.where(available[None, :, week], utility, -np.inf)
 
 
-def category_values_week(utility: np.ndarray, catalogue: Catalogue) -> np.ndarray:
-    """``(K, C)`` category values, ``log sum_j exp(v_kj)`` over each category's items, from ``(K, G)`` utilities."""
-    start = catalogue.category_start
-    top = np.maximum.reduceat(utility, start, axis=1)
-    return top + np.log(np.add.reduceat(np.exp(utility - top[:, catalogue.item_category]), start, axis=1))
+def _week_tables_arguments(draw: StageDraw, catalogue: Catalogue, prices: PriceGrid):
+    """A function of the week giving the compiled week-table kernels their utility arguments."""
+    covariates = prices.item_covariates(catalogue)
+    available = prices.item_available(catalogue)
+    always = np.ones(catalogue.item_category.size, dtype=bool)
+    static = _static_utilities(draw, catalogue)
+    theta_price = np.ascontiguousarray(draw.class_coefficients[:, 0], dtype=np.float64)
+    theta_discount = np.ascontiguousarray(draw.class_coefficients[:, 1], dtype=np.float64)
+
+    def arguments(week: int) -> tuple:
+        return (
+            np.ascontiguousarray(_week_common(draw, catalogue, covariates, week), dtype=np.float64),
+            np.ascontiguousarray(covariates[0][:, week]), np.ascontiguousarray(covariates[1][:, week]),
+            theta_price, theta_discount, static,
+            always if available is None else np.ascontiguousarray(available[:, week]),
+            catalogue.category_start, catalogue.category_items,
+        )
+
+    return arguments
 
 
-def choice_tables(
-    draw: StageDraw, catalogue: Catalogue, prices: PriceGrid
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per week and class: within-category choice probabilities ``(W, K, G)``, their running sums, and category values ``(W, K, C)``.
+def choice_tables(draw: StageDraw, catalogue: Catalogue, prices: PriceGrid) -> tuple[np.ndarray, np.ndarray]:
+    """Per week and class: the running sums of the within-category choice probabilities ``(W, K, G)`` and the category values ``(W, K, C)``.
 
     They depend on the draw and the prices only: computed once and shared by
     every batch. The category values come from the same utilities as the
-    choices, so a promotion moves both.
+    choices, so a promotion moves both. The running sums are single
+    precision (an item's probability is the difference of two; the
+    categories' sums end at exactly 1): weeks x classes x items is the
+    largest thing a draw holds (the shipped fit: 52 x 56 effective classes x
+    21,959 items, 240 MB; first writes to fresh memory, not arithmetic, are
+    most of its cost).
     """
-    covariates = prices.item_covariates(catalogue)
-    available = prices.item_available(catalogue)
-    probabilities, cumulative, values = [], [], []
+    n_k, g = draw.class_coefficients.shape[0], catalogue.item_category.size
+    cumulative = np.empty((prices.n_weeks, n_k, g), dtype=np.float32)
+    values = np.empty((prices.n_weeks, n_k, catalogue.n_categories))
+    arguments = _week_tables_arguments(draw, catalogue, prices)
     for w in range(prices.n_weeks):
-        utility = class_utilities_week(draw, catalogue, covariates, w, available)
-        prob, cum = _kernels.class_probabilities(utility, catalogue.category_start, catalogue.category_items)
-        probabilities.append(prob)
-        cumulative.append(cum)
-        values.append(category_values_week(utility, catalogue))
-    return np.stack(probabilities), np.stack(cumulative), np.stack(values)
+        _kernels.week_choice_tables(*arguments(w), cumulative[w], values[w])
+    return cumulative, values
 
 
 def fitted_category_value_centre(draw: StageDraw, catalogue: Catalogue, observed: PriceGrid) -> np.ndarray:
@@ -102,12 +127,11 @@ def fitted_category_value_centre(draw: StageDraw, catalogue: Catalogue, observed
     from the fitted world's average: a policy that deepens every week's
     discounts moves it.
     """
-    covariates = observed.item_covariates(catalogue)
-    available = observed.item_available(catalogue)
-    return np.mean([
-        category_values_week(class_utilities_week(draw, catalogue, covariates, w, available), catalogue)
-        for w in range(observed.n_weeks)
-    ], axis=0)
+    values = np.empty((observed.n_weeks, draw.class_coefficients.shape[0], catalogue.n_categories))
+    arguments = _week_tables_arguments(draw, catalogue, observed)
+    for w in range(observed.n_weeks):
+        _kernels.week_category_values(*arguments(w), values[w])
+    return values.mean(axis=0)
 
 
 def tail_lines(keys, week, line_customer, line_item, line_trip, catalogue: Catalogue):
@@ -193,7 +217,7 @@ def simulate_batch(
     if customers.size and (customers.product_class.min() < 0 or customers.product_class.max() >= n_classes):
         raise ValueError(f"product_class must lie in 0..{n_classes - 1}")
     keys = customer_keys(seed, draw_index, customers.index)
-    prob_weeks, cum_weeks, value_weeks = choice_tables(draw, catalogue, prices) if tables is None else tables
+    cum_weeks, value_weeks = choice_tables(draw, catalogue, prices) if tables is None else tables
     on_shelf = prices.items_on_shelf(catalogue)  # caps an occasion's distinct items
     n, n_c = customers.size, catalogue.n_categories
     state_items = np.zeros((n, n_c, _kernels.MAX_STATE_ITEMS), dtype=np.int64)
@@ -231,7 +255,7 @@ def simulate_batch(
         line_start = np.concatenate([[0], np.cumsum(counts)])
         line_item, line_trip = _kernels.choose_week(
             keys, w, occ_customer, occ_category, occ_trips, counts, line_start, klass,
-            draw.class_coefficients, prob_weeks[w], cum_weeks[w], catalogue.category_start, catalogue.category_items,
+            draw.class_coefficients, cum_weeks[w], catalogue.category_start, catalogue.category_items,
             state_items, state_count, previous_count, memory, *deal_week(w),
         )
         line_customer = np.repeat(occ_customer, counts)
