@@ -120,6 +120,18 @@ def test_week_marginal_matches_a_sum_over_the_week_points_written_out():
     assert got.shape == (30, theta.shape[0])
 
 
+def test_classes_split_over_threads_give_the_same_log_likelihoods_bit_for_bit():
+    params, pdata = _study(0.5, seed=6, n_households=30, week_sd=1.0)
+    inputs = product.kernel_inputs(pdata)
+    theta = deal.expand_classes(params["theta"], 0.4, deal.grid_locations(3))  # 6 effective classes
+    args = (params["t"], theta, *product.promo_coefficients(params))
+    for week_sd in (0.0, 0.7):
+        one = deal.household_logliks(*args, inputs, week_sd=week_sd, week_points=3)
+        for threads in (2, 4, 50):  # more threads than classes: one class each
+            np.testing.assert_array_equal(
+                deal.household_logliks(*args, inputs, week_sd=week_sd, week_points=3, threads=threads), one)
+
+
 @pytest.mark.parametrize("truth", [1.0, 2.0])
 def test_plug_in_week_sd_recovers_a_household_week_spread(truth):
     params, pdata = _study(1.0, seed=11, week_sd=truth)

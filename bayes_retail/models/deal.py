@@ -174,8 +174,29 @@ def household_week_inputs(inputs: tuple) -> tuple[tuple, np.ndarray]:
     return tuple(relabelled), (unique // n_weeks).astype(np.int64)
 
 
+def _class_logliks(t, theta, display_c, mailer_c, depth_c, inputs: tuple, threads: int) -> np.ndarray:
+    """The kernel's ``(H, K)`` per-class log-likelihoods, the rows of ``theta`` split over ``threads`` threads.
+
+    Classes are independent in the kernel (which releases the GIL), so each
+    thread's columns are exactly those of one call on every class.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bayes_retail.models._choice_kernel import household_class_loglik
+
+    theta = np.asarray(theta, dtype=np.float64)
+    threads = max(1, min(int(threads), theta.shape[0]))
+    if threads == 1:
+        return household_class_loglik(t, theta, display_c, mailer_c, depth_c, *inputs)
+    chunks = np.array_split(np.arange(theta.shape[0]), threads)
+    with ThreadPoolExecutor(threads) as pool:
+        parts = pool.map(lambda rows: household_class_loglik(t, np.ascontiguousarray(theta[rows]), display_c, mailer_c,
+                                                             depth_c, *inputs), chunks)
+        return np.concatenate(list(parts), axis=1)
+
+
 def household_logliks(t, theta, display_c, mailer_c, depth_c, inputs: tuple, *, week_sd: float = 0.0,
-                      week_points: int = 0, week_inputs: tuple | None = None) -> np.ndarray:
+                      week_points: int = 0, week_inputs: tuple | None = None, threads: int = 1) -> np.ndarray:
     """``(H, K)`` each household's choice log-likelihood under each row of ``theta``.
 
     Without a week deviation (``week_sd`` 0 or fewer than 2 ``week_points``)
@@ -185,27 +206,27 @@ def household_logliks(t, theta, display_c, mailer_c, depth_c, inputs: tuple, *, 
     discount coefficient, then multiplied over the household's weeks: the
     household's class and deal proneness persist, the week's deviation is
     drawn afresh each week. ``week_inputs`` is :func:`household_week_inputs`
-    of ``inputs`` when a caller already has it.
+    of ``inputs`` when a caller already has it. ``threads`` splits the
+    classes over that many threads (same result).
     """
-    from bayes_retail.models._choice_kernel import household_class_loglik
-
     if not week_sd or week_points < 2:
-        return household_class_loglik(t, theta, display_c, mailer_c, depth_c, *inputs)
+        return _class_logliks(t, theta, display_c, mailer_c, depth_c, inputs, threads)
     relabelled, week_household = household_week_inputs(inputs) if week_inputs is None else week_inputs
     theta = np.asarray(theta, dtype=np.float64)
-    per_week = household_class_loglik(t, expand_classes(theta, week_sd, grid_locations(week_points)), display_c,
-                                      mailer_c, depth_c, *relabelled)
+    per_week = _class_logliks(t, expand_classes(theta, week_sd, grid_locations(week_points)), display_c, mailer_c,
+                              depth_c, relabelled, threads)
     per_week = logsumexp(per_week.reshape(per_week.shape[0], theta.shape[0], week_points), axis=2)
     out = np.zeros((int(week_household.max()) + 1 if week_household.size else 0, theta.shape[0]))
     np.add.at(out, week_household, per_week - np.log(week_points))
     return out
 
 
-def params_household_logliks(params: dict, inputs: tuple, *, week_inputs: tuple | None = None) -> np.ndarray:
+def params_household_logliks(params: dict, inputs: tuple, *, week_inputs: tuple | None = None,
+                             threads: int = 1) -> np.ndarray:
     """:func:`household_logliks` of a parameter dict (its ``deal_week_sd`` / ``deal_week_points`` when present)."""
     return household_logliks(params["t"], params["theta"], *promo_coefficients(params), inputs,
                              week_sd=params.get("deal_week_sd", 0.0), week_points=params.get("deal_week_points", 0),
-                             week_inputs=week_inputs)
+                             week_inputs=week_inputs, threads=threads)
 
 
 def promo_coefficients(params: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

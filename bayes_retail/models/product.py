@@ -705,7 +705,7 @@ def household_loglik_draws(pdata: ProductData, posterior, *, draws: int = 100) -
                      for params in evenly_spaced_params(posterior, pdata, draws)])
 
 
-def class_membership(params: dict, pdata: ProductData, *, inputs: tuple | None = None) -> np.ndarray:
+def class_membership(params: dict, pdata: ProductData, *, inputs: tuple | None = None, threads: int = 1) -> np.ndarray:
     """``(H, K)`` posterior class probabilities of each household given parameter values.
 
     Equal prior class weights, so this is the softmax over classes of each
@@ -713,7 +713,7 @@ def class_membership(params: dict, pdata: ProductData, *, inputs: tuple | None =
     the class-membership posterior the simulator replays households with.
     Households without a scored occasion get the prior, 1/K each.
     ``inputs`` is :func:`kernel_inputs` of ``pdata`` when a caller already has it
-    (one per many draws).
+    (one per many draws); ``threads`` splits the classes over threads (same result).
     """
     from scipy.special import softmax
 
@@ -723,7 +723,7 @@ def class_membership(params: dict, pdata: ProductData, *, inputs: tuple | None =
                              f"the data hold {pdata.households.size}: rebuild them for the fitted households")
         return np.eye(pdata.households.size)
     inputs = kernel_inputs(pdata) if inputs is None else inputs
-    loglik = deal.params_household_logliks(params, inputs)
+    loglik = deal.params_household_logliks(params, inputs, threads=threads)
     out = np.zeros((pdata.households.size, params["theta"].shape[0]))
     out[: loglik.shape[0]] = loglik
     return softmax(out, axis=1)

@@ -242,7 +242,7 @@ def draw_class_membership(posteriors: Posteriors, product_data, index: int, ids:
     n_draws = int(post.sizes["draw"])
     flat = index % (int(post.sizes["chain"]) * n_draws)
     params = product.posterior_params(post, product_data, flat // n_draws, flat % n_draws)
-    membership = product.class_membership(params, product_data, inputs=inputs)
+    membership = product.class_membership(params, product_data, inputs=inputs, threads=os.cpu_count() or 1)
     return membership[pd.Index(product_data.households).get_indexer(ids)]
 
 
