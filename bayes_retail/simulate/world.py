@@ -301,12 +301,14 @@ def tail_price_table(data, catalogue: Catalogue) -> pd.DataFrame:
     ch = data.choices.loc[data.choices["product_id"].isin(ids)]
     shelf = (ch["spend"] + ch["retail_disc"]) / ch["units"]
     depth = np.where(shelf > 0, ch["retail_disc"] / (ch["spend"] + ch["retail_disc"]), 0.0)
-    frame = pd.DataFrame({"product_id": ch["product_id"].to_numpy(), "shelf": shelf.to_numpy(), "depth": depth})
-    frame["discounted"] = frame["depth"] > 0
-    table = frame.groupby("product_id").agg(
-        shelf=("shelf", "median"), discounted=("discounted", "mean"),
-        depth=("depth", lambda d: d[d > 0].mean() if (d > 0).any() else 0.0),
-    )
+    discounted = depth > 0
+    frame = pd.DataFrame({"product_id": ch["product_id"].to_numpy(), "shelf": shelf.to_numpy(),
+                          "discounted": discounted, "discount_depth": np.where(discounted, depth, 0.0)})
+    grouped = frame.groupby("product_id")
+    table = grouped.agg(shelf=("shelf", "median"), discounted=("discounted", "mean"))
+    # mean depth over the discounted purchases only (0 when none was discounted)
+    n_discounted = grouped["discounted"].sum()
+    table["depth"] = (grouped["discount_depth"].sum() / n_discounted.where(n_discounted > 0)).fillna(0.0)
     table = table.reindex(ids)
     if table["shelf"].isna().any():
         missing = table.index[table["shelf"].isna()][:5].tolist()
