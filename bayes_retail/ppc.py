@@ -19,12 +19,16 @@ interval coverage and mid-PIT of each household's spend and visits.
 
 from __future__ import annotations
 
+import functools
 import os
-import warnings
+import queue
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
 
 def _mean_basket_size(lines: pd.DataFrame) -> float:
     return float(lines.groupby(["household_id", "week"])["quantity"].sum().mean())
@@ -141,6 +145,27 @@ def joint_statistics(prep, categories: list[str]) -> dict[str, float]:
     }
 
 
+def column_nanquantiles(values: np.ndarray, probs) -> np.ndarray:
+    """``(len(probs), N)`` quantiles of each column of ``(S, N)`` ``values`` over its non-NaN entries (NaN if none).
+
+    ``np.nanquantile(values, probs, axis=0)`` (linear interpolation) in one
+    sort: numpy's own loops over the columns when any value is NaN.
+    """
+    values = np.asarray(values, dtype=float)
+    ordered = np.sort(values, axis=0)  # NaNs last
+    count = (~np.isnan(values)).sum(axis=0)
+    columns = np.arange(values.shape[1])
+    out = np.full((len(probs), values.shape[1]), np.nan)
+    has = count > 0
+    for i, q in enumerate(probs):
+        position = q * (np.maximum(count, 1) - 1)
+        below = np.floor(position).astype(int)
+        above = np.minimum(below + 1, np.maximum(count, 1) - 1)
+        low, high = ordered[below, columns], ordered[above, columns]
+        out[i, has] = (low + (high - low) * (position - below))[has]
+    return out
+
+
 def entity_coverage(real: dict[str, pd.DataFrame], draws: list[dict[str, pd.DataFrame]], *, prob: float = 0.9):
     """Per entity metric: the share of real entities (and of their sales) inside the draws' central ``prob`` interval.
 
@@ -153,10 +178,9 @@ def entity_coverage(real: dict[str, pd.DataFrame], draws: list[dict[str, pd.Data
     for metric, table in real.items():
         values = np.stack([d[metric]["value"].reindex(table.index).to_numpy() if metric in d
                            else np.full(len(table), np.nan) for d in draws])
-        with np.errstate(invalid="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN entities: never covered
-            low, high = np.nanquantile(values, [lo, hi], axis=0)
-        covered = (table["value"].to_numpy() >= low) & (table["value"].to_numpy() <= high)
+        low, high = column_nanquantiles(values, [lo, hi])  # all-NaN entities: NaN bounds, never covered
+        with np.errstate(invalid="ignore"):
+            covered = (table["value"].to_numpy() >= low) & (table["value"].to_numpy() <= high)
         sales = table["sales_value"].to_numpy()
         rows.append({"metric": metric, "entities": len(table), "coverage": float(covered.mean()),
                      "sales_weighted_coverage": float(sales[covered].sum() / sales.sum()) if sales.sum() > 0 else np.nan,
@@ -343,6 +367,48 @@ def held_out_households(posterior: str | os.PathLike, data) -> np.ndarray:
     return DataSelection(fit_share=share, split_seed=seed).household_split(data.households["household_id"])[1]
 
 
+class _Stopped(Exception):
+    """Raised in the simulating thread when the consumer of its draws has stopped."""
+
+
+def _draws_as_simulated(simulate: Callable[..., dict]) -> Iterator[int]:
+    """Run ``simulate(on_draw=...)`` in a thread and yield each draw as soon as its files are written.
+
+    The simulator's kernels release the GIL, so the next draw is simulated
+    while the caller scores this one (on two cores, about the time of the
+    longer of the two instead of their sum). An error in the thread is raised
+    here; when the caller stops early, the thread stops after its current draw.
+    """
+    finished: queue.Queue = queue.Queue()
+    stop = threading.Event()
+
+    def on_draw(d: int) -> None:
+        if stop.is_set():
+            raise _Stopped
+        finished.put(("draw", d))
+
+    def target() -> None:
+        try:
+            simulate(on_draw=on_draw)
+            finished.put(("done", None))
+        except BaseException as exc:  # handed to the consumer
+            finished.put(("error", exc))
+
+    thread = threading.Thread(target=target, name="simulate-draws", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = finished.get()
+            if kind == "done":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+        thread.join()
+
+
 def posterior_predictive_suite(
     posterior: str | os.PathLike,
     data,
@@ -404,8 +470,8 @@ def posterior_predictive_suite(
         real = real.subset_households(households)
         customers = households.size
     customers = customers or len(data.households)
-    manifest = simulate_from_folder(posterior, data, out, customers=customers, draws=draws, mode=mode,
-                                    prices=prices, seed=seed)
+    simulated = _draws_as_simulated(functools.partial(
+        simulate_from_folder, posterior, data, out, customers=customers, draws=draws, mode=mode, prices=prices, seed=seed))
     real = real.subset_weeks(weeks)
     floor = real_vs_real_floor(real, seed=seed)
     n_weeks = len(weeks)
@@ -414,7 +480,7 @@ def posterior_predictive_suite(
     observed = {**summary_statistics(real.transactions, n_weeks), **joint_statistics(real_prep, categories)}
     rows, stats, entities, totals, replicate_rows = [], [], [], [], []
     previous = None
-    for i, d in enumerate(manifest["spec"]["draws"]):
+    for i, d in enumerate(simulated):  # each draw scored while the next is simulated
         side = load_side(Path(out), name="synthetic", reference=data, cache_dir=cache_dir, draw=d).subset_weeks(weeks)
         result = compute_suite(real, side, seed=seed, floor=floor)
         rows += [{"draw": d, "metric": name, "tier": m.tier, "ks": m.ks, "score": 1.0 - m.ks}

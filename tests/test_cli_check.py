@@ -91,6 +91,25 @@ def test_several_draws_need_a_choice(tmp_path):
         load_side(tmp_path / "sim", name="synthetic", reference=reference, draw=5)
 
 
+def test_one_draw_of_a_simulator_folder_is_read_alone_with_its_own_calendar(tmp_path):
+    """While a run is still writing (no folder-wide promo_weeks yet), a finished draw reads as it will at the end."""
+    reference = load_data(write_internal(tmp_path / "src"), cache_dir=tmp_path / "cache_src")
+    folder = tmp_path / "sim"
+    (folder / "transactions" / "draw-0").mkdir(parents=True)
+    (folder / "transactions" / "draw-1").mkdir()
+    (folder / "calendar").mkdir()
+    reference.transactions.assign(draw=0).to_parquet(folder / "transactions" / "draw-0" / "part-00000.parquet",
+                                                     index=False)
+    # the next draw: a file not written yet that would not read (it must not be touched)
+    (folder / "transactions" / "draw-1" / "part-00000.parquet").write_bytes(b"not parquet yet")
+    own = pd.DataFrame({"product_id": [101], "week": [9], "display": [True], "mailer": [False], "draw": [0]})
+    own.to_parquet(folder / "calendar" / "draw-0.parquet", index=False)
+    side = load_side(folder, name="synthetic", reference=reference, draw=0)
+    assert side.meta["calendar"] == "own promo_weeks table"
+    assert side.promo_weeks.to_dict("list") == {"product_id": [101], "week": [9], "display": [True], "mailer": [False]}
+    assert len(side.transactions) == len(reference.transactions)
+
+
 def test_check_scores_a_simulator_folder_draw(tmp_path, real_dir):
     _simulator_like(tmp_path / "sim", draws=(0, 1))
     out = tmp_path / "report"

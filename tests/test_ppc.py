@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from bayes_retail.data import load_data
 from bayes_retail.metrics import METRICS
-from bayes_retail.ppc import bayesian_p_values, posterior_predictive_suite, summarise_draws, summary_statistics
+from bayes_retail.ppc import (
+    bayesian_p_values,
+    column_nanquantiles,
+    posterior_predictive_suite,
+    summarise_draws,
+    summary_statistics,
+)
 
 
 def test_replayed_households_are_scored_per_draw_beside_the_floor(tiny_fitted, tmp_path):
@@ -281,3 +289,48 @@ def test_a_fit_without_a_block_is_checked_on_it_as_held_out(tiny_fitted, tmp_pat
     assert (tables["block"]["kind"] == "held out").all() and (tables["block"]["scored_share_fitted"] == 0).all()
     assert (tables["block"]["fitted_weeks"] == fitted).all()
     assert (tables["elpd"]["cells"] > 0).all() and np.isfinite(tables["elpd"]["elpd"]).all()
+
+
+def test_column_nanquantiles_match_numpys_nanquantile_column_by_column():
+    rng = np.random.default_rng(4)
+    values = rng.normal(size=(21, 40))
+    values[rng.random(values.shape) < 0.3] = np.nan
+    values[:, 5] = np.nan  # a column without any value
+    values[:20, 6], values[20, 6] = np.nan, 1.5  # a column with one value
+    got = column_nanquantiles(values, [0.05, 0.5, 0.95])
+    for j in range(values.shape[1]):
+        column = values[:, j]
+        if np.isnan(column).all():
+            assert np.isnan(got[:, j]).all()
+        else:
+            np.testing.assert_allclose(got[:, j], np.nanquantile(column, [0.05, 0.5, 0.95]), rtol=1e-12, atol=1e-15)
+    assert got[0, 6] == got[2, 6] == 1.5
+
+
+def test_draws_come_as_simulated_errors_reach_the_caller_and_an_early_stop_ends_the_thread():
+    from bayes_retail.ppc import _draws_as_simulated
+
+    def simulate(on_draw, fail=False):
+        for d in (4, 9, 2):
+            on_draw(d)
+        if fail:
+            raise ValueError("bad posterior")
+
+    assert list(_draws_as_simulated(simulate)) == [4, 9, 2]
+    got = []
+    with pytest.raises(ValueError, match="bad posterior"):
+        for d in _draws_as_simulated(lambda on_draw: simulate(on_draw, fail=True)):
+            got.append(d)
+    assert got == [4, 9, 2]
+    announced = []
+
+    def counting(on_draw):
+        for d in range(100):
+            time.sleep(0.02)  # a draw takes a while
+            on_draw(d)
+            announced.append(d)
+
+    draws = _draws_as_simulated(counting)
+    assert next(draws) == 0
+    draws.close()  # the consumer stops: the thread's next announcement raises and the thread ends
+    assert len(announced) < 100

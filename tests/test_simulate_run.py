@@ -111,6 +111,26 @@ def test_an_interrupted_run_resumes_to_the_same_result(setting, tmp_path):
     pd.testing.assert_frame_equal(_read(tmp_path / "cut"), _read(tmp_path / "whole"))
 
 
+def test_each_draw_is_announced_once_its_files_are_complete_and_a_raising_callback_stops_the_run(setting, tmp_path):
+    catalogue, _, worlds, _ = setting
+    spec = SimulationSpec(customers=30, draws=(2, 0, 1), seed=2, batch_size=20)
+    seen = []
+
+    def on_draw(d):
+        assert part_path(tmp_path / "sim", d, 1).exists()
+        assert (tmp_path / "sim" / "calendar" / f"draw-{d}.parquet").exists()
+        seen.append(d)
+        if d == 0:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_simulation(worlds, catalogue, spec, tmp_path / "sim", on_draw=on_draw)
+    assert seen == [2, 0] and not part_path(tmp_path / "sim", 1, 0).exists()
+    seen.clear()
+    run_simulation(worlds, catalogue, spec, tmp_path / "sim", on_draw=seen.append)  # resumed: finished draws too
+    assert seen == [2, 0, 1]
+
+
 def test_a_folder_with_another_run_or_other_files_is_refused(setting, tmp_path):
     catalogue, _, worlds, _ = setting
     run_simulation(worlds, catalogue, SimulationSpec(customers=10, draws=(0,)), tmp_path / "sim")

@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -300,6 +300,7 @@ def load_side(
         side = load_data(path, cache_dir=cache_dir, progress=progress).metric_tables(name)
         side.meta["calendar"] = "promotions table"
         return _select_draw(side, draw)
+    src, own_calendar = _one_draw(src, draw)
     lines = read_table(src, "transactions").to_pandas()
     if "products" in src.files:
         products = _products(read_table(src, "products").to_pandas(), file=src.files["products"].name)
@@ -307,9 +308,25 @@ def load_side(
         products = reference.products
     else:
         raise DataError("no products table here and no reference data to borrow one from", file=str(src.path))
-    calendar, how = _calendar(src, lines, reference)
+    calendar, how = _calendar(src, lines, reference) if own_calendar is None else (
+        pd.read_parquet(own_calendar), "own promo_weeks table")
     side = MetricTables(lines, products, calendar, name=name, meta={"calendar": how})
     return _select_draw(side, draw)
+
+
+def _one_draw(src: Source, draw: int | None) -> tuple[Source, Path | None]:
+    """A simulator folder narrowed to one draw: its ``transactions/draw-D`` files and ``calendar/draw-D.parquet``.
+
+    Reads one draw of many without reading the others, and works while later
+    draws are still being written (the folder-wide ``promo_weeks`` table is
+    written last). Other sources are returned as they are (no calendar).
+    """
+    transactions = src.files.get("transactions")
+    if draw is None or transactions is None or not (transactions / f"draw-{draw}").is_dir():
+        return src, None
+    calendar = src.path / "calendar" / f"draw-{draw}.parquet"
+    narrowed = replace(src, files={**src.files, "transactions": transactions / f"draw-{draw}"})
+    return narrowed, calendar if calendar.exists() else None
 
 
 def _calendar(src: Source, lines: pd.DataFrame, reference: RetailData | None) -> tuple[pd.DataFrame | None, str]:

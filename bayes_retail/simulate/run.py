@@ -320,6 +320,7 @@ def run_simulation(
     provenance: dict | None = None,
     progress: bool = False,
     scheduler: str | None = None,
+    on_draw: Callable[[int], None] | None = None,
 ) -> dict:
     """Simulate ``spec`` into ``out`` (resuming a run with the same arguments) and return the manifest.
 
@@ -341,6 +342,10 @@ def run_simulation(
         ``None`` runs the batches in this process; ``"local"`` on a Dask
         LocalCluster; an address on a running Dask scheduler. The files are the
         same whichever runs them.
+    on_draw
+        Called with each draw once its files are complete (in ``spec.draws``
+        order; finished draws of a resumed run included), e.g. to score a draw
+        while the next one is simulated. An exception it raises stops the run.
     """
     from tqdm import tqdm
 
@@ -366,22 +371,28 @@ def run_simulation(
         for d in spec.draws:
             todo = [b for b in range(len(batches)) if not part_path(out, d, b).exists()]
             bar.update(len(batches) - len(todo))
-            if not todo and calendar_path(out, d).exists():
-                continue
-            world = worlds(d)
-            if client is None:
-                for b in todo:
-                    _write_batch(world, catalogue, batches[b], spec, str(part_path(out, d, b)))
-                    bar.update(1)
-            else:
-                _batches_with_dask(client, world, catalogue, spec, out, d, todo, batches, bar)
-            write_parquet(promo_weeks_table(world, catalogue), calendar_path(out, d))
+            if todo or not calendar_path(out, d).exists():
+                _simulate_draw(worlds(d), catalogue, spec, out, d, todo, batches, client, bar)
+            if on_draw is not None:
+                on_draw(d)
     calendars = [pd.read_parquet(calendar_path(out, d)) for d in spec.draws]
     write_parquet(pd.concat(calendars, ignore_index=True), out / PROMO_WEEKS_FILENAME)
     lines = sum(pq.ParquetFile(part_path(out, d, b)).metadata.num_rows for d in spec.draws for b in range(len(batches)))
     manifest.update(complete=True, lines=int(lines))
     write_json(manifest, out / MANIFEST_FILENAME)
     return manifest
+
+
+def _simulate_draw(world: DrawWorld, catalogue: Catalogue, spec: SimulationSpec, out: Path, d: int, todo: list[int],
+                   batches: list[np.ndarray], client, bar) -> None:
+    """Write draw ``d``'s unfinished batches and its promotion calendar (the world is released on return)."""
+    if client is None:
+        for b in todo:
+            _write_batch(world, catalogue, batches[b], spec, str(part_path(out, d, b)))
+            bar.update(1)
+    else:
+        _batches_with_dask(client, world, catalogue, spec, out, d, todo, batches, bar)
+    write_parquet(promo_weeks_table(world, catalogue), calendar_path(out, d))
 
 
 def _trace_hashes(folder: Path) -> dict[str, str | None]:
@@ -601,6 +612,7 @@ def simulate_from_folder(
     scheduler: str | None = None,
     weeks: int | None = None,
     promotion_timing: str = DEFAULT_PROMOTION_TIMING,
+    on_draw: Callable[[int], None] | None = None,
 ) -> dict:
     """Simulate from the fitted artifacts in ``posterior`` (the four shopper stages and pricing) into ``out``.
 
@@ -608,13 +620,15 @@ def simulate_from_folder(
     draws) or explicit draw indices. Every trace must have been fitted on
     ``data`` (checked by data hash). ``policy`` overrides promotions
     (:mod:`~bayes_retail.simulate.policy`). ``scheduler``: see :func:`run_simulation`.
-    ``weeks``, ``promotion_timing``: see :class:`SimulationSpec`. Returns the manifest.
+    ``weeks``, ``promotion_timing``: see :class:`SimulationSpec`. ``on_draw``: see
+    :func:`run_simulation`. Returns the manifest.
     """
     spec, catalogue, worlds, provenance = _folder_worlds(
         posterior, data, customers=customers, draws=draws, mode=mode, prices=prices, seed=seed,
         batch_size=batch_size, policy=policy, weeks=weeks, promotion_timing=promotion_timing,
     )
-    return run_simulation(worlds, catalogue, spec, out, provenance=provenance, progress=progress, scheduler=scheduler)
+    return run_simulation(worlds, catalogue, spec, out, provenance=provenance, progress=progress, scheduler=scheduler,
+                          on_draw=on_draw)
 
 
 def with_prices(world: DrawWorld, prices: PriceGrid, catalogue: Catalogue) -> DrawWorld:
