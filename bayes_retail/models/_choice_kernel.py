@@ -612,18 +612,21 @@ def register_jax() -> None:
 
 
 def _host_callback(op, node=None, **kwargs):
-    """A JAX function that calls ``op``'s numba kernel on the host (outputs: the log-likelihood and the five gradients)."""
+    """A JAX function that calls ``op``'s numba kernel on the host (outputs: the log-likelihood and one gradient per
+    parameter in ``op.param_names``, so a parameter added to the Op needs no edit here)."""
     import jax
     import jax.numpy as jnp
 
-    def kernel(t, theta, display_c, mailer_c, depth_c, *data):
+    n_params = len(op.param_names)
+
+    def kernel(*inputs):
         shapes = (jax.ShapeDtypeStruct((), jnp.float64),
-                  *(jax.ShapeDtypeStruct(x.shape, jnp.float64) for x in (t, theta, display_c, mailer_c, depth_c)))
+                  *(jax.ShapeDtypeStruct(x.shape, jnp.float64) for x in inputs[:n_params]))
 
         def host(*args):
             return tuple(np.asarray(v, dtype=np.float64) for v in op.kernel(*[np.asarray(a) for a in args]))
 
-        return jax.pure_callback(host, shapes, t, theta, display_c, mailer_c, depth_c, *data)
+        return jax.pure_callback(host, shapes, *inputs)
 
     return kernel
 
