@@ -163,6 +163,11 @@ def test_forward_backward_with_a_calendar_matches_path_enumeration():
     # ignoring the calendar gives a different answer: the test can tell them apart
     plain = forward_backward(log_b, *_one_sequence(START, trans[0]))
     assert abs(plain.loglik[0] - ll) > 1e-3
+    # without the transition counts (the tilt and path sampling need none) the rest is the same, bit for bit
+    lean = forward_backward(log_b, *_one_sequence(START, trans), calendar, transitions=False)
+    assert lean.xi is None
+    for name in ("loglik", "gamma", "alpha"):
+        np.testing.assert_array_equal(getattr(lean, name), getattr(post, name))
 
 
 def test_calendar_must_have_one_state_per_transition():

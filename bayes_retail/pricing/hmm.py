@@ -70,14 +70,14 @@ class Posterior:
         ``(T, K, N)`` smoothing posteriors P(state_t = k | sequence).
     xi
         ``(C, K, K, N)`` expected transitions i -> j summed over the weeks whose
-        calendar state is c.
+        calendar state is c (``None`` when not asked for).
     alpha
         ``(T, K, N)`` normalised filtering distributions (for backward sampling).
     """
 
     loglik: np.ndarray
     gamma: np.ndarray
-    xi: np.ndarray
+    xi: np.ndarray | None
     alpha: np.ndarray
 
 
@@ -95,6 +95,8 @@ def forward_backward(
     startprob: np.ndarray,
     transmat: np.ndarray,
     calendar: np.ndarray | None = None,
+    *,
+    transitions: bool = True,
 ) -> Posterior:
     """Scaled forward-backward over a stack of equal-length sequences.
 
@@ -109,6 +111,10 @@ def forward_backward(
         ``(C, K, K, N)`` transition matrices of each sequence by calendar state.
     calendar
         ``(T - 1,)`` calendar state of each transition (default: all 0, ``C`` = 1).
+    transitions
+        Accumulate the expected transition counts ``xi`` (EM needs them; the
+        state marginals ``gamma`` and the filter ``alpha`` do not: ``xi`` is
+        then ``None``).
     """
     t_len, k, n = log_b.shape
     cal = _calendar(calendar, t_len - 1)
@@ -126,12 +132,13 @@ def forward_backward(
         alpha[t] = at / scale[t]
     beta = np.empty_like(b)
     beta[-1] = 1.0
-    xi = np.zeros((transmat.shape[0], k, k, n))
+    xi = np.zeros((transmat.shape[0], k, k, n)) if transitions else None
     for t in range(t_len - 2, -1, -1):
         a_t = transmat[cal[t]]
         weighted = b[t + 1] * beta[t + 1] / scale[t + 1]
         beta[t] = (a_t * weighted[None, :, :]).sum(axis=1)
-        xi[cal[t]] += alpha[t][:, None, :] * a_t * weighted[None, :, :]
+        if transitions:
+            xi[cal[t]] += alpha[t][:, None, :] * a_t * weighted[None, :, :]
     gamma = np.multiply(alpha, beta, out=beta)
     gamma /= gamma.sum(axis=1, keepdims=True)
     loglik = np.log(scale).sum(axis=0) + offset.sum(axis=0)

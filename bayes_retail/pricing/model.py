@@ -478,6 +478,7 @@ class PricingModel:
             stack.gather(self.promo.startprob),
             transmat,
             self.calendar.transitions(),
+            transitions=False,
         )
         missing = np.isnan(panel.depth)
         out = np.empty((m, *panel.depth.shape))

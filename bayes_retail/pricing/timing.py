@@ -112,8 +112,7 @@ def _logit(p: np.ndarray) -> np.ndarray:
 
 def _model_means(per_sequence: np.ndarray, model: np.ndarray, n_models: int) -> np.ndarray:
     """``(M, T)`` mean over each model's sequences of a ``(T, N)`` array (0 where a model has none)."""
-    total = np.zeros((n_models, per_sequence.shape[0]))
-    np.add.at(total, model, per_sequence.T)
+    total = np.stack([np.bincount(model, weights=week, minlength=n_models) for week in per_sequence], axis=1)
     return total / np.maximum(np.bincount(model, minlength=n_models), 1)[:, None]
 
 
@@ -168,7 +167,7 @@ def seasonal_tilt(
     lam = np.zeros((n_models, t_len))
     target = None
     for i in range(1, max_iter + 1):
-        post = forward_backward(lam[model].T[:, None, :] * on, startprob, transmat, calendar_steps)
+        post = forward_backward(lam[model].T[:, None, :] * on, startprob, transmat, calendar_steps, transitions=False)
         expected = np.clip(_model_means((post.gamma * on).sum(axis=1), model, n_models), EDGE, 1 - EDGE)
         if target is None:  # the untilted HMM's expectation anchors the shrinkage
             target = np.where(tiltable[:, None], timing.target(expected), expected)
@@ -192,5 +191,5 @@ def tilted_paths(
     model: np.ndarray, lam: np.ndarray, rng: np.random.Generator,
 ) -> np.ndarray:
     """``(N, T)`` promotion-state paths drawn from the HMM's path law tilted by ``lam`` (FFBS)."""
-    post = forward_backward(lam[model].T[:, None, :] * on, startprob, transmat, calendar_steps)
+    post = forward_backward(lam[model].T[:, None, :] * on, startprob, transmat, calendar_steps, transitions=False)
     return sample_posterior_paths(post, transmat, rng, calendar_steps)
