@@ -181,6 +181,6 @@ def run_pipeline(
         replay = Path(synthetic) / "ppc-replay"
         progress(f"posterior predictive check: the fitted households replayed over {ppc_draws} draws")
         tables = _replacing_stale(replay, lambda: posterior_predictive_suite(
-            models, data, replay, draws=ppc_draws, seed=seed, cache_dir=cache_dir), progress)
+            models, data, replay, draws=ppc_draws, seed=seed, cache_dir=cache_dir, progress=True), progress)
         write_ppc(tables, Path(reports) / PPC_FILENAME)
     return PipelineOutcome(result, path, tables)

@@ -422,6 +422,7 @@ def posterior_predictive_suite(
     cache_dir: str | None = None,
     weeks: str | None = None,
     held_out: bool = False,
+    progress: bool = False,
 ) -> dict[str, pd.DataFrame]:
     """Simulate ``draws`` posterior draws into ``out`` and score each against the real data.
 
@@ -444,7 +445,10 @@ def posterior_predictive_suite(
     with ``weeks``, ``block``: what the scored weeks were to each stage's fit
     (:func:`scored_block`: in sample, held out, seasonal extrapolation);
     ``goals``: :func:`validation_goals` with its default thresholds.
+    ``progress`` shows a bar over the draws as they are scored.
     """
+    from tqdm import tqdm
+
     from bayes_retail.config import parse_weeks
     from bayes_retail.data import load_side
     from bayes_retail.metrics import compute_suite
@@ -480,6 +484,8 @@ def posterior_predictive_suite(
     observed = {**summary_statistics(real.transactions, n_weeks), **joint_statistics(real_prep, categories)}
     rows, stats, entities, totals, replicate_rows = [], [], [], [], []
     previous = None
+    bar = tqdm(total=draws if isinstance(draws, (int, np.integer)) else len(draws), disable=not progress, unit="draw",
+               desc="check")
     for i, d in enumerate(simulated):  # each draw scored while the next is simulated
         side = load_side(Path(out), name="synthetic", reference=data, cache_dir=cache_dir, draw=d).subset_weeks(weeks)
         result = compute_suite(real, side, seed=seed, floor=floor)
@@ -494,6 +500,8 @@ def posterior_predictive_suite(
         entities.append(entity_values(prep))
         if mode == "replay":  # every replayed household, those without a visit in the scored weeks included
             totals.append(household_totals(prep, households))
+        bar.update(1)
+    bar.close()
     per_draw = pd.DataFrame(rows)
     real_entities = entity_values(real_prep)
     tables = {

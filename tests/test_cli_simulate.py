@@ -252,7 +252,7 @@ def test_the_pipeline_reuses_current_artifacts_and_scores_a_synthetic_panel(fitt
     out, err = capsys.readouterr()
     assert code == 0 and "fitting" not in err and "reusing" in err
     assert f"{'overall':<30}{result.overall:>8.4f}" in out
-    assert "posterior predictive check (2 draws): " in out and out.rstrip().endswith("report.html")
+    assert "posterior predictive check (2 draws, in sample;" in out and out.rstrip().endswith("report.html")
     tables = json.loads((tmp_path / "rep" / "ppc.json").read_text())
     assert {row["draws"] for row in tables["scores"]} == {2} and tables["goals"]
     html = (tmp_path / "rep" / "report.html").read_text()
