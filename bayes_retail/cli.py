@@ -80,6 +80,8 @@ def _parser() -> argparse.ArgumentParser:
                           "calendar (default), or the HMMs' own timing with a drawn calendar")
     sim.add_argument("--seed", type=int, default=0, help="seed of the run (default 0)")
     sim.add_argument("--batch-size", type=int, default=1000, help="customers per batch and file (default 1000)")
+    sim.add_argument("--threads", type=int, default=None,
+                     help="batches simulated at a time in this process (default: one per core; same files)")
     sim.add_argument("--policy", default=None,
                      help="promotion policy (CSV or parquet: product_id, week and any of depth, display, mailer) "
                           "overriding the promotions of those product-weeks")
@@ -188,7 +190,7 @@ def cmd_simulate(args: argparse.Namespace, progress: Progress) -> int:
         manifest = simulate_from_folder(
             args.posterior, data, args.out, customers=args.customers, draws=args.draws, mode=args.mode,
             prices=args.prices, seed=args.seed, batch_size=args.batch_size, policy=policy, progress=not args.quiet,
-            scheduler=args.scheduler, weeks=args.weeks, promotion_timing=args.promotion_timing,
+            scheduler=args.scheduler, weeks=args.weeks, promotion_timing=args.promotion_timing, threads=args.threads,
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc

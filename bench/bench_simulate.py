@@ -49,6 +49,9 @@ def main() -> None:
     parser.add_argument("--out", default=None)
     parser.add_argument("--scheduler", default=None,
                         help="also run the same customers on Dask ('local': one worker per core) and compare throughput per core")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="in-process batches at a time (default: one per core; 1 with --scheduler, so that the "
+                             "per-core comparison has one batch thread on each side)")
     parser.add_argument("--in-process-customers", type=int, default=None,
                         help="customers of the in-process run (default: --customers)")
     parser.add_argument("--tail-repeat", type=float, default=0.34,
@@ -89,14 +92,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.out) if args.out else Path(tmp) / "sim"
         t0 = time.perf_counter()
-        manifest = run_simulation(lambda d: world, catalogue, spec, out)
+        threads = args.threads if args.threads is not None else (1 if args.scheduler else None)
+        manifest = run_simulation(lambda d: world, catalogue, spec, out, threads=threads)
         wall = time.perf_counter() - t0
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     cw = in_process * N_WEEKS
     if args.scheduler:
         _dask_run(args, world, catalogue, cw / wall)
     print(f"shared tables (choice probabilities, intensity): {shared:.1f} s")
-    print(f"{in_process} customers x {N_WEEKS} weeks: {wall:.1f} s wall, {manifest['lines']} lines, "
+    print(f"{in_process} customers x {N_WEEKS} weeks ({threads or 'one per core'} batch thread(s)): {wall:.1f} s wall, "
+          f"{manifest['lines']} lines, "
           f"{cw / wall:,.0f} customer-weeks/s, peak RSS {rss:,.0f} MB")
 
     t0 = time.perf_counter()

@@ -80,12 +80,18 @@ def test_the_lines_do_not_depend_on_the_batch_size(setting, tmp_path):
     pd.testing.assert_frame_equal(_read(tmp_path / "a"), _read(tmp_path / "b"))
     c = run_simulation(worlds, catalogue, SimulationSpec(customers=70, draws=(1,), seed=9, batch_size=70), tmp_path / "c")
     assert not _read(tmp_path / "c").equals(_read(tmp_path / "a")) or c["lines"] != a["lines"]
-    # the same seed and batches again: the same files, byte for byte
-    run_simulation(worlds, catalogue, SimulationSpec(customers=70, draws=(1,), seed=8, batch_size=9), tmp_path / "b2")
+    # the same seed and batches again, one batch at a time and three side by side: the same files, byte for byte
     parts = sorted(p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*.parquet"))
     assert sum(p.parts[0] == "transactions" for p in parts) == 8  # 70 customers in batches of 9, beside the calendars
-    assert parts == sorted(p.relative_to(tmp_path / "b2") for p in (tmp_path / "b2").rglob("*.parquet"))
-    assert all((tmp_path / "b" / p).read_bytes() == (tmp_path / "b2" / p).read_bytes() for p in parts)
+    for threads in (1, 3):
+        again = tmp_path / f"b{threads}"
+        run_simulation(worlds, catalogue, SimulationSpec(customers=70, draws=(1,), seed=8, batch_size=9), again,
+                       threads=threads)
+        assert parts == sorted(p.relative_to(again) for p in again.rglob("*.parquet"))
+        assert all((tmp_path / "b" / p).read_bytes() == (again / p).read_bytes() for p in parts)
+    with pytest.raises(ValueError, match="threads must be >= 1"):
+        run_simulation(worlds, catalogue, SimulationSpec(customers=70, draws=(1,)), tmp_path / "t0", threads=0)
+    assert not (tmp_path / "t0").exists()  # refused before anything is written
 
 
 def test_an_interrupted_run_resumes_to_the_same_result(setting, tmp_path):

@@ -321,6 +321,7 @@ def run_simulation(
     progress: bool = False,
     scheduler: str | None = None,
     on_draw: Callable[[int], None] | None = None,
+    threads: int | None = None,
 ) -> dict:
     """Simulate ``spec`` into ``out`` (resuming a run with the same arguments) and return the manifest.
 
@@ -346,9 +347,16 @@ def run_simulation(
         Called with each draw once its files are complete (in ``spec.draws``
         order; finished draws of a resumed run included), e.g. to score a draw
         while the next one is simulated. An exception it raises stops the run.
+    threads
+        In-process batches of a draw run this many at a time (the kernels and
+        the parquet writer release the GIL); default: one per core. The files
+        are the same for any number.
     """
     from tqdm import tqdm
 
+    threads = (os.cpu_count() or 1) if threads is None else threads
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
     out = Path(out)
     manifest = {
         "kind": "bayes_retail simulation",
@@ -372,7 +380,7 @@ def run_simulation(
             todo = [b for b in range(len(batches)) if not part_path(out, d, b).exists()]
             bar.update(len(batches) - len(todo))
             if todo or not calendar_path(out, d).exists():
-                _simulate_draw(worlds(d), catalogue, spec, out, d, todo, batches, client, bar)
+                _simulate_draw(worlds(d), catalogue, spec, out, d, todo, batches, client, bar, threads)
             if on_draw is not None:
                 on_draw(d)
     calendars = [pd.read_parquet(calendar_path(out, d)) for d in spec.draws]
@@ -384,12 +392,21 @@ def run_simulation(
 
 
 def _simulate_draw(world: DrawWorld, catalogue: Catalogue, spec: SimulationSpec, out: Path, d: int, todo: list[int],
-                   batches: list[np.ndarray], client, bar) -> None:
+                   batches: list[np.ndarray], client, bar, threads: int = 1) -> None:
     """Write draw ``d``'s unfinished batches and its promotion calendar (the world is released on return)."""
     if client is None:
-        for b in todo:
+        def write(b: int) -> None:
             _write_batch(world, catalogue, batches[b], spec, str(part_path(out, d, b)))
             bar.update(1)
+
+        if threads == 1 or len(todo) == 1:
+            for b in todo:
+                write(b)
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(min(threads, len(todo))) as pool:
+                list(pool.map(write, todo))  # raises the first batch error, after the running batches finish
     else:
         _batches_with_dask(client, world, catalogue, spec, out, d, todo, batches, bar)
     write_parquet(promo_weeks_table(world, catalogue), calendar_path(out, d))
@@ -613,6 +630,7 @@ def simulate_from_folder(
     weeks: int | None = None,
     promotion_timing: str = DEFAULT_PROMOTION_TIMING,
     on_draw: Callable[[int], None] | None = None,
+    threads: int | None = None,
 ) -> dict:
     """Simulate from the fitted artifacts in ``posterior`` (the four shopper stages and pricing) into ``out``.
 
@@ -620,7 +638,7 @@ def simulate_from_folder(
     draws) or explicit draw indices. Every trace must have been fitted on
     ``data`` (checked by data hash). ``policy`` overrides promotions
     (:mod:`~bayes_retail.simulate.policy`). ``scheduler``: see :func:`run_simulation`.
-    ``weeks``, ``promotion_timing``: see :class:`SimulationSpec`. ``on_draw``: see
+    ``weeks``, ``promotion_timing``: see :class:`SimulationSpec`. ``on_draw``, ``threads``: see
     :func:`run_simulation`. Returns the manifest.
     """
     spec, catalogue, worlds, provenance = _folder_worlds(
@@ -628,7 +646,7 @@ def simulate_from_folder(
         batch_size=batch_size, policy=policy, weeks=weeks, promotion_timing=promotion_timing,
     )
     return run_simulation(worlds, catalogue, spec, out, provenance=provenance, progress=progress, scheduler=scheduler,
-                          on_draw=on_draw)
+                          on_draw=on_draw, threads=threads)
 
 
 def with_prices(world: DrawWorld, prices: PriceGrid, catalogue: Catalogue) -> DrawWorld:
