@@ -371,42 +371,50 @@ class _Stopped(Exception):
     """Raised in the simulating thread when the consumer of its draws has stopped."""
 
 
-def _draws_as_simulated(simulate: Callable[..., dict]) -> Iterator[int]:
-    """Run ``simulate(on_draw=...)`` in a thread and yield each draw as soon as its files are written.
+class _SimulatedDraws:
+    """Run ``simulate(on_draw=...)`` in a thread from the start; iterating yields each draw as its files are written.
 
     The simulator's kernels release the GIL, so the next draw is simulated
     while the caller scores this one (on two cores, about the time of the
-    longer of the two instead of their sum). An error in the thread is raised
-    here; when the caller stops early, the thread stops after its current draw.
+    longer of the two instead of their sum), and the first draw while the
+    caller prepares. An error in the thread is raised to the iterating caller.
+    Leaving the ``with`` block (normally or not) stops the thread after its
+    current draw and waits for it.
     """
-    finished: queue.Queue = queue.Queue()
-    stop = threading.Event()
 
-    def on_draw(d: int) -> None:
-        if stop.is_set():
+    def __init__(self, simulate: Callable[..., dict]):
+        self._finished: queue.Queue = queue.Queue()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(simulate,), name="simulate-draws", daemon=True)
+        self._thread.start()
+
+    def _on_draw(self, d: int) -> None:
+        if self._stop.is_set():
             raise _Stopped
-        finished.put(("draw", d))
+        self._finished.put(("draw", d))
 
-    def target() -> None:
+    def _run(self, simulate: Callable[..., dict]) -> None:
         try:
-            simulate(on_draw=on_draw)
-            finished.put(("done", None))
+            simulate(on_draw=self._on_draw)
+            self._finished.put(("done", None))
         except BaseException as exc:  # handed to the consumer
-            finished.put(("error", exc))
+            self._finished.put(("error", exc))
 
-    thread = threading.Thread(target=target, name="simulate-draws", daemon=True)
-    thread.start()
-    try:
+    def __iter__(self) -> Iterator[int]:
         while True:
-            kind, value = finished.get()
+            kind, value = self._finished.get()
             if kind == "done":
                 return
             if kind == "error":
                 raise value
             yield value
-    finally:
-        stop.set()
-        thread.join()
+
+    def __enter__(self) -> _SimulatedDraws:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def posterior_predictive_suite(
@@ -474,34 +482,35 @@ def posterior_predictive_suite(
         real = real.subset_households(households)
         customers = households.size
     customers = customers or len(data.households)
-    simulated = _draws_as_simulated(functools.partial(
-        simulate_from_folder, posterior, data, out, customers=customers, draws=draws, mode=mode, prices=prices, seed=seed))
-    real = real.subset_weeks(weeks)
-    floor = real_vs_real_floor(real, seed=seed)
-    n_weeks = len(weeks)
-    real_prep = _prepared(real, weeks)
-    categories = frequent_categories(real_prep, COPURCHASE_CATEGORIES)
-    observed = {**summary_statistics(real.transactions, n_weeks), **joint_statistics(real_prep, categories)}
-    rows, stats, entities, totals, replicate_rows = [], [], [], [], []
-    previous = None
-    bar = tqdm(total=draws if isinstance(draws, (int, np.integer)) else len(draws), disable=not progress, unit="draw",
-               desc="check")
-    for i, d in enumerate(simulated):  # each draw scored while the next is simulated
-        side = load_side(Path(out), name="synthetic", reference=data, cache_dir=cache_dir, draw=d).subset_weeks(weeks)
-        result = compute_suite(real, side, seed=seed, floor=floor)
-        rows += [{"draw": d, "metric": name, "tier": m.tier, "ks": m.ks, "score": 1.0 - m.ks}
-                 for name, m in result.metrics.items()]
-        if i % 2 == 1:  # disjoint pairs of draws: how far one replicate lies from another
-            pair = compute_suite(previous, side, seed=seed)
-            replicate_rows += [{"pair": i // 2, "metric": name, "ks": m.ks} for name, m in pair.metrics.items()]
-        previous = side
-        prep = _prepared(side, weeks)
-        stats.append({"draw": d, **summary_statistics(side.transactions, n_weeks), **joint_statistics(prep, categories)})
-        entities.append(entity_values(prep))
-        if mode == "replay":  # every replayed household, those without a visit in the scored weeks included
-            totals.append(household_totals(prep, households))
-        bar.update(1)
-    bar.close()
+    with _SimulatedDraws(functools.partial(
+            simulate_from_folder, posterior, data, out, customers=customers, draws=draws, mode=mode, prices=prices,
+            seed=seed)) as simulated:
+        real = real.subset_weeks(weeks)
+        floor = real_vs_real_floor(real, seed=seed)
+        n_weeks = len(weeks)
+        real_prep = _prepared(real, weeks)
+        categories = frequent_categories(real_prep, COPURCHASE_CATEGORIES)
+        observed = {**summary_statistics(real.transactions, n_weeks), **joint_statistics(real_prep, categories)}
+        rows, stats, entities, totals, replicate_rows = [], [], [], [], []
+        previous = None
+        bar = tqdm(total=draws if isinstance(draws, (int, np.integer)) else len(draws), disable=not progress, unit="draw",
+                   desc="check")
+        for i, d in enumerate(simulated):  # each draw scored while the next is simulated
+            side = load_side(Path(out), name="synthetic", reference=data, cache_dir=cache_dir, draw=d).subset_weeks(weeks)
+            result = compute_suite(real, side, seed=seed, floor=floor)
+            rows += [{"draw": d, "metric": name, "tier": m.tier, "ks": m.ks, "score": 1.0 - m.ks}
+                     for name, m in result.metrics.items()]
+            if i % 2 == 1:  # disjoint pairs of draws: how far one replicate lies from another
+                pair = compute_suite(previous, side, seed=seed)
+                replicate_rows += [{"pair": i // 2, "metric": name, "ks": m.ks} for name, m in pair.metrics.items()]
+            previous = side
+            prep = _prepared(side, weeks)
+            stats.append({"draw": d, **summary_statistics(side.transactions, n_weeks), **joint_statistics(prep, categories)})
+            entities.append(entity_values(prep))
+            if mode == "replay":  # every replayed household, those without a visit in the scored weeks included
+                totals.append(household_totals(prep, households))
+            bar.update(1)
+        bar.close()
     per_draw = pd.DataFrame(rows)
     real_entities = entity_values(real_prep)
     tables = {

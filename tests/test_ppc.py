@@ -307,8 +307,8 @@ def test_column_nanquantiles_match_numpys_nanquantile_column_by_column():
     assert got[0, 6] == got[2, 6] == 1.5
 
 
-def test_draws_come_as_simulated_errors_reach_the_caller_and_an_early_stop_ends_the_thread():
-    from bayes_retail.ppc import _draws_as_simulated
+def test_draws_come_as_simulated_errors_reach_the_caller_and_leaving_early_ends_the_thread():
+    from bayes_retail.ppc import _SimulatedDraws
 
     def simulate(on_draw, fail=False):
         for d in (4, 9, 2):
@@ -316,10 +316,11 @@ def test_draws_come_as_simulated_errors_reach_the_caller_and_an_early_stop_ends_
         if fail:
             raise ValueError("bad posterior")
 
-    assert list(_draws_as_simulated(simulate)) == [4, 9, 2]
+    with _SimulatedDraws(simulate) as draws:
+        assert list(draws) == [4, 9, 2]
     got = []
-    with pytest.raises(ValueError, match="bad posterior"):
-        for d in _draws_as_simulated(lambda on_draw: simulate(on_draw, fail=True)):
+    with pytest.raises(ValueError, match="bad posterior"), _SimulatedDraws(lambda on_draw: simulate(on_draw, True)) as draws:
+        for d in draws:
             got.append(d)
     assert got == [4, 9, 2]
     announced = []
@@ -330,7 +331,7 @@ def test_draws_come_as_simulated_errors_reach_the_caller_and_an_early_stop_ends_
             on_draw(d)
             announced.append(d)
 
-    draws = _draws_as_simulated(counting)
-    assert next(draws) == 0
-    draws.close()  # the consumer stops: the thread's next announcement raises and the thread ends
+    with pytest.raises(RuntimeError, match="scoring failed"), _SimulatedDraws(counting) as draws:
+        assert next(iter(draws)) == 0
+        raise RuntimeError("scoring failed")  # the caller fails: the thread stops at its next draw and is joined
     assert len(announced) < 100
