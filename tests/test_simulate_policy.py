@@ -122,6 +122,10 @@ def test_what_if_with_an_empty_change_gives_zero_difference_and_a_real_one_a_pos
     units = summary.set_index("metric").loc["units"]
     assert units["draws"] == 3 and units["difference_q0.05"] >= 0 and units["lift_median"] > 0
     assert {"baseline_median", "policy_q0.95", "lift_q0.05"} <= set(summary.columns)
+    # batches one at a time or three side by side: the same totals, exactly
+    for threads in (1, 3):
+        _, again = what_if(lambda d: worlds(d, stockpiling=2.0), catalogue, spec, deep, threads=threads)
+        pd.testing.assert_frame_equal(again, per_draw, check_exact=True)
 
 
 def test_compare_totals_summarises_draws():

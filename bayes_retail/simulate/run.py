@@ -665,29 +665,44 @@ def what_if(
     *,
     prob: float = 0.9,
     progress: bool = False,
+    threads: int | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Revenue, units and visits under ``policy`` against the baseline, over posterior draws.
 
     Both arms simulate the same customers with the same random streams.
+    ``threads`` batches run at a time (default one per core; their totals are
+    added in batch order, so the result does not depend on it).
     Returns the summary (:func:`~bayes_retail.simulate.policy.compare_totals`)
     and the per-draw totals.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     from tqdm import tqdm
 
     from bayes_retail.simulate.policy import apply_policy, compare_totals, summarise_totals
 
+    threads = (os.cpu_count() or 1) if threads is None else threads
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
     rows = []
     batches = spec.batches()
-    with tqdm(total=len(spec.draws) * len(batches), disable=not progress, unit="batch", desc="what-if") as bar:
+    with tqdm(total=len(spec.draws) * len(batches), disable=not progress, unit="batch", desc="what-if") as bar, \
+            ThreadPoolExecutor(threads) as pool:
         for d in spec.draws:
             base = worlds(d)
             alt = with_prices(base, apply_policy(base.prices, catalogue, base.week_numbers, policy), catalogue)
-            totals = {"baseline": {}, "policy": {}}
-            for customers in batches:
-                for arm, world in (("baseline", base), ("policy", alt)):
-                    for metric, value in summarise_totals(simulate_table(world, catalogue, customers, spec)).items():
-                        totals[arm][metric] = totals[arm].get(metric, 0.0) + value
+
+            def batch_totals(customers, base=base, alt=alt):
+                out = {arm: summarise_totals(simulate_table(world, catalogue, customers, spec))
+                       for arm, world in (("baseline", base), ("policy", alt))}
                 bar.update(1)
+                return out
+
+            totals = {"baseline": {}, "policy": {}}
+            for batch in pool.map(batch_totals, batches):
+                for arm, values in batch.items():
+                    for metric, value in values.items():
+                        totals[arm][metric] = totals[arm].get(metric, 0.0) + value
             rows += [{"draw": d, "metric": m, "baseline": totals["baseline"][m], "policy": totals["policy"][m]}
                      for m in totals["baseline"]]
     per_draw = pd.DataFrame(rows)
@@ -697,11 +712,11 @@ def what_if(
 def what_if_from_folder(
     posterior: str | os.PathLike, data, policy, *, customers: int, draws: int | tuple[int, ...] = 20,
     mode: str = "new", prices: str = "hmm", seed: int = 0, batch_size: int = 1000, prob: float = 0.9,
-    progress: bool = False,
+    progress: bool = False, threads: int | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """:func:`what_if` with the fitted artifacts in ``posterior`` (see :func:`simulate_from_folder`)."""
     spec, catalogue, worlds, _ = _folder_worlds(
         posterior, data, customers=customers, draws=draws, mode=mode, prices=prices, seed=seed, batch_size=batch_size,
     )
     _check_policy(policy, catalogue, np.asarray(data.weeks))
-    return what_if(worlds, catalogue, spec, policy, prob=prob, progress=progress)
+    return what_if(worlds, catalogue, spec, policy, prob=prob, progress=progress, threads=threads)
