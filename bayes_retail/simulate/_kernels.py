@@ -222,6 +222,18 @@ def _class_category_row(common, price, discount, theta_price, theta_discount, st
 
 
 @numba.njit(cache=True, nogil=True)
+def _class_category_weights(common, price, discount, theta_price, theta_discount, static, available, k, s, e, out):
+    """``exp(v_kj - max)`` of items ``s:e`` for class ``k`` into ``out[s:e]``; returns the category value
+    ``log sum_j exp(v_kj)`` and the weights' sum."""
+    top = _class_category_row(common, price, discount, theta_price, theta_discount, static, available, k, s, e, out)
+    z = 0.0
+    for j in range(s, e):
+        out[j] = math.exp(out[j] - top)
+        z += out[j]
+    return top + math.log(z), z
+
+
+@numba.njit(cache=True, nogil=True)
 def week_choice_tables(common, price, discount, theta_price, theta_discount, static, available, category_start,
                        category_items, cum, value):
     """One week's within-category running sums of the logit probabilities ``(K, G)`` and category values ``(K, C)``.
@@ -238,13 +250,8 @@ def week_choice_tables(common, price, discount, theta_price, theta_discount, sta
     for k in range(static.shape[0]):
         for c in range(category_start.size):
             s, e = category_start[c], category_start[c] + category_items[c]
-            top = _class_category_row(common, price, discount, theta_price, theta_discount, static, available, k, s, e,
-                                      row)
-            z = 0.0
-            for j in range(s, e):
-                row[j] = math.exp(row[j] - top)
-                z += row[j]
-            value[k, c] = top + math.log(z)
+            value[k, c], z = _class_category_weights(common, price, discount, theta_price, theta_discount, static,
+                                                     available, k, s, e, row)
             run = 0.0
             for j in range(s, e):
                 run += row[j] / z
@@ -262,16 +269,12 @@ def _probability(cum_k, j, start):
 def week_category_values(common, price, discount, theta_price, theta_discount, static, available, category_start,
                          category_items, value):
     """The category values of :func:`week_choice_tables` alone, into ``value`` ``(K, C)``."""
-    scratch = np.empty(static.shape[1])
+    row = np.empty(static.shape[1])
     for k in range(static.shape[0]):
         for c in range(category_start.size):
             s, e = category_start[c], category_start[c] + category_items[c]
-            top = _class_category_row(common, price, discount, theta_price, theta_discount, static, available, k, s, e,
-                                      scratch)
-            z = 0.0
-            for j in range(s, e):
-                z += math.exp(scratch[j] - top)
-            value[k, c] = top + math.log(z)
+            value[k, c], _ = _class_category_weights(common, price, discount, theta_price, theta_discount, static,
+                                                     available, k, s, e, row)
 
 
 @numba.njit(cache=True, nogil=True)

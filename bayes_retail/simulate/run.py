@@ -354,9 +354,7 @@ def run_simulation(
     """
     from tqdm import tqdm
 
-    threads = (os.cpu_count() or 1) if threads is None else threads
-    if threads < 1:
-        raise ValueError(f"threads must be >= 1, got {threads}")
+    threads = batch_threads(threads)
     out = Path(out)
     manifest = {
         "kind": "bayes_retail simulation",
@@ -389,6 +387,14 @@ def run_simulation(
     manifest.update(complete=True, lines=int(lines))
     write_json(manifest, out / MANIFEST_FILENAME)
     return manifest
+
+
+def batch_threads(threads: int | None) -> int:
+    """How many batches run at a time in this process: ``threads``, or one per core when ``None``."""
+    threads = (os.cpu_count() or 1) if threads is None else threads
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    return threads
 
 
 def _simulate_draw(world: DrawWorld, catalogue: Catalogue, spec: SimulationSpec, out: Path, d: int, todo: list[int],
@@ -681,9 +687,7 @@ def what_if(
 
     from bayes_retail.simulate.policy import apply_policy, compare_totals, summarise_totals
 
-    threads = (os.cpu_count() or 1) if threads is None else threads
-    if threads < 1:
-        raise ValueError(f"threads must be >= 1, got {threads}")
+    threads = batch_threads(threads)
     rows = []
     batches = spec.batches()
     with tqdm(total=len(spec.draws) * len(batches), disable=not progress, unit="batch", desc="what-if") as bar, \
