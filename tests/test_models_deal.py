@@ -132,6 +132,29 @@ def test_classes_split_over_threads_give_the_same_log_likelihoods_bit_for_bit():
                 deal.household_logliks(*args, inputs, week_sd=week_sd, week_points=3, threads=threads), one)
 
 
+def test_class_chunks_bound_the_utilities_of_each_call_and_keep_every_class_in_order():
+    per_class = 8 * 10 * 100  # bytes of one class's (W, G) utilities
+    chunks = deal.class_chunks(23, 10, 100, 2, chunk_bytes=5 * per_class)
+    assert np.array_equal(np.concatenate(chunks), np.arange(23))
+    assert max(c.size for c in chunks) <= 5 and len(chunks) == 5
+    assert len(deal.class_chunks(23, 10, 100, 8, chunk_bytes=10**9)) == 8  # one call per thread at least
+    assert len(deal.class_chunks(3, 10, 100, 1, chunk_bytes=1)) == 3  # a class too big alone is still one call
+
+
+def test_classes_in_small_chunks_give_the_same_log_likelihoods_bit_for_bit(monkeypatch):
+    params, pdata = _study(0.5, seed=6, n_households=30, week_sd=1.0)
+    inputs = product.kernel_inputs(pdata)
+    theta = deal.expand_classes(params["theta"], 0.4, deal.grid_locations(3))
+    args = (params["t"], theta, *product.promo_coefficients(params))
+    whole = deal.household_logliks(*args, inputs, week_sd=0.7, week_points=3)
+    n_weeks, n_items = pdata.price.shape[1], pdata.price.shape[0]
+    monkeypatch.setattr(deal, "CLASS_CHUNK_BYTES", 8 * n_weeks * n_items * 2)  # two classes per call
+    assert len(deal.class_chunks(theta.shape[0] * 3, n_weeks, n_items, 1)) == theta.shape[0] * 3 // 2
+    for threads in (1, 2):
+        np.testing.assert_array_equal(
+            deal.household_logliks(*args, inputs, week_sd=0.7, week_points=3, threads=threads), whole)
+
+
 @pytest.mark.parametrize("truth", [1.0, 2.0])
 def test_plug_in_week_sd_recovers_a_household_week_spread(truth):
     params, pdata = _study(1.0, seed=11, week_sd=truth)

@@ -174,25 +174,49 @@ def household_week_inputs(inputs: tuple) -> tuple[tuple, np.ndarray]:
     return tuple(relabelled), (unique // n_weeks).astype(np.int64)
 
 
+#: Bytes of the kernel's dense ``(W, G, k)`` utilities one call may hold: classes beyond it go in further calls.
+CLASS_CHUNK_BYTES = 256 * 2**20
+
+
+def class_chunks(n_classes: int, n_weeks: int, n_items: int, threads: int, *,
+                 chunk_bytes: int | None = None) -> list[np.ndarray]:
+    """Rows of ``theta`` per kernel call: at least ``threads`` calls, each within ``chunk_bytes`` of utilities.
+
+    The kernel holds ``exp(v)`` for every week, item and class of a call at
+    once (8 bytes each), so with thousands of items and hundreds of effective
+    classes one call over all of them needs gigabytes (1.5 GB for the shipped
+    fit's 168 on the real catalogue); calls on fewer classes need less, and
+    give the same columns (classes are independent). ``chunk_bytes`` defaults
+    to :data:`CLASS_CHUNK_BYTES`; a single class is one call whatever its size.
+    """
+    per_class = max(1, 8 * int(n_weeks) * int(n_items))
+    most = max(1, int(CLASS_CHUNK_BYTES if chunk_bytes is None else chunk_bytes) // per_class)
+    n_calls = max(min(int(threads), n_classes), -(-n_classes // most), 1)
+    return np.array_split(np.arange(n_classes), n_calls)
+
+
 def _class_logliks(t, theta, display_c, mailer_c, depth_c, inputs: tuple, threads: int) -> np.ndarray:
-    """The kernel's ``(H, K)`` per-class log-likelihoods, the rows of ``theta`` split over ``threads`` threads.
+    """The kernel's ``(H, K)`` per-class log-likelihoods, the rows of ``theta`` in chunks over ``threads`` threads.
 
     Classes are independent in the kernel (which releases the GIL), so each
-    thread's columns are exactly those of one call on every class.
+    chunk's columns are exactly those of one call on every class; chunks
+    (:func:`class_chunks`) bound the memory of each call.
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    from bayes_retail.models._choice_kernel import household_class_loglik
+    from bayes_retail.models._choice_kernel import ChoiceLoglik, household_class_loglik
 
     theta = np.asarray(theta, dtype=np.float64)
-    threads = max(1, min(int(threads), theta.shape[0]))
-    if threads == 1:
-        return household_class_loglik(t, theta, display_c, mailer_c, depth_c, *inputs)
-    chunks = np.array_split(np.arange(theta.shape[0]), threads)
-    with ThreadPoolExecutor(threads) as pool:
-        parts = pool.map(lambda rows: household_class_loglik(t, np.ascontiguousarray(theta[rows]), display_c, mailer_c,
-                                                             depth_c, *inputs), chunks)
-        return np.concatenate(list(parts), axis=1)
+    n_weeks, n_items = inputs[ChoiceLoglik.data_names.index("price")].shape
+    chunks = class_chunks(theta.shape[0], n_weeks, n_items, max(1, int(threads)))
+
+    def call(rows: np.ndarray) -> np.ndarray:
+        return household_class_loglik(t, np.ascontiguousarray(theta[rows]), display_c, mailer_c, depth_c, *inputs)
+
+    if len(chunks) == 1:
+        return call(chunks[0])
+    with ThreadPoolExecutor(max(1, min(int(threads), len(chunks)))) as pool:
+        return np.concatenate(list(pool.map(call, chunks)), axis=1)
 
 
 def household_logliks(t, theta, display_c, mailer_c, depth_c, inputs: tuple, *, week_sd: float = 0.0,
