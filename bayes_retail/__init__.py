@@ -7,13 +7,15 @@ The Python API mirrors the ``bayes-retail`` command line::
     floor = br.floor_suite(data.metric_tables())   # the suite between two halves of the households
     print(floor.format_table())
     visit = br.load_posterior("models", stage="visit")  # a fitted stage's ArviZ trace, version-checked
+    br.keep_large_buffers()   # what the command line does first: glibc reuses the kernels' large arrays
 """
 
+from bayes_retail._allocator import keep_large_buffers
 from bayes_retail._version import __version__
 from bayes_retail.data import RetailData, load_data, load_side
 from bayes_retail.errors import BayesRetailError, DataError
 
-__all__ = ["BayesRetailError", "DataError", "RetailData", "__version__", "load_data", "load_side"]
+__all__ = ["BayesRetailError", "DataError", "RetailData", "__version__", "keep_large_buffers", "load_data", "load_side"]
 
 
 def __getattr__(name: str):

@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from bayes_retail._allocator import keep_large_buffers
 from bayes_retail._version import __version__
 from bayes_retail.errors import BayesRetailError
 
@@ -311,6 +312,7 @@ def format_data_summary(report: dict) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    keep_large_buffers()  # the kernels' large arrays are reused instead of mapped afresh per call
     progress = Progress(quiet=args.quiet)
     try:
         return args.func(args, progress)
