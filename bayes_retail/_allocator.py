@@ -53,18 +53,18 @@ def keep_large_buffers(*, threshold_bytes: int = HEAP_THRESHOLD_BYTES) -> bool:
     if mallopt is None:
         return False
     settings = ((M_MMAP_THRESHOLD, int(threshold_bytes)), (M_TRIM_THRESHOLD, int(threshold_bytes)), (M_ARENA_MAX, 1))
-    return all([bool(mallopt(option, value)) for option, value in settings])
+    accepted = [bool(mallopt(option, value)) for option, value in settings]  # every one tried, even after a refusal
+    return all(accepted)
 
 
 def _glibc_mallopt():
     """glibc's ``mallopt`` as a ctypes function, or None (musl and others lack it or only stub it)."""
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        gnu_version = libc.gnu_get_libc_version  # glibc only
+        libc.gnu_get_libc_version  # noqa: B018  (present in glibc only)
         mallopt = libc.mallopt
     except (OSError, AttributeError):
         return None
-    gnu_version.restype = ctypes.c_char_p
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
     return mallopt
