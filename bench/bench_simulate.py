@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bayes_retail._allocator import keep_large_buffers
 from bayes_retail.models import category as category_stage
 from bayes_retail.models import visit as visit_stage
 from bayes_retail.simulate.run import SimulationSpec, draw_world, run_simulation
@@ -65,6 +66,7 @@ def main() -> None:
     parser.add_argument("--arrow-threads", type=int, default=None,
                         help="Arrow's CPU thread pool size in the in-process run and in each Dask worker")
     args = parser.parse_args()
+    keep_large_buffers()  # as the command line does (BAYES_RETAIL_MALLOC=system: glibc's defaults)
     if args.arrow_threads:
         _set_arrow_threads(args.arrow_threads)
     rng = np.random.default_rng(0)
