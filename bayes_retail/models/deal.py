@@ -207,15 +207,16 @@ def _class_logliks(t, theta, display_c, mailer_c, depth_c, inputs: tuple, thread
     from bayes_retail.models._choice_kernel import ChoiceLoglik, household_class_loglik
 
     theta = np.asarray(theta, dtype=np.float64)
+    threads = max(1, int(threads))
     n_weeks, n_items = inputs[ChoiceLoglik.data_names.index("price")].shape
-    chunks = class_chunks(theta.shape[0], n_weeks, n_items, max(1, int(threads)))
+    chunks = class_chunks(theta.shape[0], n_weeks, n_items, threads)
 
     def call(rows: np.ndarray) -> np.ndarray:
         return household_class_loglik(t, np.ascontiguousarray(theta[rows]), display_c, mailer_c, depth_c, *inputs)
 
     if len(chunks) == 1:
         return call(chunks[0])
-    with ThreadPoolExecutor(max(1, min(int(threads), len(chunks)))) as pool:
+    with ThreadPoolExecutor(min(threads, len(chunks))) as pool:
         return np.concatenate(list(pool.map(call, chunks)), axis=1)
 
 
