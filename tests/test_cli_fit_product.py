@@ -202,3 +202,27 @@ def test_the_simulator_reads_a_household_coefficient_fit_as_one_class_per_househ
                      "--mode", mode, "--out", str(out)]) == 0
         lines = pd.concat(pd.read_parquet(p) for p in (out / "transactions").rglob("*.parquet"))
         assert len(lines) > 0 and lines["household_id"].nunique() > 1, mode
+
+
+def test_a_deal_frequency_fit_reaches_the_simulators_catalogue(tiny_fitted, tmp_path):
+    from conftest import refit_tiny_product
+
+    from bayes_retail.simulate.population import Posteriors, fitted_product_config, stage_draw
+    from bayes_retail.simulate.world import catalogue_from_data
+
+    tmp, src = tiny_fitted
+    models = refit_tiny_product(tiny_fitted, tmp_path, "deal_frequency = true")
+    data = load_data(src, cache_dir=tmp / "cache")
+    posteriors = Posteriors.load(models, data_hash=data.data_hash)
+    assert list(posteriors.product.coords["coefficient"].values[-4:]) == list(product.ATTRIBUTES)
+    config = fitted_product_config(posteriors.product)
+    assert config.deal_frequency
+    catalogue = catalogue_from_data(data, deal_frequency=config.deal_frequency)
+    assert catalogue.attributes.shape[1] == 4
+    assert stage_draw(posteriors, catalogue, 0).class_coefficients.shape[1] == 4 + 4  # "both": 4 core columns
+    with pytest.raises(ValueError, match=r"class_coefficients must have shape \(K, 7\), got \(2, 8\)"):
+        stage_draw(posteriors, catalogue_from_data(data), 0).check(catalogue_from_data(data), data.weeks.size)
+    out = tmp_path / "syn"
+    assert main(["--quiet", "--cache-dir", str(tmp / "cache"), "simulate", "--posterior", str(models), "--data",
+                 str(src), "--customers", "6", "--out", str(out)]) == 0
+    assert len(pd.concat(pd.read_parquet(p) for p in (out / "transactions").rglob("*.parquet"))) > 0

@@ -929,3 +929,43 @@ def test_intercepts_recovered_with_availability_and_biased_down_without():
     # treated as always on the shelf, a part-year item looks unpopular: about log(share of weeks on the shelf)
     assert without[partial].mean() < -0.5
     assert np.corrcoef(without[partial], np.log(share_on[partial]))[0, 1] > 0.6
+
+
+def test_deal_frequency_by_hand():
+    # category 0: product 1 bought in 3 weeks (2 at a discount), product 2 in 1 week (none), product 3 never;
+    # category 1: product 4 bought in 2 weeks, both at a discount; a depth at DEAL_DEPTH or below is full price
+    product_weeks = pd.DataFrame({
+        "product_id": [1, 1, 1, 1, 2, 2, 3, 4, 4],
+        "category_id": [0, 0, 0, 0, 0, 0, 0, 1, 1],
+        "lines": [1, 2, 1, 0, 1, 0, 0, 3, 1],
+        "depth": [0.2, 0.1, 0.0, np.nan, product.DEAL_DEPTH, np.nan, np.nan, 0.3, 0.25],
+    })
+    items = pd.DataFrame({"category_id": [0, 0, 0, 0, 1, 1], "item": [0, 1, 2, 3, 0, 1],
+                          "product_id": [1, 2, 3, np.nan, 4, np.nan]})
+    a = product.DEAL_FREQUENCY_PRIOR_WEEKS
+    rate0 = 2 / 4  # category 0: 2 discounted of 4 purchase weeks
+    expected = [(2 + a * rate0) / (3 + a), (0 + a * rate0) / (1 + a), rate0, 0.0, (2 + a) / (2 + a), 0.0]
+    np.testing.assert_allclose(product.deal_frequency(product_weeks, items), expected)
+
+
+def test_deal_frequency_is_a_fourth_attribute_standardised_within_each_category(tmp_path):
+    from tiny_data import write_internal
+
+    from bayes_retail.data import load_data
+    from bayes_retail.pricing.model import PricingPanel
+
+    data = load_data(write_internal(tmp_path / "src"), cache_dir=tmp_path / "cache")
+    depth = np.nan_to_num(PricingPanel.from_product_weeks(data.product_weeks).depth)
+    plain = product.build_product_data(data, depth, product.ProductConfig(burn_in_weeks=0))
+    with_deals = product.build_product_data(data, depth, product.ProductConfig(burn_in_weeks=0, deal_frequency=True))
+    np.testing.assert_array_equal(with_deals.attributes[:, :3], plain.attributes)
+    items = product.item_table(data.choice_sets)
+    real = items["product_id"].notna().to_numpy()
+    freq = product.deal_frequency(data.product_weeks, items)
+    column = with_deals.attributes[:, 3]
+    assert (column[~real] == 0).all()
+    for c in np.unique(items["category_id"]):
+        mine = real & (items["category_id"].to_numpy() == c)
+        if freq[mine].std() > 0:
+            np.testing.assert_allclose(column[mine].mean(), 0.0, atol=1e-12)
+            np.testing.assert_allclose(column[mine], (freq[mine] - freq[mine].mean()) / freq[mine].std(ddof=1))

@@ -225,8 +225,15 @@ def fitted_product_data(product_posterior, class_membership: pd.DataFrame, data,
     """
     from bayes_retail.models import product
 
-    config = product.ProductConfig(**json.loads(product_posterior.attrs.get("stage_config", "{}")))
-    return product.build_product_data(data, depth, config, households=class_membership["household_id"].to_numpy())
+    return product.build_product_data(data, depth, fitted_product_config(product_posterior),
+                                      households=class_membership["household_id"].to_numpy())
+
+
+def fitted_product_config(product_posterior):
+    """The :class:`~bayes_retail.models.product.ProductConfig` a product trace was fitted with (its ``stage_config``)."""
+    from bayes_retail.models import product
+
+    return product.ProductConfig(**json.loads(product_posterior.attrs.get("stage_config", "{}")))
 
 
 def draw_class_membership(posteriors: Posteriors, product_data, index: int, ids: np.ndarray, *, inputs=None) -> np.ndarray:

@@ -565,7 +565,7 @@ def _folder_worlds(posterior, data, *, customers, draws, mode, prices, seed, bat
     from bayes_retail.models.artifacts import evenly_spaced
     from bayes_retail.pricing.artifacts import load_imputations, load_pricing
     from bayes_retail.pricing.model import PricingPanel
-    from bayes_retail.simulate.population import STAGES, Posteriors, template_ids
+    from bayes_retail.simulate.population import STAGES, Posteriors, fitted_product_config, template_ids
     from bayes_retail.simulate.world import catalogue_from_data
 
     folder = Path(posterior)
@@ -582,7 +582,7 @@ def _folder_worlds(posterior, data, *, customers, draws, mode, prices, seed, bat
     n_templates = template_ids(posteriors).size
     if spec.mode == "replay" and spec.customers > n_templates:
         raise ValueError(f"replay simulates the {n_templates} households fitted in every stage; asked for {spec.customers}")
-    catalogue = catalogue_from_data(data)
+    catalogue = catalogue_from_data(data, deal_frequency=fitted_product_config(posteriors.product).deal_frequency)
     data_weeks = np.asarray(data.weeks)
     _check_policy(policy, catalogue, data_weeks if weeks is None else data_weeks[0] + np.arange(weeks))
     pricing_model = load_pricing(folder / "pricing") if spec.prices == "hmm" else None

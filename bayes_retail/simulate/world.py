@@ -44,14 +44,15 @@ from bayes_retail.pricing.model import PricingPanel
 from bayes_retail.simulate.inputs import Catalogue, PriceGrid
 
 
-def catalogue_from_data(data) -> Catalogue:
+def catalogue_from_data(data, *, deal_frequency: bool = False) -> Catalogue:
     """The catalogue of a :class:`~bayes_retail.data.RetailData`: its choice sets and tail products by observed share.
 
     Choice-set item attributes come from the product stage's definitions
     (:func:`bayes_retail.models.product.build_product_data`), so the
-    simulator's utilities are the fitted ones.
+    simulator's utilities are the fitted ones; ``deal_frequency`` adds the
+    fourth attribute, as the product stage's ``[product] deal_frequency`` does.
     """
-    from bayes_retail.models.product import _item_attributes
+    from bayes_retail.models import product
 
     items = item_table(data.choice_sets)
     panel = PricingPanel.from_product_weeks(data.product_weeks)
@@ -74,7 +75,9 @@ def catalogue_from_data(data) -> Catalogue:
     return Catalogue(
         item_category=items["category_id"].to_numpy(np.int64),
         item_product=item_product,
-        attributes=_item_attributes(items, data.products, mean_log_shelf, real),
+        attributes=product._item_attributes(
+            items, data.products, mean_log_shelf, real,
+            product.deal_frequency(data.product_weeks, items) if deal_frequency else None),
         tail_start=starts.astype(np.int64),
         tail_count=counts.astype(np.int64),
         tail_product=real.sum() + np.arange(len(tail), dtype=np.int64),
