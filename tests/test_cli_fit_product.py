@@ -207,7 +207,7 @@ def test_the_simulator_reads_a_household_coefficient_fit_as_one_class_per_househ
 def test_a_deal_frequency_fit_reaches_the_simulators_catalogue(tiny_fitted, tmp_path):
     from conftest import refit_tiny_product
 
-    from bayes_retail.simulate.population import Posteriors, fitted_product_config, stage_draw
+    from bayes_retail.simulate.population import Posteriors, stage_draw
     from bayes_retail.simulate.world import catalogue_from_data
 
     tmp, src = tiny_fitted
@@ -215,7 +215,7 @@ def test_a_deal_frequency_fit_reaches_the_simulators_catalogue(tiny_fitted, tmp_
     data = load_data(src, cache_dir=tmp / "cache")
     posteriors = Posteriors.load(models, data_hash=data.data_hash)
     assert list(posteriors.product.coords["coefficient"].values[-4:]) == list(product.ATTRIBUTES)
-    config = fitted_product_config(posteriors.product)
+    config = product.fitted_config(posteriors.product.attrs)
     assert config.deal_frequency
     catalogue = catalogue_from_data(data, deal_frequency=config.deal_frequency)
     assert catalogue.attributes.shape[1] == 4

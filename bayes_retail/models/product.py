@@ -65,6 +65,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
+import json
 import re
 from dataclasses import asdict, dataclass
 
@@ -291,6 +292,11 @@ class ProductConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def fitted_config(attrs) -> ProductConfig:
+    """The :class:`ProductConfig` a product trace was fitted with: its attrs' ``stage_config`` (absent: the defaults)."""
+    return ProductConfig(**json.loads(attrs.get("stage_config") or "{}"))
 
 
 @dataclass

@@ -770,7 +770,7 @@ def add_deal_proneness(data, *, out: str | os.PathLike, config: dict, n_points: 
     folder = Path(out) / product.STAGE
     idata = load_posterior(out, product.STAGE, data_hash=data.data_hash)
     attrs = dict(idata.posterior.attrs)
-    fitted_config = product.ProductConfig(**json.loads(attrs.get("stage_config") or "{}"))
+    fitted_config = product.fitted_config(attrs)
     configured = stage_config(config, "product", product.ProductConfig)
     n_points = n_points or configured.deal_points
     week_points = configured.deal_week_points if week_points is None else int(week_points)

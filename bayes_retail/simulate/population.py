@@ -19,7 +19,6 @@ does not follow the draw.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,6 +69,8 @@ class Posteriors:
 
 def stage_draw(posteriors: Posteriors, catalogue: Catalogue, index: int) -> StageDraw:
     """Population-level values of simulator draw ``index``."""
+    from bayes_retail.models import product
+
     v, c, p, q = posteriors.visit, posteriors.category, posteriors.product, posteriors.quantity
     n_c = catalogue.n_categories
     t = np.zeros(catalogue.item_category.size)
@@ -93,7 +94,7 @@ def stage_draw(posteriors: Posteriors, catalogue: Catalogue, index: int) -> Stag
         quantity_intercept=_flat(q, "l", index),
         kappa=_flat(q, "kappa", index),
         alpha=np.broadcast_to(_flat(q, "alpha", index), (n_c,)).copy(),
-        state_memory=json.loads(p.attrs.get("stage_config") or "{}").get("state", "last"),
+        state_memory=product.fitted_config(p.attrs).state,
         household_week_sigma=float(_flat(c, "sigma_household_week", index)) if "sigma_household_week" in c else 0.0,
         trips_elasticity=float(_flat(c, "trips_elasticity", index)) if "trips_elasticity" in c else 1.0,
     )
@@ -225,15 +226,8 @@ def fitted_product_data(product_posterior, class_membership: pd.DataFrame, data,
     """
     from bayes_retail.models import product
 
-    return product.build_product_data(data, depth, fitted_product_config(product_posterior),
+    return product.build_product_data(data, depth, product.fitted_config(product_posterior.attrs),
                                       households=class_membership["household_id"].to_numpy())
-
-
-def fitted_product_config(product_posterior):
-    """The :class:`~bayes_retail.models.product.ProductConfig` a product trace was fitted with (its ``stage_config``)."""
-    from bayes_retail.models import product
-
-    return product.ProductConfig(**json.loads(product_posterior.attrs.get("stage_config", "{}")))
 
 
 def draw_class_membership(posteriors: Posteriors, product_data, index: int, ids: np.ndarray, *, inputs=None) -> np.ndarray:

@@ -495,9 +495,9 @@ def posterior_worlds(
     if trip_weight_sd is None:
         trip_weight_sd = estimate_trip_weight_sd(data.transactions, data.choice_sets)
     entry_weeks = np.searchsorted(vd.weeks, vd.entry_week)
-    product_config = json.loads(posteriors.product.attrs.get("stage_config") or "{}")
+    product_config = product.fitted_config(posteriors.product.attrs)
     # shared by every draw's prices
-    basis = price_basis(data, catalogue, availability=product_config.get("availability", "always"),
+    basis = price_basis(data, catalogue, availability=product_config.availability,
                         depth=None if depth_panels is None else depth_panels[0])
     seasonal = (seasonal_timing(basis, pricing_model, positions)
                 if prices == "hmm" and promotion_timing == "seasonal" else None)
@@ -565,7 +565,8 @@ def _folder_worlds(posterior, data, *, customers, draws, mode, prices, seed, bat
     from bayes_retail.models.artifacts import evenly_spaced
     from bayes_retail.pricing.artifacts import load_imputations, load_pricing
     from bayes_retail.pricing.model import PricingPanel
-    from bayes_retail.simulate.population import STAGES, Posteriors, fitted_product_config, template_ids
+    from bayes_retail.models.product import fitted_config
+    from bayes_retail.simulate.population import STAGES, Posteriors, template_ids
     from bayes_retail.simulate.world import catalogue_from_data
 
     folder = Path(posterior)
@@ -582,7 +583,7 @@ def _folder_worlds(posterior, data, *, customers, draws, mode, prices, seed, bat
     n_templates = template_ids(posteriors).size
     if spec.mode == "replay" and spec.customers > n_templates:
         raise ValueError(f"replay simulates the {n_templates} households fitted in every stage; asked for {spec.customers}")
-    catalogue = catalogue_from_data(data, deal_frequency=fitted_product_config(posteriors.product).deal_frequency)
+    catalogue = catalogue_from_data(data, deal_frequency=fitted_config(posteriors.product.attrs).deal_frequency)
     data_weeks = np.asarray(data.weeks)
     _check_policy(policy, catalogue, data_weeks if weeks is None else data_weeks[0] + np.arange(weeks))
     pricing_model = load_pricing(folder / "pricing") if spec.prices == "hmm" else None
