@@ -116,26 +116,34 @@ def _prepared(tables, weeks):
 
 
 def joint_statistics(prep, categories: list[str]) -> dict[str, float]:
-    """Visits x basket Spearman correlation; median co-purchase lift and share of pairs above 1 (over ``categories``);
+    """Visits x basket Spearman correlation; median co-purchase lift and share of pairs above 1 (over ``categories``),
+    the median lift households' differences alone make, and the mean and sd over ``categories`` of their
+    correlation with the week's size;
     repeat rates of the previous / any earlier category purchase; single-trip category-count dispersion;
     between-household sd of the discounted-line share and the visits' overdispersion around it, and around a
     household + category-week baseline."""
     from bayes_retail.metrics.joint import (
         category_count_dispersion,
         copurchase_lifts,
+        copurchase_lifts_between_households,
         discount_share_spread,
         discount_week_dispersion,
         repeat_rates,
         visits_basket_correlation,
+        week_size_correlations,
     )
 
     lifts = copurchase_lifts(prep, categories).dropna()
+    week_size = week_size_correlations(prep, categories).dropna()
     repeat_last, repeat_any = repeat_rates(prep)
     discount_spread, discount_dispersion = discount_share_spread(prep)
     return {
         "visits_basket_spearman": visits_basket_correlation(prep),
         "copurchase_lift_median": float(lifts.median()),
         "copurchase_share_above_1": float((lifts > 1).mean()),
+        "copurchase_lift_between_households": float(copurchase_lifts_between_households(prep, categories).median()),
+        "week_size_correlation_mean": float(week_size.mean()),
+        "week_size_correlation_sd": float(week_size.std()),
         "repeat_previous_purchase": repeat_last,
         "repeat_any_earlier_purchase": repeat_any,
         "category_count_dispersion": category_count_dispersion(prep),

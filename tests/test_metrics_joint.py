@@ -11,6 +11,7 @@ from bayes_retail.metrics.distributions import prepare
 from bayes_retail.metrics.joint import (
     category_count_dispersion,
     copurchase_lifts,
+    copurchase_lifts_between_households,
     discount_share_spread,
     discount_week_dispersion,
     frequent_categories,
@@ -19,6 +20,7 @@ from bayes_retail.metrics.joint import (
     mid_pit,
     repeat_rates,
     visits_basket_correlation,
+    week_size_correlations,
 )
 from bayes_retail.metrics.tables import MetricTables
 
@@ -54,6 +56,42 @@ def test_copurchase_lift_by_hand():
     assert lifts["A | B"] == pytest.approx(2 * 5 / (4 * 2))
     assert lifts["A | C"] == 0.0 and lifts["B | C"] == 0.0
     assert np.isnan(lifts["A | Z"]) and len(lifts) == 6
+
+
+def test_between_household_lift_is_the_mean_of_shuffling_each_households_weeks():
+    prep = _prep()
+    between = copurchase_lifts_between_households(prep, ["A", "B", "C", "Z"])
+    # A | B: household 1 buys both in both its visits (2 x 2 / 2 = 2 expected together), nobody else buys B
+    assert between["A | B"] == pytest.approx(2 * 5 / (4 * 2))
+    # A | C: never together, but household 2 buys each in one of its 2 visits: 1 x 1 / 2 expected together
+    assert between["A | C"] == pytest.approx(0.5 * 5 / (4 * 1)) and copurchase_lifts(prep, ["A", "C"])["A | C"] == 0
+    assert between["B | C"] == 0.0 and np.isnan(between["A | Z"])
+    # the expectation, checked against shuffles of every household's visits
+    rng = np.random.default_rng(0)
+    x = np.array([[1, 1, 0], [1, 1, 0], [1, 0, 0], [0, 0, 1], [1, 0, 0]], dtype=float)  # visits x (A, B, C)
+    household = np.array([1, 1, 2, 2, 3])
+    together = []
+    for _ in range(4000):
+        y = x.copy()
+        for h in (1, 2, 3):
+            rows = np.flatnonzero(household == h)
+            for j in range(3):
+                y[rows, j] = x[rng.permutation(rows), j]
+        together.append(y[:, 0] @ y[:, 2])
+    assert np.mean(together) * 5 / (4 * 1) == pytest.approx(between["A | C"], abs=0.03)
+
+
+def test_week_size_correlation_by_hand():
+    corr = week_size_correlations(_prep(), ["A", "B", "C", "Z"])
+    # A: household 2 buys it in its 1-category week and not in the other (also 1 category): within-household,
+    # buying A goes with 0 other categories and not buying it with 1; households 1 and 3 do not vary
+    assert corr["A"] == pytest.approx(-1.0)
+    assert corr["C"] == pytest.approx(-1.0)
+    # B: its visits always hold one other category (A) and so do the visits without it: no variation
+    assert np.isnan(corr["B"]) and np.isnan(corr["Z"])
+    # a household whose big weeks hold the category
+    lines = [(9, 10 + w, p, 1, 1.0, 0.0, w) for w in (1, 2) for p in (1, 3, 4)] + [(9, 20, 3, 1, 1.0, 0.0, 3)]
+    assert week_size_correlations(_prep(LINES + lines), ["A"])["A"] > 0
 
 
 def test_visits_basket_correlation_needs_three_households_and_ranks_them():

@@ -31,6 +31,7 @@ def test_replayed_households_are_scored_per_draw_beside_the_floor(tiny_fitted, t
     assert list(p_values["statistic"]) == [
         "mean_basket_size", "visit_rate", "units_per_product_week", "promo_share",
         "units_per_trip_median", "small_trip_share", "visits_basket_spearman", "copurchase_lift_median", "copurchase_share_above_1",
+        "copurchase_lift_between_households", "week_size_correlation_mean", "week_size_correlation_sd",
         "repeat_previous_purchase", "repeat_any_earlier_purchase", "category_count_dispersion",
         "discount_share_household_sd", "discount_share_visit_dispersion", "discount_share_week_dispersion",
     ]

@@ -10,6 +10,11 @@ groupings, so real and synthetic data are measured by the same code:
 - :func:`copurchase_lifts`: for pairs of frequent categories, how much more
   often than independence they are bought in the same visit. Real grocery
   baskets centre well above 1; independent category draws give ~1.
+  :func:`copurchase_lifts_between_households` is the part households'
+  differences alone make; the rest is week-to-week co-purchase;
+- :func:`week_size_correlations`: per category, how strongly buying it goes
+  with the size of the household's week (alike across categories when one
+  shock moves every category of a week);
 - :func:`repeat_rates`: how often a category purchase repeats a product of the
   household's previous purchase in that category, and of any earlier one (the
   gap between the two is what a one-occasion state memory cannot reproduce);
@@ -50,6 +55,8 @@ __all__ = [
     "visits_basket_correlation",
     "frequent_categories",
     "copurchase_lifts",
+    "copurchase_lifts_between_households",
+    "week_size_correlations",
     "repeat_rates",
     "category_count_dispersion",
     "discount_share_spread",
@@ -83,29 +90,96 @@ def frequent_categories(prep: Prepared, n: int = 30) -> list[str]:
     return counts.sort_index().sort_values(ascending=False, kind="stable").index[:n].tolist()
 
 
+def _visit_of_purchases(prep: Prepared) -> np.ndarray:
+    """Visit index (row of the ``visit_*`` arrays) of each household-category-week."""
+    visit_key = prep.visit_household.astype(np.int64) * prep.n_weeks + prep.visit_week
+    hcw_key = prep.hcw_household.astype(np.int64) * prep.n_weeks + prep.hcw_week
+    return np.searchsorted(visit_key, hcw_key)
+
+
+def _incidence(prep: Prepared, categories: list[str]) -> np.ndarray:
+    """``(visits, categories)`` 1 where the visit bought the category (a column of 0s for one never bought)."""
+    visit_of = _visit_of_purchases(prep)
+    code = {name: c for c, name in enumerate(prep.category_names)}
+    incidence = np.zeros((prep.n_visits, len(categories)), dtype=np.float64)
+    for i, name in enumerate(categories):
+        if name in code:
+            incidence[visit_of[prep.hcw_category == code[name]], i] = 1.0
+    return incidence
+
+
+def _pair_series(matrix: np.ndarray, categories: list[str], name: str) -> pd.Series:
+    """The upper triangle of a square ``(categories, categories)`` matrix, indexed ``"a | b"``."""
+    pairs = list(itertools.combinations(range(len(categories)), 2))
+    return pd.Series([matrix[a, b] for a, b in pairs], index=[f"{categories[a]} | {categories[b]}" for a, b in pairs],
+                     name=name)
+
+
 def copurchase_lifts(prep: Prepared, categories: list[str]) -> pd.Series:
     """``lift(a, b) = P(a and b in a visit) / (P(a) P(b))`` over visits, for every pair of ``categories``.
 
     Indexed by ``"a | b"`` (in the order given). A pair with a category never
     bought on this side has a NaN lift.
     """
-    visit_key = prep.visit_household.astype(np.int64) * prep.n_weeks + prep.visit_week
-    hcw_key = prep.hcw_household.astype(np.int64) * prep.n_weeks + prep.hcw_week
-    visit_of = np.searchsorted(visit_key, hcw_key)
-    code = {name: c for c, name in enumerate(prep.category_names)}
-    columns = np.array([code.get(name, -1) for name in categories])
-    incidence = np.zeros((prep.n_visits, len(categories)), dtype=np.float64)
-    for i, c in enumerate(columns):
-        if c >= 0:
-            incidence[visit_of[prep.hcw_category == c], i] = 1.0
+    incidence = _incidence(prep, categories)
     both = incidence.T @ incidence
     single = np.diag(both)
     with np.errstate(invalid="ignore", divide="ignore"):
         lift = both * prep.n_visits / np.outer(single, single)
-    pairs = list(itertools.combinations(range(len(categories)), 2))
-    return pd.Series(
-        [lift[a, b] for a, b in pairs], index=[f"{categories[a]} | {categories[b]}" for a, b in pairs], name="lift"
-    )
+    return _pair_series(lift, categories, "lift")
+
+
+def copurchase_lifts_between_households(prep: Prepared, categories: list[str]) -> pd.Series:
+    """The part of :func:`copurchase_lifts` that households' differences alone make.
+
+    The lift expected when each household's purchases of each category are
+    shuffled over its own visits independently (which keeps how often every
+    household buys every category and removes which of its weeks bought them
+    together): ``E[both(a, b)] = sum_h n_ha n_hb / V_h``, with ``n_ha`` the
+    household's visits buying a and ``V_h`` its visits (the exact mean of
+    that permutation), over ``P(a) P(b)`` as in the lift. What the full lift
+    has beyond it is week-to-week co-purchase within households (big shops
+    against top-ups). NaN like the lift.
+    """
+    incidence = _incidence(prep, categories)
+    household = prep.visit_household
+    counts = np.zeros((prep.n_households, len(categories)))
+    np.add.at(counts, household, incidence)
+    visits = np.bincount(household, minlength=prep.n_households).astype(np.float64)
+    weighted = counts / np.maximum(visits, 1.0)[:, None]
+    expected = counts.T @ weighted
+    single = incidence.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        lift = expected * prep.n_visits / np.outer(single, single)
+    return _pair_series(lift, categories, "lift_between_households")
+
+
+def week_size_correlations(prep: Prepared, categories: list[str]) -> pd.Series:
+    """Per category, how much its purchase rides on the size of the household's week.
+
+    The correlation, pooled over households after centring both on each
+    household's visits, between a visit buying the category (0 / 1) and the
+    number of other categories the visit bought: near 0 for a category bought
+    whatever the week's size (a checkout impulse, a single-purpose trip),
+    high for one bought in big shops. A household-week shock shared equally
+    by every category makes these alike across categories. Indexed by
+    category; NaN where either side has no variation within households.
+    """
+    incidence = _incidence(prep, categories)
+    total = prep.visit_categories.astype(np.float64)
+    household = prep.visit_household
+    visits = np.maximum(np.bincount(household, minlength=prep.n_households), 1).astype(np.float64)
+
+    def centred(values: np.ndarray) -> np.ndarray:
+        sums = np.zeros((prep.n_households,) + values.shape[1:])
+        np.add.at(sums, household, values)
+        return values - (sums / visits.reshape((-1,) + (1,) * (values.ndim - 1)))[household]
+
+    own = centred(incidence)
+    others = centred(total[:, None] - incidence)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = (own * others).sum(axis=0) / np.sqrt((own**2).sum(axis=0) * (others**2).sum(axis=0))
+    return pd.Series(corr, index=list(categories), name="week_size_correlation")
 
 
 def repeat_rates(prep: Prepared) -> tuple[float, float]:
