@@ -18,6 +18,7 @@ tune = 60
 rank = 0
 category_value = true    # linked to the product stage's draws: the simulator's value path runs in every test
 household_week_effect = true  # its sd reaches the simulator: the shock path runs in every test too
+shock_loadings = true    # and each category's loading on it
 trips_elasticity = true  # the exposure n^gamma reaches the simulator and every expectation
 
 [product]

@@ -316,6 +316,9 @@ def test_the_simulator_takes_the_state_memory_and_the_weekly_shock_from_the_trac
     sigma = posteriors.category["sigma_household_week"].values.ravel()[0]
     assert draw.household_week_sigma == pytest.approx(sigma) and sigma > 0  # [category] household_week_effect
     assert "household_week_raw" not in posteriors.category  # one shock per visited week: not stored
+    loading = posteriors.category["shock_loading"].values.reshape(-1, catalogue.n_categories)[0]
+    np.testing.assert_allclose(draw.shock_loading, loading)  # [category] shock_loadings
+    assert np.log(loading).sum() == pytest.approx(0.0, abs=1e-6) and np.ptp(loading) > 0
     gamma = posteriors.category["trips_elasticity"].values.ravel()[0]
     assert draw.trips_elasticity == pytest.approx(gamma) and gamma != 1.0  # [category] trips_elasticity
     attrs = dict(posteriors.product.attrs)

@@ -604,3 +604,95 @@ def test_trips_elasticity_is_recovered_and_follows_the_truth():
         q = np.quantile(draws, [0.05, 0.95])
         assert q[0] <= truth <= q[1], (truth, q)
     assert np.median(high) - np.median(low) > 0.2
+
+
+# --------------------------------------------------------------------------- shock loadings per category
+
+
+def _loaded_point(model, cd, point):
+    """The row-level parameters of a model point with loaded household-week shocks."""
+    names = ("b", "u", "f", "loadings", "s", "d")
+    params = {name: evaluate(model, point, model[name]) for name in names if name in model}
+    grid = np.zeros(cd.trips.size)
+    grid[np.flatnonzero(cd.trips.ravel() > 0)] = (evaluate(model, point, model["sigma_household_week"])
+                                                  * point["household_week_raw"])
+    params.update(household_week=grid.reshape(cd.trips.shape),
+                  shock_loading=evaluate(model, point, model["shock_loading"]))
+    return params
+
+
+def test_shock_loadings_likelihood_equals_the_row_level_bernoulli_given_the_shocks():
+    cd, _ = _study(seed=4)
+    config = category.CategoryConfig(household_week_effect=True, shock_loadings=True, trips_elasticity=False)
+    model = category.build_model(cd, config)
+    point = random_point(model, np.random.default_rng(3), 0.8)
+    params = _loaded_point(model, cd, point)
+    loading = params["shock_loading"]
+    assert np.ptp(loading) > 0.1 and np.log(loading).sum() == pytest.approx(0.0, abs=1e-10)  # zero-sum log-loadings
+    rows = category.pointwise_loglik(params, cd)
+    assert potential_sum(model, point) == pytest.approx(np.nansum(rows), rel=1e-10)
+    alike = category.pointwise_loglik({k: v for k, v in params.items() if k != "shock_loading"}, cd)
+    assert abs(np.nansum(alike) - np.nansum(rows)) > 0.5  # the loadings matter at this point
+
+
+def test_shock_loadings_with_category_values_equal_the_row_level_bernoulli():
+    cd, _ = _value_study(n_h=30, n_c=6, n_w=8)
+    config = category.CategoryConfig(rank=1, category_value=True, household_week_effect=True, shock_loadings=True)
+    model = category.build_model(cd, config)
+    point = random_point(model, np.random.default_rng(4), 0.8)
+    params = _loaded_point(model, cd, point)
+    params.update(k=evaluate(model, point, model["k"]), value=cd.value, household_class=cd.household_class)
+    assert potential_sum(model, point) == pytest.approx(np.nansum(category.pointwise_loglik(params, cd)), rel=1e-10)
+
+
+def test_shock_loadings_need_the_shock():
+    with pytest.raises(ValueError, match="shock_loadings = true .* needs household_week_effect = true"):
+        category.CategoryConfig(shock_loadings=True)
+    with pytest.raises(ValueError, match="shock_loading_sigma must be positive"):
+        category.CategoryConfig(household_week_effect=True, shock_loadings=True, shock_loading_sigma=0)
+
+
+def test_expected_purchases_and_week_loglik_integrate_a_loaded_shock():
+    loading = np.array([0.3, 0.6, 1.0, 1.7, 3.0])
+    cd, params = _study(seed=15, n_h=40, n_c=5, n_w=6, household_week_sd=0.7, shock_loading=loading)
+    marginal = {k: v for k, v in params.items() if k != "household_week"}
+    visited = cd.trips > 0
+    # against 200-node quadrature over one shock per household-week that each category scales by its loading
+    nodes, weights = np.polynomial.hermite.hermgauss(200)
+    fine_expected, fine_week = 0.0, np.zeros(visited.sum())
+    for node, weight in zip(nodes, weights):
+        shocked = dict(marginal, household_week=np.full(cd.trips.shape, np.sqrt(2.0) * 0.7 * node))
+        del shocked["sigma_household_week"]
+        fine_expected = fine_expected + weight / np.sqrt(np.pi) * category.expected_purchases(shocked, cd.trips)
+        fine_week += weight / np.sqrt(np.pi) * np.exp(category.household_week_loglik(shocked, cd)[visited])
+    expected = category.expected_purchases(marginal, cd.trips, chunk=2)
+    np.testing.assert_allclose(expected, fine_expected, rtol=1e-4)
+    np.testing.assert_allclose(category.household_week_loglik(marginal, cd)[visited], np.log(fine_week), rtol=3e-4)
+    # and fresh shocks agree on average (Monte Carlo)
+    rng = np.random.default_rng(1)
+    sims = [category.expected_purchases(dict(marginal, household_week=rng.normal(0, 0.7, cd.trips.shape)), cd.trips)
+            for _ in range(300)]
+    np.testing.assert_allclose(np.mean(sims, axis=0).sum(axis=1), expected.sum(axis=1), rtol=0.03)
+    alike = category.expected_purchases({k: v for k, v in marginal.items() if k != "shock_loading"}, cd.trips)
+    # loading 1 is the shared shock; others change the shock's pull on expected purchases (here by up to 23%)
+    ratio = expected.sum(axis=1) / alike.sum(axis=1)
+    assert ratio[2] == pytest.approx(1.0, rel=1e-6) and np.abs(ratio - 1).max() > 0.1, ratio
+
+
+@pytest.mark.slow  # one 2 x (300 + 300) fit of 80 households x 16 categories (~1-2 min)
+def test_shock_loadings_are_recovered_apart():
+    rng = np.random.default_rng(6)
+    n_h, n_c, n_w = 80, 16, 12
+    truth = np.exp(np.repeat([-0.8, 0.8], n_c // 2))  # half the categories ride on the week 5x less
+    params = category.draw_parameters(n_h, n_c, n_w, rng, rank=1, intercept_mean=-1.2, household_week_sd=0.8,
+                                      shock_loading=truth)
+    trips = rng.poisson(1.0, (n_h, n_w)) * (rng.random((n_h, n_w)) < 0.8)
+    cd = category.category_data_from_arrays(category.simulate(params, trips, rng), trips)
+    config = category.CategoryConfig(rank=1, household_week_effect=True, shock_loadings=True)
+    idata = sample_posterior(category.build_model(cd, config), config=SamplerConfig(chains=2, draws=300, tune=300),
+                             seed=3)
+    loading = idata.posterior["shock_loading"].values.reshape(-1, n_c)
+    low, high = np.median(loading[:, : n_c // 2], axis=0), np.median(loading[:, n_c // 2:], axis=0)
+    assert high.min() > low.max(), (low, high)
+    q = np.quantile(idata.posterior["tau_shock_loading"].values.ravel(), [0.05, 0.95])
+    assert q[0] <= 0.8 <= q[1], q

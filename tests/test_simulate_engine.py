@@ -485,6 +485,32 @@ def test_tail_size_table_is_checked(world):
         dataclasses.replace(catalogue, tail_size_cumprob=np.tile([0.6, 0.5], (catalogue.n_categories, 1)))
 
 
+def test_shock_loadings_give_each_category_its_own_share_of_the_weeks_shock():
+    n, rate, sigma = 40_000, 0.2, 0.8
+    loading = np.array([0.3, 1.0, 2.5])
+    keys = customer_keys(4, 0, np.arange(n))
+    args = (keys, 0, np.ones(n, dtype=np.int64), np.ones((n, 3)), np.full((1, 3), rate), np.zeros(n, dtype=np.int64))
+    customer, category, _ = _kernels.category_week(*args, sigma, 0.0, 1.0, loading)
+    bought = np.zeros((n, 3))
+    bought[customer, category] = 1.0
+    nodes, weights = np.polynomial.hermite.hermgauss(60)
+    weights = weights / np.sqrt(np.pi)
+    # given the shock z, category c buys with 1 - exp(-rate exp(lambda_c z)), independently of the others
+    p = -np.expm1(-rate * np.exp(np.sqrt(2.0) * sigma * nodes[:, None] * loading[None, :]))
+    mean = weights @ p
+    np.testing.assert_allclose(bought.mean(axis=0), mean, atol=4 * np.sqrt(mean * (1 - mean) / n).max())
+    for a, b in ((0, 1), (0, 2), (1, 2)):
+        both = weights @ (p[:, a] * p[:, b])
+        assert abs(np.mean(bought[:, a] * bought[:, b]) - both) < 4 * np.sqrt(both / n), (a, b)
+    # the heavily loaded pair moves together far more than the lightly loaded one
+    lift = lambda a, b: np.mean(bought[:, a] * bought[:, b]) / (bought[:, a].mean() * bought[:, b].mean())
+    assert lift(1, 2) - 1 > 3 * (lift(0, 1) - 1) > 0
+    # an empty loading array is the shared shock, draw for draw
+    shared = _kernels.category_week(*args, sigma)
+    same = _kernels.category_week(*args, sigma, 0.0, 1.0, np.ones(3))
+    assert all(np.array_equal(x, y) for x, y in zip(shared, same))
+
+
 def test_a_household_week_shock_spreads_the_categories_of_a_week_as_the_model_says():
     n, n_c, rate, sigma = 40_000, 10, 0.2, 0.8
     keys = customer_keys(3, 0, np.arange(n))

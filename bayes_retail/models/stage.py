@@ -405,13 +405,13 @@ def run_quantity_stage(
 CATEGORY_LOO_DRAWS = 100
 #: Population-level variables of the category stage (the hyperpriors table).
 CATEGORY_HYPERPRIORS = ["sigma_household", "loading_diagonal", "sigma_week", "sigma_season", "tau_season", "mu_value",
-                        "tau_value", "sigma_household_week", "trips_elasticity"]
+                        "tau_value", "sigma_household_week", "tau_shock_loading", "trips_elasticity"]
 CATEGORY_EFFECTS_FILENAME = "category_effects.csv"
 
 
 def category_effects_table(idata, categories: pd.DataFrame) -> pd.DataFrame:
     """Per category: intercept ``b_c`` and preference loadings with 90% intervals (one row per scalar)."""
-    names = [name for name in ("b", "loadings", "k", "season_scale") if name in idata.posterior]
+    names = [name for name in ("b", "loadings", "k", "season_scale", "shock_loading") if name in idata.posterior]
     return with_category_names(posterior_table(idata, names).rename(columns={"category": "category_id"}), categories)
 
 

@@ -106,7 +106,7 @@ def visit_week(keys, week, visit, signal_w, previous, entry_week, rho, week_effe
 
 @numba.njit(cache=True, nogil=True)
 def category_week(keys, week, trips, preference_rate, category_rate, customer_class, shock_sigma=0.0,
-                  trip_weight_sd=0.0, trips_elasticity=1.0):
+                  trip_weight_sd=0.0, trips_elasticity=1.0, shock_loading=np.zeros(0)):
     """Category purchases of the week's visiting customers, with the trips that bought.
 
     A trip buys in category c with probability ``p = 1 - exp(-exp(eta))``; the
@@ -121,7 +121,8 @@ def category_week(keys, week, trips, preference_rate, category_rate, customer_cl
     per batch and once per week, not per cell). ``shock_sigma > 0`` multiplies
     every rate of a customer's week by ``exp(e)``, ``e ~ N(0, shock_sigma)``
     (the category stage's household-week effect; Box-Muller from two
-    uniforms). ``trip_weight_sd > 0`` gives the week's trips sizes: weights
+    uniforms); a non-empty ``(C,)`` ``shock_loading`` makes category c's
+    factor ``exp(lambda_c e)``. ``trip_weight_sd > 0`` gives the week's trips sizes: weights
     ``w_t`` proportional to ``exp(e_t)``, ``e_t ~ N(0, trip_weight_sd)``,
     scaled to sum to ``n``; trip t buys with ``1 - exp(-w_t exp(eta))``, so
     the week's probability stays the fitted ``1 - exp(-n exp(eta))`` and a
@@ -141,6 +142,7 @@ def category_week(keys, week, trips, preference_rate, category_rate, customer_cl
     o = 0
     weight = np.ones(MAX_TRIPS)
     cumulative = np.empty(MAX_TRIPS)
+    loaded = shock_loading.size > 0
     for i in range(n):
         m = trips[i]
         if m == 0:
@@ -149,10 +151,13 @@ def category_week(keys, week, trips, preference_rate, category_rate, customer_cl
         per_trip = 1.0 if trips_elasticity == 1.0 else math.exp((trips_elasticity - 1.0) * math.log(m))
         if sized:
             _trip_weights(keys[i], week, m, trip_weight_sd, weight, cumulative)
-        shock = 1.0
+        shock, e = 1.0, 0.0
         if shock_sigma > 0.0:
-            shock = math.exp(_normal(keys[i], week, BASKET_SHOCK, 0, shock_sigma))
+            e = _normal(keys[i], week, BASKET_SHOCK, 0, shock_sigma)
+            shock = math.exp(e)
         for c in range(n_c):
+            if loaded:
+                shock = math.exp(e * shock_loading[c])
             rate = category_rate[customer_class[i], c] * preference_rate[i, c] * shock * per_trip
             p_week = -math.expm1(-m * rate)
             if uniform(keys[i], week, CATEGORY, c, 0) >= p_week:

@@ -235,6 +235,8 @@ def simulate_batch(
     klass = np.asarray(customers.product_class, dtype=np.int64)
     alpha = np.asarray(draw.alpha, dtype=float)
     deal_week = deal_week_arguments(draw, catalogue, prices, keys)
+    # empty: every category takes the week's shock whole (no exp per category)
+    shock_loading = np.zeros(0) if draw.shock_loading is None else np.ascontiguousarray(draw.shock_loading, dtype=float)
     weeks, visits = [], []
     for w in range(n_weeks):
         trips = _kernels.visit_week(
@@ -247,7 +249,7 @@ def simulate_batch(
         rate = category_rates(draw, value_weeks, w)
         occ_customer, occ_category, occ_trips = _kernels.category_week(
             keys, w, trips, preference_rate, rate, klass, float(draw.household_week_sigma),
-            float(draw.trip_weight_sd), float(draw.trips_elasticity),
+            float(draw.trip_weight_sd), float(draw.trips_elasticity), shock_loading,
         )
         counts = _kernels.item_counts(
             keys, w, occ_customer, occ_category, draw.log_extra_rate, np.ascontiguousarray(on_shelf[:, w])

@@ -253,6 +253,9 @@ class StageDraw:
     household_week_sigma
         Category stage: sd of the household-week shock shared by a week's
         categories (0: the stage has none).
+    shock_loading
+        Category stage: ``(C,)`` each category's weight on that shock
+        (``None``: 1 for every category, the shared shock).
     trips_elasticity
         Category stage: ``gamma`` of the week's exposure ``n^gamma`` to its
         ``n`` trips (1: the plain trips offset).
@@ -301,6 +304,7 @@ class StageDraw:
     deal_week_sd: float = 0.0
     deal_week_points: int = 0
     depth: np.ndarray | None = None
+    shock_loading: np.ndarray | None = None
 
     def at_weeks(self, positions: np.ndarray) -> "StageDraw":
         """The draw with its week-indexed values (visit and category week effects, seasons) at ``positions``."""
@@ -327,6 +331,8 @@ class StageDraw:
         }
         if self.depth is not None:
             expected["depth"] = (n_c,)
+        if self.shock_loading is not None:
+            expected["shock_loading"] = (n_c,)
         for name, shape in expected.items():
             _shape(name, np.asarray(getattr(self, name)), shape)
         if self.class_coefficients.ndim != 2 or self.class_coefficients.shape[1] != n_coef:

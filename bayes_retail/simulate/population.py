@@ -96,6 +96,7 @@ def stage_draw(posteriors: Posteriors, catalogue: Catalogue, index: int) -> Stag
         alpha=np.broadcast_to(_flat(q, "alpha", index), (n_c,)).copy(),
         state_memory=product.fitted_config(p.attrs).state,
         household_week_sigma=float(_flat(c, "sigma_household_week", index)) if "sigma_household_week" in c else 0.0,
+        shock_loading=_flat(c, "shock_loading", index) if "shock_loading" in c else None,
         trips_elasticity=float(_flat(c, "trips_elasticity", index)) if "trips_elasticity" in c else 1.0,
     )
 
