@@ -165,7 +165,11 @@ def test_the_full_configuration_is_default_with_household_coefficients():
     from bayes_retail.models.product import ProductConfig
 
     full, default = load_config("full")["sections"], load_config("default")["sections"]
-    assert {k: v for k, v in full.items() if k != "product"} == {k: v for k, v in default.items() if k != "product"}
+    assert {k: v for k, v in full.items() if k not in ("product", "sampler")} == \
+        {k: v for k, v in default.items() if k not in ("product", "sampler")}
+    # the sampler's only change: the product stage's overnight time limit
+    assert full["sampler"] == {**default["sampler"],
+                               "product": {**default["sampler"]["product"], "time_limit_minutes": 480}}
     assert full["product"] == {**default["product"], "coefficients": "household", "deal_points": 0,
                                "deal_week_points": 0}
     assert stage_config(load_config("full"), "product", ProductConfig) == ProductConfig(
