@@ -310,6 +310,7 @@ def test_draw_parameters_takes_one_season_scale_per_category():
     assert sd[0] < 0.02 and 0.25 < sd[1] < 0.35 and 1.7 < sd[2] < 2.3
 
 
+@pytest.mark.slow  # one fit, ~60 s of the default suite; the likelihood with category scales stays in it
 def test_category_season_scales_are_recovered_apart():
     # four flat categories and two strongly seasonal ones: one common scale would sit in between for all six
     _, _, model = _category_scale_model(intercept_mean=-0.5)
@@ -517,6 +518,7 @@ def shock_recovery():
     return params, sample_posterior(model, config=SamplerConfig(chains=2, draws=300, tune=300), seed=2)
 
 
+@pytest.mark.slow  # one fit, ~70 s of the default suite; the shock's likelihood and expectations stay in it
 def test_household_week_shock_sd_is_recovered(shock_recovery):
     truth, idata = shock_recovery
     q = np.quantile(idata.posterior["sigma_household_week"].values.ravel(), [0.05, 0.95])
