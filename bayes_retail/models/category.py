@@ -790,6 +790,8 @@ def prior_predictive(cd: CategoryData, config: CategoryConfig | None = None, *, 
 
 #: Gauss-Hermite nodes that integrate a household-week shock out of expected purchases (a smooth integrand).
 SHOCK_NODES = 12
+#: Most Gauss-Hermite nodes :func:`shock_quadrature` uses, whatever the loadings.
+MAX_SHOCK_NODES = 60
 #: Largest linear predictor exponentiated in :func:`expected_purchases` (exp(700) ~ 1e304, finite).
 EXP_CAP = 700.0
 
@@ -800,12 +802,13 @@ def shock_quadrature(params: dict) -> tuple[np.ndarray, np.ndarray]:
     Gauss-Hermite on :data:`SHOCK_NODES` points, times the largest shock
     loading rounded up: a category with loading 3 sees a shock three times as
     wide (measured on a 5-category week likelihood with sd 0.7: 12 nodes
-    0.5% off, 36 about 1e-4).
+    0.5% off, 36 about 1e-4). At most :data:`MAX_SHOCK_NODES`, so a wide
+    prior draw (a loading of 20) keeps the prior predictive check affordable.
     """
     if "sigma_household_week" not in params or "household_week" in params:
         return np.zeros(1), np.ones(1)
     widest = max(1.0, float(np.max(shock_loading(params))))
-    nodes, weights = np.polynomial.hermite.hermgauss(SHOCK_NODES * int(np.ceil(widest)))
+    nodes, weights = np.polynomial.hermite.hermgauss(min(SHOCK_NODES * int(np.ceil(widest)), MAX_SHOCK_NODES))
     return np.sqrt(2.0) * params["sigma_household_week"] * nodes, weights / np.sqrt(np.pi)
 
 
