@@ -338,14 +338,15 @@ def _shock_loadings(config: CategoryConfig):
     return pm.Deterministic("shock_loading", pt.exp(tau * raw), dims="category")
 
 
-def _dense_expected(household_week, preference, category_week, loading=None, shock=None):
+def _dense_expected(household_week, preference, category_week, loading, shock):
     """``sum_hcw n_hw exp(... + eta_hcw)`` over every visited cell of some households.
 
     ``household_week`` ``(H, W)`` holds ``n_hw exp(u_h + s_w + ...)``,
     ``preference`` ``(H, C)``, ``category_week`` ``(C, W)`` the category
-    terms. Without loadings the shock is already in ``household_week`` and the
-    sum is one matrix product; with them (``(C,)`` ``loading``, ``(H, W)``
-    ``shock``) it is an ``(H, C, W)`` tensor.
+    terms. Without loadings (``loading`` None) the shock is already in
+    ``household_week``, ``shock`` is unused and the sum is one matrix product;
+    with them (``(C,)`` ``loading``, ``(H, W)`` ``shock``) it is an
+    ``(H, C, W)`` tensor.
     """
     if loading is None:
         return (household_week * (pt.exp(preference) @ pt.exp(category_week))).sum()
@@ -511,7 +512,7 @@ def build_model(cd: CategoryData, config: CategoryConfig | None = None) -> pm.Mo
                      if config.trips_elasticity else 0.0)
         loading = _shock_loadings(config) if config.shock_loadings else None
         household_week = pm.Data("trips", cd.trips.astype(np.float64)) * pt.exp(
-            u[:, None] + s[None, :] + curvature + (0.0 if config.shock_loadings else shock)
+            u[:, None] + s[None, :] + curvature + (shock if loading is None else 0.0)
         )
         if config.category_value:
             k = _category_value_response(cd, config)
@@ -520,7 +521,7 @@ def build_model(cd: CategoryData, config: CategoryConfig | None = None) -> pm.Mo
             # every visited (h, c, w): one dense (H_k x C) @ (C x W) product per class
             expected = sum(
                 _dense_expected(household_week[rows], preference[rows], b[:, None] + d + k[:, None] * cd.value[j],
-                                loading, None if loading is None else shock[rows])
+                                loading, shock[rows])
                 for j in range(cd.value.shape[0]) if (rows := np.flatnonzero(z == j)).size
             )
         else:
