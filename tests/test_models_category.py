@@ -647,11 +647,63 @@ def test_shock_loadings_with_category_values_equal_the_row_level_bernoulli():
     assert potential_sum(model, point) == pytest.approx(np.nansum(category.pointwise_loglik(params, cd)), rel=1e-10)
 
 
+def test_grouped_shock_loadings_equal_the_row_level_bernoulli():
+    cd, _ = _study(seed=4, n_c=7)
+    config = category.CategoryConfig(household_week_effect=True, shock_loadings=True, shock_loading_groups=3)
+    model = category.build_model(cd, config)
+    point = random_point(model, np.random.default_rng(5), 0.8)
+    params = _loaded_point(model, cd, point)
+    loading, groups = params["shock_loading"], category.week_size_groups(cd, 3)
+    assert np.bincount(groups, minlength=3).min() >= 1
+    for g in range(3):  # one loading per group, three distinct ones
+        assert np.ptp(loading[groups == g]) == 0.0
+    assert np.unique(loading).size == 3 and np.log(np.unique(loading)).sum() == pytest.approx(0.0, abs=1e-10)
+    assert potential_sum(model, point) == pytest.approx(np.nansum(category.pointwise_loglik(params, cd)), rel=1e-10)
+    # with category values too (one matrix product per class and group)
+    cd, _ = _value_study(n_h=30, n_c=6, n_w=8)
+    config = category.CategoryConfig(rank=1, category_value=True, household_week_effect=True, shock_loadings=True,
+                                     shock_loading_groups=2)
+    model = category.build_model(cd, config)
+    point = random_point(model, np.random.default_rng(6), 0.8)
+    params = _loaded_point(model, cd, point)
+    params.update(k=evaluate(model, point, model["k"]), value=cd.value, household_class=cd.household_class)
+    assert potential_sum(model, point) == pytest.approx(np.nansum(category.pointwise_loglik(params, cd)), rel=1e-10)
+
+
+def test_week_size_slope_and_groups_by_hand():
+    # two households, three categories; household 1 visits weeks 0-2 (week 3 unvisited), household 0 weeks 0-3
+    trips = np.array([[1, 1, 2, 1], [1, 1, 1, 0]])
+    purchases = np.zeros((2, 3, 4), dtype=np.int8)
+    purchases[0, 0, [0, 2]] = 1  # category 0 in household 0's big weeks
+    purchases[0, 1, [0, 1, 2]] = 1
+    purchases[0, 2, [0, 2, 3]] = 1
+    purchases[1, 0, [0]] = 1
+    purchases[1, 1, [0, 1]] = 1
+    cd = category.category_data_from_arrays(purchases, trips)
+    slope = category.week_size_slope(cd)
+    # category 0: own (1,0,1,0 | 1,0,0), others (2,1,2,1 | 1,1,0); centred per household:
+    # own (.5,-.5,.5,-.5 | 2/3,-1/3,-1/3), others (.5,-.5,.5,-.5 | 1/3,1/3,-2/3); bought in 3 of 7 visited weeks
+    own = np.array([.5, -.5, .5, -.5, 2 / 3, -1 / 3, -1 / 3])
+    others = np.array([.5, -.5, .5, -.5, 1 / 3, 1 / 3, -2 / 3])
+    assert slope[0] == pytest.approx((own @ others) / (others @ others) / (-(4 / 7) * np.log(4 / 7)))
+    assert np.isnan(category.week_size_slope(category.category_data_from_arrays(purchases * 0, trips))).all()
+    groups = category.week_size_groups(cd, 2, min_cells=1)
+    assert groups.tolist() == list((np.argsort(np.argsort(slope)) * 2) // 3)
+    # categories 0 and 2 have fewer than 4 purchased weeks: the middle group (1 of 0..2), category 1 ranks alone
+    assert category.week_size_groups(cd, 3, min_cells=4).tolist() == [1, 0, 1]
+    with pytest.raises(ValueError, match="shock_loading_groups = 4 needs between 2 and 3"):
+        category.week_size_groups(cd, 4)
+
+
 def test_shock_loadings_need_the_shock():
     with pytest.raises(ValueError, match="shock_loadings = true .* needs household_week_effect = true"):
         category.CategoryConfig(shock_loadings=True)
     with pytest.raises(ValueError, match="shock_loading_sigma must be positive"):
         category.CategoryConfig(household_week_effect=True, shock_loadings=True, shock_loading_sigma=0)
+    with pytest.raises(ValueError, match="shock_loading_groups = 1: 0 .* or >= 2 groups"):
+        category.CategoryConfig(household_week_effect=True, shock_loadings=True, shock_loading_groups=1)
+    with pytest.raises(ValueError, match="shock_loading_groups = 3: .* with shock_loadings = true"):
+        category.CategoryConfig(household_week_effect=True, shock_loading_groups=3)
 
 
 def test_expected_purchases_and_week_loglik_integrate_a_loaded_shock():

@@ -45,6 +45,10 @@ each trip as a Poisson process of rate ``exp(eta_hcw)``, so over the week
   ``lambda_c e_hw``, ``log lambda_c = tau_shock_loading z_c`` (zero-sum over
   categories, so ``sigma_household_week`` is the shock's sd at the loadings'
   geometric mean): some categories ride on a big week more than others.
+  With ``shock_loading_groups = G`` the categories share G loadings, one per
+  group of categories with alike observed week-size slopes
+  (:func:`week_size_groups`, a pilot of the data like the anchor order): the
+  dense sum is then G matrix products instead of an ``(H, C, W)`` tensor.
 
 - with ``trips_elasticity = true``, the exposure ``n_hw`` becomes
   ``n_hw^gamma`` (``gamma`` estimated, prior ``N(1, trips_elasticity_sigma)``;
@@ -155,6 +159,14 @@ class CategoryConfig:
         ``(H, C, W)`` tensor per gradient.
     shock_loading_sigma
         Prior scale of ``tau_shock_loading`` (HalfNormal).
+    shock_loading_groups
+        With ``shock_loadings``: 0 gives every category its own loading; G >= 2
+        gives G loadings, one per group of categories cut at quantiles of their
+        observed week-size slope (:func:`week_size_groups`), log-loadings
+        zero-sum over groups. The dense sum is G matrix products (the shared
+        shock's cost times about G), not a tensor. The grouping reads the data
+        it is fitted to (a pilot, approximate: the intervals do not carry the
+        grouping's uncertainty).
     trips_elasticity
         Estimate ``gamma`` in the exposure ``n_hw^gamma`` (off: ``gamma = 1``,
         the plain ``log(trips)`` offset).
@@ -181,13 +193,14 @@ class CategoryConfig:
     household_week_sigma: float = 1.0
     shock_loadings: bool = False
     shock_loading_sigma: float = 0.5
+    shock_loading_groups: int = 0
     trips_elasticity: bool = False
     trips_elasticity_sigma: float = 0.5
 
     def __post_init__(self) -> None:
         if self.loading_signs not in LOADING_SIGNS:
             raise ValueError(f"loading_signs must be one of {', '.join(LOADING_SIGNS)}, got {self.loading_signs!r}")
-        for name in ("rank", "households"):
+        for name in ("rank", "households", "shock_loading_groups"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
@@ -204,6 +217,9 @@ class CategoryConfig:
         if self.shock_loadings and not self.household_week_effect:
             raise ValueError("shock_loadings = true weights the household-week shock by category: "
                              "it needs household_week_effect = true")
+        if self.shock_loading_groups == 1 or (self.shock_loading_groups and not self.shock_loadings):
+            raise ValueError(f"shock_loading_groups = {self.shock_loading_groups}: 0 (a loading per category) or "
+                             ">= 2 groups, with shock_loadings = true")
         for name in ("intercept_sigma", "household_sigma", "loading_sigma", "week_sigma", "season_sigma", "value_sigma",
                      "household_week_sigma", "trips_elasticity_sigma", "season_scale_sigma", "shock_loading_sigma"):
             if not float(getattr(self, name)) > 0:
@@ -331,14 +347,75 @@ def _household_week_effect(cd: CategoryData, config: CategoryConfig):
     return pt.zeros(cd.trips.size)[visited].set(sigma * raw).reshape(cd.trips.shape)
 
 
-def _shock_loadings(config: CategoryConfig):
-    """``(C,)`` ``lambda_c = exp(tau z_c)``, ``z`` zero-sum over categories: each category's weight on the week's shock."""
+def _shock_loadings(config: CategoryConfig, groups: np.ndarray | None):
+    """``(C,)`` ``lambda_c = exp(tau z_c)``, ``z`` zero-sum: each category's weight on the week's shock.
+
+    With ``groups`` (``(C,)`` group of each category) ``z`` is one value per
+    group, zero-sum over groups; also returns the ``(G,)`` group loadings
+    (None without groups).
+    """
     tau = pm.HalfNormal("tau_shock_loading", config.shock_loading_sigma)
-    raw = pm.ZeroSumNormal("shock_loading_raw", sigma=1.0, dims="category")
-    return pm.Deterministic("shock_loading", pt.exp(tau * raw), dims="category")
+    if groups is None:
+        raw = pm.ZeroSumNormal("shock_loading_raw", sigma=1.0, dims="category")
+        return pm.Deterministic("shock_loading", pt.exp(tau * raw), dims="category"), None
+    raw = pm.ZeroSumNormal("shock_group_loading_raw", sigma=1.0, dims="shock_group")
+    group_loading = pt.exp(tau * raw)
+    return pm.Deterministic("shock_loading", group_loading[groups], dims="category"), group_loading
 
 
-def _dense_expected(household_week, preference, category_week, loading, shock):
+def week_size_slope(cd: CategoryData) -> np.ndarray:
+    """``(C,)`` per category, how its purchase rises with the size of the household's week, on the cloglog scale.
+
+    Over visited household-weeks, both sides centred on each household's
+    mean: the least-squares slope of the 0/1 purchase of the category on the
+    number of other categories bought that week, divided by the derivative
+    of ``P`` in ``cloglog(P)`` at the category's purchase rate,
+    ``-(1 - p) log(1 - p)``. In the model a loading ``lambda_c`` makes
+    ``cloglog(P)`` move by ``lambda_c`` per unit of shock, so this ranks
+    categories by loading; the plain correlation (as
+    :func:`bayes_retail.metrics.joint.week_size_correlations`) mostly ranks
+    them by how often they are bought. NaN where a side has no variation.
+    """
+    visited = np.flatnonzero(cd.trips.ravel() > 0)
+    row = np.full(cd.trips.size, -1)
+    row[visited] = np.arange(visited.size)
+    household = visited // cd.trips.shape[1]
+    incidence = np.zeros((visited.size, cd.categories.size))
+    incidence[row[cd.cell_household * cd.trips.shape[1] + cd.cell_week], cd.cell_category] = 1.0
+    visits = np.bincount(household, minlength=cd.trips.shape[0]).astype(np.float64)[:, None]
+
+    def centred(values: np.ndarray) -> np.ndarray:
+        sums = np.zeros((cd.trips.shape[0], values.shape[1]))
+        np.add.at(sums, household, values)
+        return values - (sums / np.maximum(visits, 1.0))[household]
+
+    own = centred(incidence)
+    others = centred(incidence.sum(axis=1, keepdims=True) - incidence)
+    rate = incidence.mean(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        slope = (own * others).sum(axis=0) / (others**2).sum(axis=0)
+        return slope / (-(1.0 - rate) * np.log1p(-rate))
+
+
+def week_size_groups(cd: CategoryData, n_groups: int, *, min_cells: int = 30) -> np.ndarray:
+    """``(C,)`` group 0..G-1 of each category: G near-equal groups by rank of :func:`week_size_slope`.
+
+    Group 0 rides least on the week's size. A category with fewer than
+    ``min_cells`` purchased household-weeks, or no slope, goes to the middle
+    group (its slope is mostly noise, and its loading moves little).
+    """
+    n_c = cd.categories.size
+    if not 2 <= n_groups <= n_c:
+        raise ValueError(f"shock_loading_groups = {n_groups} needs between 2 and {n_c} (the categories) groups")
+    slope = week_size_slope(cd)
+    known = np.isfinite(slope) & (np.bincount(cd.cell_category, minlength=n_c) >= min_cells)
+    groups = np.full(n_c, n_groups // 2)
+    rank = np.argsort(np.argsort(slope[known], kind="stable"), kind="stable")
+    groups[known] = rank * n_groups // max(int(known.sum()), 1)
+    return groups
+
+
+def _dense_expected(household_week, preference, category_week, loading, shock, group_mask=None):
     """``sum_hcw n_hw exp(... + eta_hcw)`` over every visited cell of some households.
 
     ``household_week`` ``(H, W)`` holds ``n_hw exp(u_h + s_w + ...)``,
@@ -346,10 +423,20 @@ def _dense_expected(household_week, preference, category_week, loading, shock):
     terms. Without loadings (``loading`` None) the shock is already in
     ``household_week``, ``shock`` is unused and the sum is one matrix product;
     with them (``(C,)`` ``loading``, ``(H, W)`` ``shock``) it is an
-    ``(H, C, W)`` tensor.
+    ``(H, C, W)`` tensor. With grouped loadings (``(G,)`` ``loading``,
+    ``group_mask`` the ``(C, G)`` one-hot group of each category) it is one
+    ``(H x C) @ (C x G W)`` product whose right side holds each category's
+    week terms in its group's block: G times the shared shock's products, in
+    as few graph nodes (one product per group and class made numba's compile
+    run past half an hour on the ``default`` data).
     """
     if loading is None:
         return (household_week * (pt.exp(preference) @ pt.exp(category_week))).sum()
+    if group_mask is not None:
+        (n_c, n_g), n_w = group_mask.shape, category_week.shape[1]
+        spread = (group_mask[:, :, None] * pt.exp(category_week)[:, None, :]).reshape((n_c, n_g * n_w))
+        by_group = (pt.exp(preference) @ spread).reshape((preference.shape[0], n_g, n_w))
+        return (household_week[:, None, :] * pt.exp(loading[None, :, None] * shock[:, None, :]) * by_group).sum()
     eta = preference[:, :, None] + category_week[None, :, :] + loading[None, :, None] * shock[:, None, :]
     return (household_week[:, None, :] * pt.exp(eta)).sum()
 
@@ -497,7 +584,10 @@ def build_model(cd: CategoryData, config: CategoryConfig | None = None) -> pm.Mo
         raise ValueError(f"rank {rank} needs more than {rank + 1} categories, got {n_c}")
     h, c, w = cd.cell_household, cd.cell_category, cd.cell_week
     cell_trips = cd.trips[h, w].astype(np.float64)
-    with pm.Model(coords=coords(cd, rank)) as model:
+    n_groups = config.shock_loading_groups if config.shock_loadings else 0
+    groups = week_size_groups(cd, n_groups) if n_groups else None
+    model_coords = coords(cd, rank) | ({"shock_group": np.arange(n_groups)} if n_groups else {})
+    with pm.Model(coords=model_coords) as model:
         b = pm.Normal("b", config.intercept_mean, config.intercept_sigma, dims="category")
         sigma_u = pm.HalfNormal("sigma_household", config.household_sigma)
         u = pm.Normal("u", 0.0, sigma_u, dims="household")
@@ -510,7 +600,12 @@ def build_model(cd: CategoryData, config: CategoryConfig | None = None) -> pm.Mo
         # n^gamma = n exp((gamma - 1) log n): one more offset of the week
         curvature = ((pm.Normal("trips_elasticity", 1.0, config.trips_elasticity_sigma) - 1.0) * log_trips
                      if config.trips_elasticity else 0.0)
-        loading = _shock_loadings(config) if config.shock_loadings else None
+        loading, dense_loading, group_mask = None, None, None
+        if config.shock_loadings:
+            loading, group_loading = _shock_loadings(config, groups)
+            dense_loading = loading if groups is None else group_loading
+            if groups is not None:
+                group_mask = np.eye(n_groups)[groups]
         household_week = pm.Data("trips", cd.trips.astype(np.float64)) * pt.exp(
             u[:, None] + s[None, :] + curvature + (shock if loading is None else 0.0)
         )
@@ -521,13 +616,13 @@ def build_model(cd: CategoryData, config: CategoryConfig | None = None) -> pm.Mo
             # every visited (h, c, w): one dense (H_k x C) @ (C x W) product per class
             expected = sum(
                 _dense_expected(household_week[rows], preference[rows], b[:, None] + d + k[:, None] * cd.value[j],
-                                loading, shock[rows])
+                                dense_loading, shock[rows], group_mask)
                 for j in range(cd.value.shape[0]) if (rows := np.flatnonzero(z == j)).size
             )
         else:
             offset = pt.zeros(h.size)
             # every visited (h, c, w): one dense (H x C) @ (C x W) product
-            expected = _dense_expected(household_week, preference, b[:, None] + d, loading, shock)
+            expected = _dense_expected(household_week, preference, b[:, None] + d, dense_loading, shock, group_mask)
         if config.household_week_effect:
             offset = offset + (shock[h, w] if loading is None else loading[c] * shock[h, w])
         if config.trips_elasticity:
