@@ -48,7 +48,8 @@ each trip as a Poisson process of rate ``exp(eta_hcw)``, so over the week
   With ``shock_loading_groups = G`` the categories share G loadings, one per
   group of categories with alike observed week-size slopes
   (:func:`week_size_groups`, a pilot of the data like the anchor order): the
-  dense sum is then G matrix products instead of an ``(H, C, W)`` tensor.
+  dense sum is then one matrix product G times as wide instead of an
+  ``(H, C, W)`` tensor.
 
 - with ``trips_elasticity = true``, the exposure ``n_hw`` becomes
   ``n_hw^gamma`` (``gamma`` estimated, prior ``N(1, trips_elasticity_sigma)``;
@@ -163,8 +164,8 @@ class CategoryConfig:
         With ``shock_loadings``: 0 gives every category its own loading; G >= 2
         gives G loadings, one per group of categories cut at quantiles of their
         observed week-size slope (:func:`week_size_groups`), log-loadings
-        zero-sum over groups. The dense sum is G matrix products (the shared
-        shock's cost times about G), not a tensor. The grouping reads the data
+        zero-sum over groups. The dense sum is one matrix product G times as
+        wide as the shared shock's, not a tensor. The grouping reads the data
         it is fitted to (a pilot, approximate: the intervals do not carry the
         grouping's uncertainty).
     trips_elasticity
