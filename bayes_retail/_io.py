@@ -50,16 +50,38 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; a finished folder gets the usual mode
     try:
         yield tmp
-        if target.exists():
-            old = target.with_name(f".{target.name}.old-{os.getpid()}")
-            os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
+        _move_onto(tmp, target)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _move_onto(tmp: Path, target: Path, attempts: int = 10) -> None:
+    """Move the finished folder ``tmp`` onto ``target``, replacing a folder there.
+
+    Another writer (a second process filling the same cache) may land its
+    own ``target`` between any two steps: the folder found there is moved
+    aside and removed, and the move is tried again.
+    """
+    moved_aside = []
+    error: OSError | None = None
+    try:
+        for attempt in range(attempts):
+            try:
+                os.replace(tmp, target)  # no target (or an empty one): done
+                return
+            except OSError as exc:
+                error = exc
+            old = target.with_name(f".{target.name}.old-{os.getpid()}-{attempt}")
+            try:
+                os.replace(target, old)
+                moved_aside.append(old)
+            except FileNotFoundError:
+                continue  # the other writer moved it first
+        raise error
+    finally:
+        for old in moved_aside:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def _umask() -> int:
