@@ -4,6 +4,10 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# pytest workers for `make test` (0: one process). Test files go whole to a worker (--dist loadfile), so a
+# module's fitted fixture is built once; the suite is mostly single-threaded numba compiles, so 2 workers on
+# 2 cores roughly halve it.
+TEST_WORKERS ?= 2
 
 .PHONY: run test test-all bench clean-cache
 
@@ -19,10 +23,10 @@ run: $(STAMP)
 	$(BIN)/bayes-retail run
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 test-all: $(STAMP)
-	$(BIN)/python -m pytest -q -m "slow or not slow"
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "slow or not slow"
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_data_check.py
