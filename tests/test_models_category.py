@@ -637,11 +637,13 @@ def test_shock_loadings_likelihood_equals_the_row_level_bernoulli_given_the_shoc
     assert abs(np.nansum(alike) - np.nansum(rows)) > 0.5  # the loadings matter at this point
 
 
-def test_shock_loadings_with_category_values_equal_the_row_level_bernoulli():
+@pytest.mark.parametrize("groups, seed", [(0, 4), (2, 6)])  # a loading per category; two groups (a wide product per class)
+def test_shock_loadings_with_category_values_equal_the_row_level_bernoulli(groups, seed):
     cd, _ = _value_study(n_h=30, n_c=6, n_w=8)
-    config = category.CategoryConfig(rank=1, category_value=True, household_week_effect=True, shock_loadings=True)
+    config = category.CategoryConfig(rank=1, category_value=True, household_week_effect=True, shock_loadings=True,
+                                     shock_loading_groups=groups)
     model = category.build_model(cd, config)
-    point = random_point(model, np.random.default_rng(4), 0.8)
+    point = random_point(model, np.random.default_rng(seed), 0.8)
     params = _loaded_point(model, cd, point)
     params.update(k=evaluate(model, point, model["k"]), value=cd.value, household_class=cd.household_class)
     assert potential_sum(model, point) == pytest.approx(np.nansum(category.pointwise_loglik(params, cd)), rel=1e-10)
@@ -659,15 +661,7 @@ def test_grouped_shock_loadings_equal_the_row_level_bernoulli():
         assert np.ptp(loading[groups == g]) == 0.0
     assert np.unique(loading).size == 3 and np.log(np.unique(loading)).sum() == pytest.approx(0.0, abs=1e-10)
     assert potential_sum(model, point) == pytest.approx(np.nansum(category.pointwise_loglik(params, cd)), rel=1e-10)
-    # with category values too (one matrix product per class and group)
-    cd, _ = _value_study(n_h=30, n_c=6, n_w=8)
-    config = category.CategoryConfig(rank=1, category_value=True, household_week_effect=True, shock_loadings=True,
-                                     shock_loading_groups=2)
-    model = category.build_model(cd, config)
-    point = random_point(model, np.random.default_rng(6), 0.8)
-    params = _loaded_point(model, cd, point)
-    params.update(k=evaluate(model, point, model["k"]), value=cd.value, household_class=cd.household_class)
-    assert potential_sum(model, point) == pytest.approx(np.nansum(category.pointwise_loglik(params, cd)), rel=1e-10)
+    # with category values: test_shock_loadings_with_category_values_equal_the_row_level_bernoulli[2-6]
 
 
 def test_week_size_slope_and_groups_by_hand():

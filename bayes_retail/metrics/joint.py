@@ -166,20 +166,34 @@ def week_size_correlations(prep: Prepared, categories: list[str]) -> pd.Series:
     category; NaN where either side has no variation within households.
     """
     incidence = _incidence(prep, categories)
-    total = prep.visit_categories.astype(np.float64)
-    household = prep.visit_household
-    visits = np.maximum(np.bincount(household, minlength=prep.n_households), 1).astype(np.float64)
+    cross, own, others = week_size_moments(incidence, prep.visit_categories.astype(np.float64),
+                                           prep.visit_household, prep.n_households)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = cross / np.sqrt(own * others)
+    return pd.Series(corr, index=list(categories), name="week_size_correlation")
+
+
+def week_size_moments(incidence: np.ndarray, total: np.ndarray, household: np.ndarray,
+                      n_households: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Within-household second moments of buying each category and the week's other categories.
+
+    ``incidence`` ``(visits, C)`` 0 / 1, ``total`` ``(visits,)`` the
+    categories each visit bought, ``household`` ``(visits,)`` its household
+    index. Both sides are centred on each household's visits; returns, per
+    category, the sums of ``own * others``, ``own**2`` and ``others**2``
+    (``others = total - own``): what :func:`week_size_correlations` and the
+    category stage's week-size slope are made of.
+    """
+    visits = np.maximum(np.bincount(household, minlength=n_households), 1).astype(np.float64)[:, None]
 
     def centred(values: np.ndarray) -> np.ndarray:
-        sums = np.zeros((prep.n_households,) + values.shape[1:])
+        sums = np.zeros((n_households, values.shape[1]))
         np.add.at(sums, household, values)
-        return values - (sums / visits.reshape((-1,) + (1,) * (values.ndim - 1)))[household]
+        return values - (sums / visits)[household]
 
     own = centred(incidence)
     others = centred(total[:, None] - incidence)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        corr = (own * others).sum(axis=0) / np.sqrt((own**2).sum(axis=0) * (others**2).sum(axis=0))
-    return pd.Series(corr, index=list(categories), name="week_size_correlation")
+    return (own * others).sum(axis=0), (own**2).sum(axis=0), (others**2).sum(axis=0)
 
 
 def repeat_rates(prep: Prepared) -> tuple[float, float]:

@@ -352,13 +352,14 @@ def _shock_loadings(config: CategoryConfig, groups: np.ndarray | None):
     """``(C,)`` ``lambda_c = exp(tau z_c)``, ``z`` zero-sum: each category's weight on the week's shock.
 
     With ``groups`` (``(C,)`` group of each category) ``z`` is one value per
-    group, zero-sum over groups; also returns the ``(G,)`` group loadings
-    (None without groups).
+    group, zero-sum over groups. Also returns the loadings the dense sum
+    takes: the ``(G,)`` group loadings, or the per-category ones without groups.
     """
     tau = pm.HalfNormal("tau_shock_loading", config.shock_loading_sigma)
     if groups is None:
         raw = pm.ZeroSumNormal("shock_loading_raw", sigma=1.0, dims="category")
-        return pm.Deterministic("shock_loading", pt.exp(tau * raw), dims="category"), None
+        loading = pm.Deterministic("shock_loading", pt.exp(tau * raw), dims="category")
+        return loading, loading
     raw = pm.ZeroSumNormal("shock_group_loading_raw", sigma=1.0, dims="shock_group")
     group_loading = pt.exp(tau * raw)
     return pm.Deterministic("shock_loading", group_loading[groups], dims="category"), group_loading
@@ -377,25 +378,18 @@ def week_size_slope(cd: CategoryData) -> np.ndarray:
     :func:`bayes_retail.metrics.joint.week_size_correlations`) mostly ranks
     them by how often they are bought. NaN where a side has no variation.
     """
+    from bayes_retail.metrics.joint import week_size_moments
+
     visited = np.flatnonzero(cd.trips.ravel() > 0)
     row = np.full(cd.trips.size, -1)
     row[visited] = np.arange(visited.size)
-    household = visited // cd.trips.shape[1]
     incidence = np.zeros((visited.size, cd.categories.size))
     incidence[row[cd.cell_household * cd.trips.shape[1] + cd.cell_week], cd.cell_category] = 1.0
-    visits = np.bincount(household, minlength=cd.trips.shape[0]).astype(np.float64)[:, None]
-
-    def centred(values: np.ndarray) -> np.ndarray:
-        sums = np.zeros((cd.trips.shape[0], values.shape[1]))
-        np.add.at(sums, household, values)
-        return values - (sums / np.maximum(visits, 1.0))[household]
-
-    own = centred(incidence)
-    others = centred(incidence.sum(axis=1, keepdims=True) - incidence)
+    cross, _, others = week_size_moments(incidence, incidence.sum(axis=1), visited // cd.trips.shape[1],
+                                         cd.trips.shape[0])
     rate = incidence.mean(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        slope = (own * others).sum(axis=0) / (others**2).sum(axis=0)
-        return slope / (-(1.0 - rate) * np.log1p(-rate))
+        return cross / others / (-(1.0 - rate) * np.log1p(-rate))
 
 
 def week_size_groups(cd: CategoryData, n_groups: int, *, min_cells: int = 30) -> np.ndarray:
@@ -601,12 +595,8 @@ def build_model(cd: CategoryData, config: CategoryConfig | None = None) -> pm.Mo
         # n^gamma = n exp((gamma - 1) log n): one more offset of the week
         curvature = ((pm.Normal("trips_elasticity", 1.0, config.trips_elasticity_sigma) - 1.0) * log_trips
                      if config.trips_elasticity else 0.0)
-        loading, dense_loading, group_mask = None, None, None
-        if config.shock_loadings:
-            loading, group_loading = _shock_loadings(config, groups)
-            dense_loading = loading if groups is None else group_loading
-            if groups is not None:
-                group_mask = np.eye(n_groups)[groups]
+        loading, dense_loading = _shock_loadings(config, groups) if config.shock_loadings else (None, None)
+        group_mask = None if groups is None else np.eye(n_groups)[groups]
         household_week = pm.Data("trips", cd.trips.astype(np.float64)) * pt.exp(
             u[:, None] + s[None, :] + curvature + (shock if loading is None else 0.0)
         )
