@@ -689,6 +689,61 @@ def test_week_size_slope_and_groups_by_hand():
         category.week_size_groups(cd, 4)
 
 
+def _pilot_study(ratio, seed):
+    """Alternate categories with loadings ``1/sqrt(ratio)`` and ``sqrt(ratio)``; one trip per visited week."""
+    rng = np.random.default_rng(seed)
+    n_h, n_c, n_w = 300, 10, 20
+    truth = np.where(np.arange(n_c) % 2 == 0, 1 / np.sqrt(ratio), np.sqrt(ratio))
+    params = category.draw_parameters(n_h, n_c, n_w, rng, intercept_mean=-1.0, household_week_sd=0.6,
+                                      shock_loading=truth)
+    trips = (rng.random((n_h, n_w)) < 0.8).astype(int)
+    return category.category_data_from_arrays(category.simulate(params, trips, rng), trips)
+
+
+def test_pilot_loadings_find_the_loaded_categories_and_follow_the_truth():
+    # seeds 0-3: pilot ratio 2.4-2.8 at a true ratio of 4 (the linearisation pulls it towards 1), 1.2-1.6 at 1
+    # (ranking noise pushes the groups apart)
+    strong = _pilot_study(4.0, 0)
+    groups = category.week_size_groups(strong, 2)
+    assert groups.tolist() == [0, 1] * 5
+    pilot = category.pilot_group_loadings(strong, groups)
+    assert pilot.prod() == pytest.approx(1.0) and 1.8 < pilot[1] / pilot[0] < 4.0
+    flat = _pilot_study(1.0, 0)
+    flat_pilot = category.pilot_group_loadings(flat, category.week_size_groups(flat, 2))
+    assert flat_pilot[1] / flat_pilot[0] < 1.7
+
+
+def test_pilot_loadings_by_hand_and_their_error():
+    trips = np.ones((2, 4), dtype=int)
+    purchases = np.zeros((2, 3, 4), dtype=np.int8)
+    purchases[:, 0, [0, 1]] = 1
+    purchases[:, 1, [0, 1, 2]] = 1
+    purchases[:, 2, [0, 2]] = 1
+    purchases[1, 2, 3] = 1  # purchased weeks: 4, 6, 5
+    cd = category.category_data_from_arrays(purchases, trips)
+    slope = category.week_size_slope(cd)
+    assert slope[0] > 0 and slope[1] > 0 and -slope[0] < slope[2] < 0
+    means = np.array([(slope[0] + slope[2]) / 2, slope[1]])
+    np.testing.assert_allclose(category.pilot_group_loadings(cd, np.array([0, 1, 0]), min_cells=1),
+                               means / np.sqrt(means.prod()), rtol=1e-12)
+    # with at least 5 purchased weeks category 0 is not ranked: group 0 keeps only category 2's negative slope
+    with pytest.raises(ValueError, match="positive mean week-size slope in every group"):
+        category.pilot_group_loadings(cd, np.array([0, 1, 0]), min_cells=5)
+
+
+def test_pilot_shock_loadings_are_constants_and_keep_the_row_level_likelihood():
+    cd = _pilot_study(4.0, 1)
+    config = category.CategoryConfig(household_week_effect=True, shock_loadings=True, shock_loading_groups=3,
+                                     shock_loading_pilot=True)
+    model = category.build_model(cd, config)
+    assert not {"tau_shock_loading", "shock_group_loading_raw"} & {rv.name for rv in model.free_RVs}
+    point = random_point(model, np.random.default_rng(5), 0.8)
+    params = _loaded_point(model, cd, point)
+    groups = category.week_size_groups(cd, 3)
+    np.testing.assert_allclose(params["shock_loading"], category.pilot_group_loadings(cd, groups)[groups])
+    assert potential_sum(model, point) == pytest.approx(np.nansum(category.pointwise_loglik(params, cd)), rel=1e-10)
+
+
 def test_shock_loadings_need_the_shock():
     with pytest.raises(ValueError, match="shock_loadings = true .* needs household_week_effect = true"):
         category.CategoryConfig(shock_loadings=True)
@@ -698,6 +753,8 @@ def test_shock_loadings_need_the_shock():
         category.CategoryConfig(household_week_effect=True, shock_loadings=True, shock_loading_groups=1)
     with pytest.raises(ValueError, match="shock_loading_groups = 3: .* with shock_loadings = true"):
         category.CategoryConfig(household_week_effect=True, shock_loading_groups=3)
+    with pytest.raises(ValueError, match="shock_loading_pilot = true .* shock_loading_groups >= 2"):
+        category.CategoryConfig(household_week_effect=True, shock_loadings=True, shock_loading_pilot=True)
 
 
 def test_expected_purchases_and_week_loglik_integrate_a_loaded_shock():

@@ -49,7 +49,9 @@ each trip as a Poisson process of rate ``exp(eta_hcw)``, so over the week
   group of categories with alike observed week-size slopes
   (:func:`week_size_groups`, a pilot of the data like the anchor order): the
   dense sum is then one matrix product G times as wide instead of an
-  ``(H, C, W)`` tensor.
+  ``(H, C, W)`` tensor. With ``shock_loading_pilot = true`` the G loadings
+  are not sampled but fixed at the pilot's values
+  (:func:`pilot_group_loadings`: a plug-in, approximate).
 
 - with ``trips_elasticity = true``, the exposure ``n_hw`` becomes
   ``n_hw^gamma`` (``gamma`` estimated, prior ``N(1, trips_elasticity_sigma)``;
@@ -168,6 +170,12 @@ class CategoryConfig:
         wide as the shared shock's, not a tensor. The grouping reads the data
         it is fitted to (a pilot, approximate: the intervals do not carry the
         grouping's uncertainty).
+    shock_loading_pilot
+        With ``shock_loading_groups``: fix the group loadings at the pilot's
+        values (:func:`pilot_group_loadings`) instead of sampling them. A
+        plug-in, approximate: the intervals of everything else condition on
+        loadings read off the data. It samples like the shared shock; the
+        sampled loadings did not finish warmup on the ``default`` households.
     trips_elasticity
         Estimate ``gamma`` in the exposure ``n_hw^gamma`` (off: ``gamma = 1``,
         the plain ``log(trips)`` offset).
@@ -195,6 +203,7 @@ class CategoryConfig:
     shock_loadings: bool = False
     shock_loading_sigma: float = 0.5
     shock_loading_groups: int = 0
+    shock_loading_pilot: bool = False
     trips_elasticity: bool = False
     trips_elasticity_sigma: float = 0.5
 
@@ -221,6 +230,9 @@ class CategoryConfig:
         if self.shock_loading_groups == 1 or (self.shock_loading_groups and not self.shock_loadings):
             raise ValueError(f"shock_loading_groups = {self.shock_loading_groups}: 0 (a loading per category) or "
                              ">= 2 groups, with shock_loadings = true")
+        if self.shock_loading_pilot and not self.shock_loading_groups:
+            raise ValueError("shock_loading_pilot = true fixes the loadings of groups of categories: "
+                             "it needs shock_loadings = true and shock_loading_groups >= 2")
         for name in ("intercept_sigma", "household_sigma", "loading_sigma", "week_sigma", "season_sigma", "value_sigma",
                      "household_week_sigma", "trips_elasticity_sigma", "season_scale_sigma", "shock_loading_sigma"):
             if not float(getattr(self, name)) > 0:
@@ -348,13 +360,17 @@ def _household_week_effect(cd: CategoryData, config: CategoryConfig):
     return pt.zeros(cd.trips.size)[visited].set(sigma * raw).reshape(cd.trips.shape)
 
 
-def _shock_loadings(config: CategoryConfig, groups: np.ndarray | None):
+def _shock_loadings(config: CategoryConfig, groups: np.ndarray | None, cd: CategoryData):
     """``(C,)`` ``lambda_c = exp(tau z_c)``, ``z`` zero-sum: each category's weight on the week's shock.
 
     With ``groups`` (``(C,)`` group of each category) ``z`` is one value per
-    group, zero-sum over groups. Also returns the loadings the dense sum
-    takes: the ``(G,)`` group loadings, or the per-category ones without groups.
+    group, zero-sum over groups; with ``shock_loading_pilot`` the group
+    loadings are the pilot's constants. Also returns the loadings the dense
+    sum takes: the ``(G,)`` group loadings, or the per-category ones without groups.
     """
+    if config.shock_loading_pilot:
+        fixed = pilot_group_loadings(cd, groups)
+        return pm.Deterministic("shock_loading", pt.as_tensor(fixed[groups]), dims="category"), pt.as_tensor(fixed)
     tau = pm.HalfNormal("tau_shock_loading", config.shock_loading_sigma)
     if groups is None:
         raw = pm.ZeroSumNormal("shock_loading_raw", sigma=1.0, dims="category")
@@ -402,12 +418,39 @@ def week_size_groups(cd: CategoryData, n_groups: int, *, min_cells: int = 30) ->
     n_c = cd.categories.size
     if not 2 <= n_groups <= n_c:
         raise ValueError(f"shock_loading_groups = {n_groups} needs between 2 and {n_c} (the categories) groups")
-    slope = week_size_slope(cd)
-    known = np.isfinite(slope) & (np.bincount(cd.cell_category, minlength=n_c) >= min_cells)
+    slope, known = _ranked_slopes(cd, min_cells)
     groups = np.full(n_c, n_groups // 2)
     rank = np.argsort(np.argsort(slope[known], kind="stable"), kind="stable")
     groups[known] = rank * n_groups // max(int(known.sum()), 1)
     return groups
+
+
+def _ranked_slopes(cd: CategoryData, min_cells: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`week_size_slope` and where it is ranked: finite, with at least ``min_cells`` purchased weeks."""
+    slope = week_size_slope(cd)
+    return slope, np.isfinite(slope) & (np.bincount(cd.cell_category, minlength=cd.categories.size) >= min_cells)
+
+
+def pilot_group_loadings(cd: CategoryData, groups: np.ndarray, *, min_cells: int = 30) -> np.ndarray:
+    """``(G,)`` plug-in shock loadings: each group's mean :func:`week_size_slope`, over their geometric mean.
+
+    The mean is over the group's ranked categories (as in
+    :func:`week_size_groups`). In the linearised model the slope is
+    proportional to the loading, so the ratios are the loadings'; dividing by
+    the geometric mean keeps ``sigma_household_week`` the shock's sd at the
+    loadings' geometric mean, as the sampled loadings' zero-sum does.
+    Approximate: the week's trips and season also tie a category to the
+    week's size, at loading 1, which pulls the ratios towards 1; ranking noisy
+    slopes pushes the outer groups apart.
+    """
+    slope, known = _ranked_slopes(cd, min_cells)
+    n_groups = int(groups.max()) + 1
+    means = np.array([slope[known & (groups == g)].mean() if (known & (groups == g)).any() else np.nan
+                      for g in range(n_groups)])
+    if not np.all(means > 0):
+        raise ValueError(f"shock_loading_pilot needs a positive mean week-size slope in every group, got "
+                         f"{np.round(means, 4).tolist()}: use fewer shock_loading_groups or sample the loadings")
+    return means / np.exp(np.log(means).mean())
 
 
 def _dense_expected(household_week, preference, category_week, loading, shock, group_mask=None):
@@ -595,7 +638,7 @@ def build_model(cd: CategoryData, config: CategoryConfig | None = None) -> pm.Mo
         # n^gamma = n exp((gamma - 1) log n): one more offset of the week
         curvature = ((pm.Normal("trips_elasticity", 1.0, config.trips_elasticity_sigma) - 1.0) * log_trips
                      if config.trips_elasticity else 0.0)
-        loading, dense_loading = _shock_loadings(config, groups) if config.shock_loadings else (None, None)
+        loading, dense_loading = _shock_loadings(config, groups, cd) if config.shock_loadings else (None, None)
         group_mask = None if groups is None else np.eye(n_groups)[groups]
         household_week = pm.Data("trips", cd.trips.astype(np.float64)) * pt.exp(
             u[:, None] + s[None, :] + curvature + (shock if loading is None else 0.0)
