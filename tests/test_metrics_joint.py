@@ -21,6 +21,7 @@ from bayes_retail.metrics.joint import (
     repeat_rates,
     visits_basket_correlation,
     week_size_correlations,
+    week_size_moments,
 )
 from bayes_retail.metrics.tables import MetricTables
 
@@ -92,6 +93,25 @@ def test_week_size_correlation_by_hand():
     # a household whose big weeks hold the category
     lines = [(9, 10 + w, p, 1, 1.0, 0.0, w) for w in (1, 2) for p in (1, 3, 4)] + [(9, 20, 3, 1, 1.0, 0.0, 3)]
     assert week_size_correlations(_prep(LINES + lines), ["A"])["A"] > 0
+
+
+def test_week_size_moments_equal_the_dense_centred_sums():
+    rng = np.random.default_rng(7)
+    n_h, n_c = 12, 5
+    household = np.sort(rng.integers(0, n_h - 1, 80))  # the last household has no visits
+    incidence = (rng.random((household.size, n_c)) < 0.4).astype(float)
+    incidence[:, 3] = 1.0  # bought on every visit: no variation
+    total = incidence.sum(axis=1) + rng.integers(0, 3, household.size)  # other categories outside the columns
+    visit, column = np.nonzero(incidence)
+    cross, own, others = week_size_moments(visit, column, total, household, n_h, n_c)
+    frame = pd.DataFrame(incidence).assign(h=household)
+    own_c = (frame.drop(columns="h") - frame.groupby("h").transform("mean")).to_numpy()
+    others_raw = total[:, None] - incidence
+    others_c = others_raw - pd.DataFrame(others_raw).groupby(household).transform("mean").to_numpy()
+    np.testing.assert_allclose(cross, (own_c * others_c).sum(axis=0), atol=1e-10)
+    np.testing.assert_allclose(own, (own_c**2).sum(axis=0), atol=1e-10)
+    np.testing.assert_allclose(others, (others_c**2).sum(axis=0), atol=1e-10)
+    assert own[3] == 0.0 and cross[3] == 0.0 and own.min() == 0.0 and np.all(own[[0, 1, 2, 4]] > 0.5)
 
 
 def test_visits_basket_correlation_needs_three_households_and_ranks_them():

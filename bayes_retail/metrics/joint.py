@@ -97,14 +97,22 @@ def _visit_of_purchases(prep: Prepared) -> np.ndarray:
     return np.searchsorted(visit_key, hcw_key)
 
 
-def _incidence(prep: Prepared, categories: list[str]) -> np.ndarray:
-    """``(visits, categories)`` 1 where the visit bought the category (a column of 0s for one never bought)."""
-    visit_of = _visit_of_purchases(prep)
+def _purchases_in(prep: Prepared, categories: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Visit index and position in ``categories`` of each purchase of one of ``categories``."""
     code = {name: c for c, name in enumerate(prep.category_names)}
-    incidence = np.zeros((prep.n_visits, len(categories)), dtype=np.float64)
+    column = np.full(len(prep.category_names), -1)
     for i, name in enumerate(categories):
         if name in code:
-            incidence[visit_of[prep.hcw_category == code[name]], i] = 1.0
+            column[code[name]] = i
+    keep = column[prep.hcw_category] >= 0
+    return _visit_of_purchases(prep)[keep], column[prep.hcw_category[keep]]
+
+
+def _incidence(prep: Prepared, categories: list[str]) -> np.ndarray:
+    """``(visits, categories)`` 1 where the visit bought the category (a column of 0s for one never bought)."""
+    visit_of, column = _purchases_in(prep, categories)
+    incidence = np.zeros((prep.n_visits, len(categories)), dtype=np.float64)
+    incidence[visit_of, column] = 1.0
     return incidence
 
 
@@ -165,35 +173,48 @@ def week_size_correlations(prep: Prepared, categories: list[str]) -> pd.Series:
     by every category makes these alike across categories. Indexed by
     category; NaN where either side has no variation within households.
     """
-    incidence = _incidence(prep, categories)
-    cross, own, others = week_size_moments(incidence, prep.visit_categories.astype(np.float64),
-                                           prep.visit_household, prep.n_households)
+    visit_of, column = _purchases_in(prep, categories)
+    cross, own, others = week_size_moments(visit_of, column, prep.visit_categories, prep.visit_household,
+                                           prep.n_households, len(categories))
     with np.errstate(invalid="ignore", divide="ignore"):
         corr = cross / np.sqrt(own * others)
     return pd.Series(corr, index=list(categories), name="week_size_correlation")
 
 
-def week_size_moments(incidence: np.ndarray, total: np.ndarray, household: np.ndarray,
-                      n_households: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def week_size_moments(purchase_visit: np.ndarray, purchase_column: np.ndarray, total: np.ndarray,
+                      household: np.ndarray, n_households: int,
+                      n_columns: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Within-household second moments of buying each category and the week's other categories.
 
-    ``incidence`` ``(visits, C)`` 0 / 1, ``total`` ``(visits,)`` the
-    categories each visit bought, ``household`` ``(visits,)`` its household
-    index. Both sides are centred on each household's visits; returns, per
-    category, the sums of ``own * others``, ``own**2`` and ``others**2``
-    (``others = total - own``): what :func:`week_size_correlations` and the
-    category stage's week-size slope are made of.
+    Sparse: ``purchase_visit`` and ``purchase_column`` list the (visit,
+    column) pairs where a visit bought a category (each pair once);
+    ``total`` ``(visits,)`` is the categories each visit bought, ``household``
+    ``(visits,)`` its household index. Both sides are centred on each
+    household's visits; returns, per column, the sums of ``own * others``,
+    ``own**2`` and ``others**2`` (``own`` the 0 / 1 purchase,
+    ``others = total - own``; all three 0 where a side does not vary): what :func:`week_size_correlations` and the
+    category stage's week-size slope are made of. Computed from per-household
+    sums (``sum (x - xbar)(y - ybar) = sum xy - n xbar ybar``), so no
+    ``(visits, columns)`` array is built.
     """
-    visits = np.maximum(np.bincount(household, minlength=n_households), 1).astype(np.float64)[:, None]
-
-    def centred(values: np.ndarray) -> np.ndarray:
-        sums = np.zeros((n_households, values.shape[1]))
-        np.add.at(sums, household, values)
-        return values - (sums / visits)[household]
-
-    own = centred(incidence)
-    others = centred(total[:, None] - incidence)
-    return (own * others).sum(axis=0), (own**2).sum(axis=0), (others**2).sum(axis=0)
+    total = np.asarray(total, dtype=np.float64)
+    visits = np.bincount(household, minlength=n_households).astype(np.float64)
+    inverse = np.divide(1.0, visits, out=np.zeros_like(visits), where=visits > 0)[:, None]
+    total_h = np.bincount(household, weights=total, minlength=n_households)[:, None]
+    square_h = np.bincount(household, weights=total**2, minlength=n_households)
+    own_h = np.zeros((n_households, n_columns))  # purchases per household and column
+    np.add.at(own_h, (household[purchase_visit], purchase_column), 1.0)
+    bought = np.bincount(purchase_column, minlength=n_columns).astype(np.float64)
+    with_total = np.bincount(purchase_column, weights=total[purchase_visit], minlength=n_columns)
+    others_h = total_h - own_h
+    cross = (with_total - bought) - (own_h * others_h * inverse).sum(axis=0)
+    own = bought - (own_h**2 * inverse).sum(axis=0)
+    others = (square_h.sum() - 2.0 * with_total + bought) - (others_h**2 * inverse).sum(axis=0)
+    # the differences of sums leave rounding where a side does not vary: make that an exact 0
+    tol = 1e-9 * max(float(household.size), 1.0)
+    own[own < tol], others[others < tol] = 0.0, 0.0
+    cross[(own == 0) | (others == 0)] = 0.0
+    return cross, own, others
 
 
 def repeat_rates(prep: Prepared) -> tuple[float, float]:

@@ -399,11 +399,11 @@ def week_size_slope(cd: CategoryData) -> np.ndarray:
     visited = np.flatnonzero(cd.trips.ravel() > 0)
     row = np.full(cd.trips.size, -1)
     row[visited] = np.arange(visited.size)
-    incidence = np.zeros((visited.size, cd.categories.size))
-    incidence[row[cd.cell_household * cd.trips.shape[1] + cd.cell_week], cd.cell_category] = 1.0
-    cross, _, others = week_size_moments(incidence, incidence.sum(axis=1), visited // cd.trips.shape[1],
-                                         cd.trips.shape[0])
-    rate = incidence.mean(axis=0)
+    visit_of = row[cd.cell_household * cd.trips.shape[1] + cd.cell_week]
+    n_c = cd.categories.size
+    cross, _, others = week_size_moments(visit_of, cd.cell_category, np.bincount(visit_of, minlength=visited.size),
+                                         visited // cd.trips.shape[1], cd.trips.shape[0], n_c)
+    rate = np.bincount(cd.cell_category, minlength=n_c) / visited.size
     with np.errstate(invalid="ignore", divide="ignore"):
         return cross / others / (-(1.0 - rate) * np.log1p(-rate))
 
