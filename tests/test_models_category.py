@@ -559,7 +559,8 @@ def test_trips_elasticity_likelihood_equals_the_row_level_bernoulli_with_the_exp
     point = random_point(model, np.random.default_rng(2), 0.5)
     params = {name: evaluate(model, point, model[name]) for name in ("b", "u", "f", "loadings", "s", "d")}
     grid = np.zeros(cd.trips.size)
-    grid[np.flatnonzero(cd.trips.ravel() > 0)] = (evaluate(model, point, model["sigma_household_week"])
+    grid[np.flatnonzero(cd.trips.ravel() > 0)] = (point["household_week_shock"] if "household_week_shock" in point
+                                                  else evaluate(model, point, model["sigma_household_week"])
                                                   * point["household_week_raw"])
     params.update(household_week=grid.reshape(cd.trips.shape),
                   trips_elasticity=float(evaluate(model, point, model["trips_elasticity"])))
@@ -616,7 +617,8 @@ def _loaded_point(model, cd, point):
     names = ("b", "u", "f", "loadings", "s", "d")
     params = {name: evaluate(model, point, model[name]) for name in names if name in model}
     grid = np.zeros(cd.trips.size)
-    grid[np.flatnonzero(cd.trips.ravel() > 0)] = (evaluate(model, point, model["sigma_household_week"])
+    grid[np.flatnonzero(cd.trips.ravel() > 0)] = (point["household_week_shock"] if "household_week_shock" in point
+                                                  else evaluate(model, point, model["sigma_household_week"])
                                                   * point["household_week_raw"])
     params.update(household_week=grid.reshape(cd.trips.shape),
                   shock_loading=evaluate(model, point, model["shock_loading"]))
@@ -731,12 +733,15 @@ def test_pilot_loadings_by_hand_and_their_error():
         category.pilot_group_loadings(cd, np.array([0, 1, 0]), min_cells=5)
 
 
-def test_pilot_shock_loadings_are_constants_and_keep_the_row_level_likelihood():
+@pytest.mark.parametrize("centred", [False, True])
+def test_pilot_shock_loadings_are_constants_and_keep_the_row_level_likelihood(centred):
     cd = _pilot_study(4.0, 1)
     config = category.CategoryConfig(household_week_effect=True, shock_loadings=True, shock_loading_groups=3,
-                                     shock_loading_pilot=True)
+                                     shock_loading_pilot=True, household_week_centred=centred)
     model = category.build_model(cd, config)
-    assert not {"tau_shock_loading", "shock_group_loading_raw"} & {rv.name for rv in model.free_RVs}
+    free = {rv.name for rv in model.free_RVs}
+    assert not {"tau_shock_loading", "shock_group_loading_raw"} & free
+    assert ("household_week_shock" in free) == centred and ("household_week_raw" in free) != centred
     point = random_point(model, np.random.default_rng(5), 0.8)
     params = _loaded_point(model, cd, point)
     groups = category.week_size_groups(cd, 3)
@@ -753,6 +758,8 @@ def test_shock_loadings_need_the_shock():
         category.CategoryConfig(household_week_effect=True, shock_loadings=True, shock_loading_groups=1)
     with pytest.raises(ValueError, match="shock_loading_groups = 3: .* with shock_loadings = true"):
         category.CategoryConfig(household_week_effect=True, shock_loading_groups=3)
+    with pytest.raises(ValueError, match="household_week_centred = true .* needs household_week_effect = true"):
+        category.CategoryConfig(household_week_centred=True)
     with pytest.raises(ValueError, match="shock_loading_pilot = true .* shock_loading_groups >= 2"):
         category.CategoryConfig(household_week_effect=True, shock_loadings=True, shock_loading_pilot=True)
 

@@ -154,6 +154,11 @@ class CategoryConfig:
         (non-centred), shared by every category of that week.
     household_week_sigma
         Prior scale of ``sigma_household_week`` (HalfNormal).
+    household_week_centred
+        Sample the shocks centred, ``e_hw ~ N(0, sigma_household_week)``,
+        instead of ``sigma_household_week * N(0, 1)``: each shock is informed
+        by every category of its week, which favours the centred form when
+        the loadings make the week's categories disagree about it.
     shock_loadings
         With ``household_week_effect``: category c takes the week's shock as
         ``lambda_c e_hw``, log-loadings zero-sum over categories with sd
@@ -200,6 +205,7 @@ class CategoryConfig:
     value_draws: int = 1
     household_week_effect: bool = False
     household_week_sigma: float = 1.0
+    household_week_centred: bool = False
     shock_loadings: bool = False
     shock_loading_sigma: float = 0.5
     shock_loading_groups: int = 0
@@ -224,6 +230,9 @@ class CategoryConfig:
         if draws > 1 and not self.category_value:
             raise ValueError(f"value_draws = {draws} pools product draws of the category value: "
                              "it needs category_value = true")
+        if self.household_week_centred and not self.household_week_effect:
+            raise ValueError("household_week_centred = true parametrises the household-week shock: "
+                             "it needs household_week_effect = true")
         if self.shock_loadings and not self.household_week_effect:
             raise ValueError("shock_loadings = true weights the household-week shock by category: "
                              "it needs household_week_effect = true")
@@ -353,11 +362,14 @@ def coords(cd: CategoryData, rank: int) -> dict:
 
 
 def _household_week_effect(cd: CategoryData, config: CategoryConfig):
-    """``(H, W)`` ``e_hw``: non-centred normal shocks on the visited household-weeks, 0 elsewhere."""
+    """``(H, W)`` ``e_hw``: normal shocks on the visited household-weeks (non-centred by default), 0 elsewhere."""
     visited = np.flatnonzero(cd.trips.ravel() > 0)
     sigma = pm.HalfNormal("sigma_household_week", config.household_week_sigma)
-    raw = pm.Normal("household_week_raw", 0.0, 1.0, dims="household_week")
-    return pt.zeros(cd.trips.size)[visited].set(sigma * raw).reshape(cd.trips.shape)
+    if config.household_week_centred:
+        shock = pm.Normal("household_week_shock", 0.0, sigma, dims="household_week")
+    else:
+        shock = sigma * pm.Normal("household_week_raw", 0.0, 1.0, dims="household_week")
+    return pt.zeros(cd.trips.size)[visited].set(shock).reshape(cd.trips.shape)
 
 
 def _shock_loadings(config: CategoryConfig, groups: np.ndarray | None, cd: CategoryData):

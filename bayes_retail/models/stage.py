@@ -568,7 +568,7 @@ def run_category_stage(
         documents={SUMMARY_FILENAME: summary, PRIOR_CHECK_FILENAME: prior_check},
         say=say,
         float32=True,
-        drop_vars=("d_raw", "household_week_raw", "season_scale_raw"),  # d is stored whole; the shocks: one per visited household-week
+        drop_vars=("d_raw", "household_week_raw", "household_week_shock", "season_scale_raw"),  # d is stored whole; the shocks: one per visited household-week
     )
     return summary
 
