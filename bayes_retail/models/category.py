@@ -36,7 +36,8 @@ each trip as a Poisson process of rate ``exp(eta_hcw)``, so over the week
   posterior: the category stage does not feed back into the product stage).
 
 - with ``household_week_effect = true``, ``+ e_hw``, ``e_hw ~ N(0,
-  sigma_household_week)`` for every visited household-week (non-centred): a
+  sigma_household_week)`` for every visited household-week (non-centred;
+  centred with ``household_week_centred = true``): a
   shock shared by all categories of one week's shopping ("big shop" against
   "top-up" weeks), which the other terms cannot make (they vary by household,
   by week or by category-week, never by household-week). Its draws are left
