@@ -180,8 +180,8 @@ class CategoryConfig:
         With ``shock_loading_groups``: fix the group loadings at the pilot's
         values (:func:`pilot_group_loadings`) instead of sampling them. A
         plug-in, approximate: the intervals of everything else condition on
-        loadings read off the data. It samples like the shared shock; the
-        sampled loadings did not finish warmup on the ``default`` households.
+        loadings read off the data. Neither this nor the sampled loadings
+        finished warmup on the ``default`` households (docs/models/category.md).
     trips_elasticity
         Estimate ``gamma`` in the exposure ``n_hw^gamma`` (off: ``gamma = 1``,
         the plain ``log(trips)`` offset).
@@ -458,8 +458,9 @@ def pilot_group_loadings(cd: CategoryData, groups: np.ndarray, *, min_cells: int
     """
     slope, known = _ranked_slopes(cd, min_cells)
     n_groups = int(groups.max()) + 1
-    means = np.array([slope[known & (groups == g)].mean() if (known & (groups == g)).any() else np.nan
-                      for g in range(n_groups)])
+    with np.errstate(invalid="ignore"):  # a group without ranked categories: NaN, refused below
+        means = (np.bincount(groups[known], weights=slope[known], minlength=n_groups)
+                 / np.bincount(groups[known], minlength=n_groups))
     if not np.all(means > 0):
         raise ValueError(f"shock_loading_pilot needs a positive mean week-size slope in every group, got "
                          f"{np.round(means, 4).tolist()}: use fewer shock_loading_groups or sample the loadings")
